@@ -1,0 +1,32 @@
+# make test  — set up .venv (first time, or when pyproject.toml/constraints.txt change) and run the tests
+# make demo  — set up .venv and run the demo pipeline into out/demo/
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch is pinned to the local CPU build through constraints.txt: never resolve it unconstrained.
+PIP    := $(BIN)/python -m pip install --quiet --progress-bar off --constraint constraints.txt
+
+.PHONY: test demo lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-demo: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e ".[export,ort,images]"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e ".[export,ort,images,dev]"
+	touch $@
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+demo: $(VENV)/.installed-demo
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

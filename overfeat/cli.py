@@ -1,0 +1,145 @@
+"""The ``overfeat`` command line.
+
+Each verb parses its arguments here and calls one library function; heavy libraries are
+imported by the verb that needs them. A user mistake prints one line,
+``overfeat: error: ...``, and exits with code 2; a failed check exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from overfeat import __version__
+from overfeat.errors import InputError, OverfeatError
+from overfeat.geometry import ARCHS, parse_size
+from overfeat.metadata import HEADS
+from overfeat.progress import Progress
+
+
+def _heads(text: str) -> tuple[str, ...]:
+    heads = tuple(h.strip() for h in text.split(",") if h.strip())
+    unknown = [h for h in heads if h not in HEADS]
+    if unknown or not heads:
+        raise argparse.ArgumentTypeError(f"unknown head {unknown[0] if unknown else text!r}: expected a comma-separated list of {', '.join(HEADS)}")
+    return heads
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple(parse_size(s) for s in text.split(",") if s.strip())
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _batch(text: str) -> int | None:
+    if text == "dynamic":
+        return None
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"got {text!r}, expected 'dynamic' or a positive integer")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive integer")
+    return value
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint (or a random model) to ONNX, parity-checked")
+    p.add_argument("--arch", required=True, choices=sorted(ARCHS), help="network: fast or accurate")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="trained weights: .pt/.pth state_dict or .safetensors")
+    source.add_argument("--random-init", action="store_true", help="random weights (for tests and speed benchmarks)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random-init and of the parity inputs (default 0)")
+    p.add_argument("--num-classes", type=_positive_int, default=1000, help="number of classes C (default 1000)")
+    p.add_argument("--heads", type=_heads, default=("cls",), help="comma-separated heads: cls, loc, det (default cls)")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0, the paper's network)")
+    p.add_argument("--shared-box", action="store_true", help="the regressor predicts 4 shared numbers instead of 4 per class")
+    p.add_argument("--coarse", action="store_true", help="export the coarse map (no pooling offsets; stride 36 / 32)")
+    p.add_argument("--classes", help="class names, one per line (default class_0 ...)")
+    p.add_argument("--output", required=True, help="the ONNX file to write")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--batch", type=_batch, default=None, help="'dynamic' (default) or a fixed batch size")
+    p.add_argument("--check-sizes", type=_sizes, default=None, help="extra HxW sizes for the parity check (default 300x333,257x421)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest relative error accepted by the parity check (default 1e-4)")
+    p.add_argument("--report", help="parity report JSON (default: <output>.parity.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from overfeat.fileio import check_output_path
+    from overfeat.metadata import read_class_names
+
+    check_output_path(args.output, "output model")
+    classes = read_class_names(args.classes, args.num_classes) if args.classes else None
+    progress = Progress(enabled=not args.quiet)
+    with progress.step("loading PyTorch"):
+        from overfeat.export import DEFAULT_CHECK_SIZES, build_model, export_onnx, load_checkpoint
+    model = build_model(
+        args.arch, args.num_classes, args.heads, args.width,
+        loc_per_class=not args.shared_box, fine_stride=not args.coarse, seed=args.seed,
+    )
+    if args.checkpoint:
+        with progress.step(f"loading {args.checkpoint}"):
+            load_checkpoint(model, args.checkpoint)
+    report = export_onnx(
+        model, args.output, classes=classes, opset=args.opset, batch=args.batch,
+        check_sizes=args.check_sizes if args.check_sizes is not None else DEFAULT_CHECK_SIZES,
+        tolerance=args.tolerance, report_path=args.report, seed=args.seed, progress=progress,
+    )
+    print(report.table())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="print an ONNX model's metadata, inputs, outputs and map sizes")
+    p.add_argument("model", help="an ONNX file written by 'overfeat export'")
+    p.set_defaults(func=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from overfeat.inspect_model import inspect_onnx
+
+    print(inspect_onnx(args.model).report())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="overfeat", description="Export, build and run OverFeat networks.")
+    parser.add_argument("--version", action="version", version=f"overfeat {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    _add_export(sub)
+    _add_inspect(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OverfeatError as exc:
+        print(f"overfeat: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ModuleNotFoundError as exc:
+        print(f"overfeat: error: '{args.verb}' needs the package {exc.name!r}, which is not installed: "
+              f"pip install 'overfeat[{_EXTRA.get(exc.name or '', 'export')}]'", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("overfeat: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+_EXTRA = {"onnxruntime": "ort", "torch": "export", "onnx": "export", "onnxscript": "export", "safetensors": "export"}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Importing the lightweight packages pulls in no heavy library."""
+
+import json
+import subprocess
+import sys
+
+HEAVY = ["torch", "onnx", "onnxruntime", "tensorrt", "polygraphy", "cuda", "PIL", "matplotlib", "safetensors"]
+LIGHT = ["overfeat", "overfeat.cli", "overfeat.geometry", "overfeat.metadata", "overfeat.fileio", "overfeat.progress",
+         "overfeat.inspect_model", "overfeat.runtime", "overfeat.engines", "overfeat.calibration"]
+
+
+def test_light_modules_import_no_heavy_library():
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {LIGHT!r}: importlib.import_module(name)\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
