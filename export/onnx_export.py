@@ -126,6 +126,7 @@ def export_onnx(
             program = _torch_export(model, meta, opset, batch)
             for key, value in meta.to_props().items():
                 program.model.metadata_props[key] = value
+            _name_map_axes(program.model)
             program.save(str(tmp), external_data=False)
         with progress.step("checking the ONNX graph"):
             try:
@@ -193,6 +194,16 @@ def _torch_export(model: OverFeat, meta: ModelMeta, opset: int, batch: int | Non
             )
     except Exception as exc:
         raise BuildError(f"torch.onnx.export failed: {exc}\n{chatter.getvalue()[-2000:]}") from exc
+
+
+def _name_map_axes(model) -> None:
+    """Name the outputs' spatial axes ``map_height``/``map_width`` instead of the exporter's
+    arithmetic expressions (the exact sizes come from the ``overfeat.geometry`` metadata)."""
+    import onnx_ir as ir
+
+    for value in model.graph.outputs:
+        dims = list(value.shape)
+        value.shape = ir.Shape([*dims[:2], "map_height", "map_width"])
 
 
 def _parity(model: OverFeat, path: Path, sizes: Sequence[Size], batch: int, seed: int, progress: Progress) -> list[ParityRow]:
