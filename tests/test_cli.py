@@ -30,6 +30,7 @@ def _error(capsys, argv):
 @pytest.fixture
 def checkpoint(tmp_path):
     import torch
+
     from overfeat.export import build_model
 
     path = tmp_path / "ckpt.pt"
