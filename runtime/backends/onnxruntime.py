@@ -1,0 +1,70 @@
+"""ONNX Runtime backend: one session, dynamic shapes, execution providers configurable.
+
+The CPU provider is the default. With onnxruntime-gpu installed, pass
+``providers=["CUDAExecutionProvider", "CPUExecutionProvider"]`` (or TensorRT's provider).
+``InferenceSession.run`` is safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from overfeat.errors import BackendError, InputError, ModelError
+from overfeat.metadata import INPUT_NAME, ModelMeta
+
+
+class OnnxRuntimeBackend:
+    def __init__(self, path: str, providers: Sequence[str] | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.source = path
+        available = ort.get_available_providers()
+        providers = list(providers) if providers else ["CPUExecutionProvider"]
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise BackendError(f"execution provider {missing[0]} is not available in this onnxruntime; available: {', '.join(available)}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(path, options, providers=providers)
+        except Exception as exc:
+            raise ModelError(f"model {path} could not be loaded by ONNX Runtime ({str(exc).splitlines()[0][:200]})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.meta = ModelMeta.from_props(props, source=path)
+        check_io(self.meta, path, [(i.name, i.shape) for i in self.session.get_inputs()], [(o.name, o.shape) for o in self.session.get_outputs()])
+        self._outputs = self.meta.output_names
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        image = feeds.get(INPUT_NAME)
+        if not isinstance(image, np.ndarray) or image.dtype != np.float32 or image.ndim != 4 or image.shape[1] != 3:
+            got = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise InputError(f"input {INPUT_NAME!r}: got {got}, expected float32 [N, 3, H, W]")
+        try:
+            values = self.session.run(list(self._outputs), {INPUT_NAME: image})
+        except Exception as exc:
+            raise BackendError(f"ONNX Runtime failed on {self.source} with input {list(image.shape)}: {str(exc).splitlines()[0][:200]}") from None
+        return dict(zip(self._outputs, values, strict=True))
+
+    def close(self) -> None:
+        self.session = None
+
+
+def check_io(meta: ModelMeta, source: str, inputs: list[tuple[str, list]], outputs: list[tuple[str, list]]) -> None:
+    """Refuse a model whose inputs or outputs do not match its metadata."""
+    if [name for name, _ in inputs] != [INPUT_NAME]:
+        raise ModelError(f"model {source} has inputs {[n for n, _ in inputs]}, expected one input {INPUT_NAME!r}")
+    shapes = dict(outputs)
+    for name, channels in meta.output_channels().items():
+        if name not in shapes:
+            raise ModelError(f"model {source}: metadata heads {list(meta.heads)} need output {name!r}, the graph has {sorted(shapes)}")
+        shape = shapes[name]
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != channels):
+            raise ModelError(f"model {source}: output {name!r} has shape {shape}, expected [N, {channels}, h, w] from the metadata")

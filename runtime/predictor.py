@@ -1,0 +1,236 @@
+"""Multi-scale classification, localization and detection above any backend, in NumPy.
+
+``Predictor.from_path("model.onnx")`` (ONNX Runtime) or ``Predictor.from_path("engines/
+manifest.json")`` (TensorRT). Each call runs the pyramid (each scale as one batch of the image
+and its mirror), then:
+
+- ``classify``: per class, the spatial maximum of each scale's score map, the mean over scales
+  and flips, then a softmax.
+- ``localize``: per scale, the top-k classes by their best per-location probability (softmax
+  over classes at each location); for each, the regressor box at every location with that
+  probability as its confidence; greedy merge (:mod:`overfeat.runtime.merge`).
+- ``detect``: per location, a softmax over the C classes and background; every location and
+  class with probability ≥ ``score_threshold`` gives a candidate box; greedy merge
+  (accumulated scores, as the paper) or NMS.
+
+A Predictor keeps no per-call state: it may be called from several threads at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from overfeat.errors import InputError, ModelError
+from overfeat.metadata import INPUT_NAME, ModelMeta
+
+from .backends import Backend, create_backend
+from .boxes import decode_boxes, nms
+from .image import DEFAULT_MAX_PIXELS, as_rgb, load_image
+from .merge import MergeConfig, greedy_merge
+from .pyramid import PyramidSpec, Scale, make_batch, pyramid_sizes, scales
+from .results import BoxResult, ClassScore, Result
+
+ImageInput = str | os.PathLike | np.ndarray
+
+
+@dataclass(frozen=True)
+class ScaleMaps:
+    """The dense outputs of one scale: each [B, C, h, w], B = 2 with the mirror, else 1."""
+
+    scale: Scale
+    outputs: dict[str, np.ndarray]
+
+
+class Predictor:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        pyramid: PyramidSpec = "paper",
+        flip: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        merge: MergeConfig = MergeConfig(),
+    ) -> None:
+        self.backend, self.flip, self.max_pixels, self.merge_config = backend, bool(flip), max_pixels, merge
+        self.pyramid = pyramid
+        pyramid_sizes(pyramid, self.meta, (self.meta.window, self.meta.window + 1))  # validate now
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike, backend: str | None = None, *, providers=None, **kwargs) -> Predictor:
+        """Open an ONNX file (ONNX Runtime) or an engine manifest (TensorRT)."""
+        options = {"providers": providers} if providers else {}
+        return cls(create_backend(path, backend, **options), **kwargs)
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self.backend.meta
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- inputs and dense maps
+
+    def load(self, image: ImageInput) -> tuple[np.ndarray, str | None]:
+        """An image path or array → (RGB array [H, W, 3], source name or None)."""
+        if isinstance(image, (str, os.PathLike)):
+            return load_image(image, self.max_pixels), str(image)
+        return as_rgb(image, self.max_pixels), None
+
+    def dense(self, image: np.ndarray, timings: dict[str, float] | None = None) -> list[ScaleMaps]:
+        """Run every pyramid scale on an RGB array; the dense maps per scale."""
+        timings = timings if timings is not None else {}
+        maps = []
+        for scale in scales(self.pyramid, self.meta, image.shape[:2]):
+            with _timed(timings, "preprocess"):
+                batch = make_batch(image, scale.size, self.meta, self.flip)
+            with _timed(timings, "inference"):
+                outputs = self.backend.run({INPUT_NAME: batch})
+            expected = self.meta.map_size(scale.size)
+            for name, value in outputs.items():
+                if value.shape[0] != len(batch) or tuple(value.shape[-2:]) != expected:
+                    raise ModelError(f"model {self.backend.source}: output {name!r} is {list(value.shape)} at {scale.size}, the metadata geometry gives a {expected} map")
+            maps.append(ScaleMaps(scale, outputs))
+        return maps
+
+    # ---------------------------------------------------------------- tasks
+
+    def classify(self, image: ImageInput, top_k: int = 5) -> Result:
+        self._need("classify", "cls")
+        _check_top_k(top_k)
+        array, source = self.load(image)
+        timings: dict[str, float] = {}
+        maps = self.dense(array, timings)
+        with _timed(timings, "decode"):
+            classes = self._classification(maps, top_k)
+        return self._result("classify", source, array, maps, timings, classes=classes)
+
+    def localize(self, image: ImageInput, top_k: int = 5, max_boxes: int | None = None) -> Result:
+        """Ranked merged boxes (at most ``max_boxes``, default ``top_k``) with their classes."""
+        self._need("localize", "cls", "loc")
+        _check_top_k(top_k)
+        array, source = self.load(image)
+        timings: dict[str, float] = {}
+        maps = self.dense(array, timings)
+        with _timed(timings, "decode"):
+            classes = self._classification(maps, top_k)
+            boxes, scores, labels = self._localization_candidates(maps, top_k)
+        with _timed(timings, "merge"):
+            merged = greedy_merge(boxes, scores, labels, self.merge_config)
+        found = self._boxes(merged.boxes, merged.scores, merged.classes, merged.counts)[: max_boxes or top_k]
+        return self._result("localize", source, array, maps, timings, classes=classes, boxes=found)
+
+    def detect(self, image: ImageInput, score_threshold: float = 0.5, method: str = "merge", iou_threshold: float = 0.5) -> Result:
+        """Boxes of every class whose per-location probability reaches ``score_threshold``."""
+        self._need("detect", "det", "loc")
+        if method not in ("merge", "nms"):
+            raise InputError(f"detection method {method!r}: expected 'merge' or 'nms'")
+        if not 0 <= score_threshold <= 1:
+            raise InputError(f"score_threshold must be within 0..1, got {score_threshold!r}")
+        array, source = self.load(image)
+        timings: dict[str, float] = {}
+        maps = self.dense(array, timings)
+        with _timed(timings, "decode"):
+            boxes, scores, labels = self._detection_candidates(maps, score_threshold)
+        with _timed(timings, "merge"):
+            if method == "merge":
+                merged = greedy_merge(boxes, scores, labels, self.merge_config)
+                found = self._boxes(merged.boxes, merged.scores, merged.classes, merged.counts)
+            else:
+                keep = np.concatenate([np.flatnonzero(labels == c)[nms(boxes[labels == c], scores[labels == c], iou_threshold)] for c in np.unique(labels)]) if len(labels) else np.zeros(0, int)
+                keep = keep[np.lexsort((keep, -scores[keep]))]
+                found = self._boxes(boxes[keep], scores[keep], labels[keep], np.ones(len(keep), int))
+        return self._result("detect", source, array, maps, timings, boxes=found)
+
+    # ---------------------------------------------------------------- decoding
+
+    def _classification(self, maps: list[ScaleMaps], top_k: int) -> tuple[ClassScore, ...]:
+        per_view = [m.outputs["scores"].max(axis=(2, 3)) for m in maps]  # each [B, C]
+        mean = np.concatenate(per_view).astype(np.float64).mean(axis=0)
+        probs = _softmax(mean, axis=0)
+        order = np.lexsort((np.arange(len(probs)), -probs))[:top_k]
+        return tuple(ClassScore(int(c), self.meta.classes[c], float(probs[c])) for c in order)
+
+    def _localization_candidates(self, maps: list[ScaleMaps], top_k: int):
+        boxes, scores, labels = [], [], []
+        for m in maps:
+            probs = _softmax(m.outputs["scores"].astype(np.float64), axis=1)  # [B, C, h, w]
+            best = probs.max(axis=(0, 2, 3))
+            for c in np.lexsort((np.arange(len(best)), -best))[:top_k]:
+                for b in range(len(probs)):
+                    decoded = decode_boxes(self._box_maps(m.outputs["boxes"][b], c), self.meta, m.scale, flipped=b == 1)
+                    boxes.append(decoded.reshape(-1, 4))
+                    scores.append(probs[b, c].reshape(-1))
+                    labels.append(np.full(probs[b, c].size, c))
+        return _stack(boxes, scores, labels)
+
+    def _detection_candidates(self, maps: list[ScaleMaps], threshold: float):
+        background = self.meta.background_index
+        boxes, scores, labels = [], [], []
+        for m in maps:
+            probs = _softmax(m.outputs["det_scores"].astype(np.float64), axis=1)  # [B, C+1, h, w]
+            for b, c in zip(*np.nonzero((probs >= threshold).any(axis=(2, 3))), strict=True):
+                if c == background:
+                    continue
+                where = probs[b, c] >= threshold
+                decoded = decode_boxes(self._box_maps(m.outputs["boxes"][b], c), self.meta, m.scale, flipped=b == 1)
+                boxes.append(decoded[where])
+                scores.append(probs[b, c][where])
+                labels.append(np.full(int(where.sum()), c))
+        return _stack(boxes, scores, labels)
+
+    def _box_maps(self, boxes: np.ndarray, c: int) -> np.ndarray:
+        """The 4 regressor maps of class c ([4, h, w]); a shared regressor has only 4 channels."""
+        return boxes[4 * c : 4 * c + 4] if self.meta.box_per_class else boxes[:4]
+
+    def _boxes(self, boxes, scores, labels, counts) -> tuple[BoxResult, ...]:
+        names = self.meta.classes
+        return tuple(
+            BoxResult(int(c), names[int(c)], float(s), tuple(float(v) for v in box), int(n))
+            for box, s, c, n in zip(boxes, scores, labels, counts, strict=True)
+        )
+
+    def _need(self, task: str, *heads: str) -> None:
+        missing = [h for h in heads if h not in self.meta.heads]
+        if missing:
+            raise ModelError(f"{task} needs the heads {list(heads)}; model {self.backend.source} has {list(self.meta.heads)}")
+
+    def _result(self, task, source, array, maps, timings, classes=(), boxes=()) -> Result:
+        return Result(task, source, array.shape[:2], tuple(m.scale.size for m in maps), self.flip, classes, boxes, timings)
+
+
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _stack(boxes, scores, labels):
+    if not boxes:
+        return np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels).astype(np.int64)
+
+
+def _check_top_k(top_k: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
+

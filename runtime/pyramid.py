@@ -1,0 +1,88 @@
+"""Multi-scale pyramids and the batch each scale runs as.
+
+A pyramid is a list of input sizes (H, W). Each scale resizes the whole image to exactly that
+size (both axes scaled independently) with :func:`overfeat.runtime.image.resize`.
+
+- ``"paper"``: the model's six sizes (``overfeat.pyramid``), oriented to the image: a portrait
+  image (taller than wide) gets each size transposed.
+- ``"aspect"``: the paper sizes' short sides (245, 281, … for the accurate model), the long
+  side following the image's aspect ratio, so nothing is distorted.
+- an integer N (1–6): N of the oriented paper sizes, evenly spaced from the smallest to the
+  largest (N = 1 takes the middle one, 317×389 for the accurate model).
+- a list of (H, W): used as given.
+
+Every size is at least the model's window, so small images are upscaled. Each scale's batch is
+the image and, unless ``flip`` is off, its horizontal mirror: [2, 3, H, W] float32, normalised
+with the model's mean and std.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from overfeat.errors import InputError
+from overfeat.metadata import ModelMeta
+
+from .image import resize
+
+PyramidSpec = str | int | Sequence[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One pyramid level: input size and the resize factors from the original image."""
+
+    size: tuple[int, int]  # (H, W) fed to the network
+    factor: tuple[float, float]  # (H / image height, W / image width)
+
+
+def pyramid_sizes(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """The input sizes for an image of ``image_size`` (height, width)."""
+    h, w = image_size
+    portrait = h > w
+    paper = [(b, a) if portrait else (a, b) for a, b in meta.pyramid]
+    if isinstance(spec, str):
+        if spec == "paper":
+            sizes = paper
+        elif spec == "aspect":
+            sizes = []
+            for size in meta.pyramid:
+                short = min(size)
+                long = max(short, round(short * max(h, w) / min(h, w)))
+                sizes.append((long, short) if portrait else (short, long))
+        else:
+            raise InputError(f"unknown pyramid {spec!r}: expected 'paper', 'aspect', a number of scales or a list of HxW sizes")
+    elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        if not 1 <= spec <= len(paper):
+            raise InputError(f"pyramid of {spec} scales: expected 1 to {len(paper)}")
+        picks = [len(paper) // 2] if spec == 1 else np.round(np.linspace(0, len(paper) - 1, spec)).astype(int).tolist()
+        sizes = [paper[i] for i in picks]
+    else:
+        try:
+            sizes = [(int(a), int(b)) for a, b in spec]
+        except (TypeError, ValueError):
+            raise InputError(f"bad pyramid {spec!r}: expected 'paper', 'aspect', a number of scales or a list of (H, W)") from None
+        if not sizes:
+            raise InputError("the pyramid is empty: give at least one size")
+    smallest = min(a for size in sizes for a in size)
+    if smallest < meta.window:
+        raise InputError(f"pyramid size {sizes} has a side of {smallest}, below the model's {meta.window}-pixel window")
+    return sizes
+
+
+def scales(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int]) -> list[Scale]:
+    h, w = image_size
+    return [Scale(size, (size[0] / h, size[1] / w)) for size in pyramid_sizes(spec, meta, image_size)]
+
+
+def make_batch(image: np.ndarray, size: tuple[int, int], meta: ModelMeta, flip: bool) -> np.ndarray:
+    """Resize image [H, W, 3] to ``size`` and normalise: [2 or 1, 3, h, w] float32 (image, mirror)."""
+    resized = resize(image, size)
+    mean = np.asarray(meta.mean, dtype=np.float32)
+    inv_std = (1.0 / np.asarray(meta.std, dtype=np.float64)).astype(np.float32)
+    chw = ((resized - mean) * inv_std).transpose(2, 0, 1)
+    batch = np.stack([chw, chw[:, :, ::-1]]) if flip else chw[None]
+    return np.ascontiguousarray(batch, dtype=np.float32)
