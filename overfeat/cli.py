@@ -8,6 +8,7 @@ imported by the verb that needs them. A user mistake prints one line,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -113,12 +114,103 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pyramid(text: str):
+    if text in ("paper", "aspect"):
+        return text
+    if text.isdigit():
+        return int(text)
+    return _sizes(text)
+
+
+def _add_infer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infer", help="classify, localize or detect objects in images")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--model", required=True, help="an exported ONNX file, or an engine manifest.json")
+    p.add_argument("--task", choices=("classify", "localize", "detect"), default="classify")
+    p.add_argument("--top-k", type=_positive_int, default=5, help="classes considered (classify, localize; default 5)")
+    p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
+    p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
+    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default=None, help="default: from the model file type")
+    p.add_argument("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (default CPU)")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="detect: least per-location probability (default 0.5)")
+    p.add_argument("--nms", action="store_true", help="detect: non-maximum suppression instead of greedy merge")
+    p.add_argument("--merge-threshold", type=float, default=None, help="greedy merge: largest dissimilarity that still merges (default 0.5)")
+    p.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 64,000,000)")
+    p.add_argument("--json", help="write all results to this JSON file")
+    p.add_argument("--draw", metavar="DIR", help="write each image with its results as a PNG into DIR")
+    p.set_defaults(func=_run_infer)
+
+
+def _run_infer(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from overfeat.fileio import check_output_path, write_json
+    from overfeat.runtime import MergeConfig, Predictor
+    from overfeat.runtime.draw import draw
+    from overfeat.runtime.image import DEFAULT_MAX_PIXELS
+
+    if args.json:
+        check_output_path(args.json, "--json")
+    if args.draw and not Path(args.draw).is_dir():
+        raise InputError(f"--draw {args.draw}: directory does not exist; create it first")
+    merge = MergeConfig() if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold)
+    providers = args.providers.split(",") if args.providers else None
+    predictor = Predictor.from_path(
+        args.model, args.backend, providers=providers, pyramid=args.pyramid, flip=not args.no_flip,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, merge=merge,
+    )
+    results, failed = [], []
+    progress = Progress(enabled=len(args.images) > 1)
+    for number, image in enumerate(progress.track(args.images, "images"), 1):
+        try:
+            array, source = predictor.load(image)
+            if args.task == "classify":
+                result = predictor.classify(array, top_k=args.top_k)
+            elif args.task == "localize":
+                result = predictor.localize(array, top_k=args.top_k)
+            else:
+                result = predictor.detect(array, args.score_threshold, "nms" if args.nms else "merge")
+            result = dataclasses.replace(result, image=source)
+        except OverfeatError as exc:
+            print(f"overfeat: error: {exc}", file=sys.stderr)
+            failed.append(image)
+            continue
+        results.append(result)
+        print(_table(result))
+        if args.draw:
+            stem = Path(image).stem
+            drawn = draw(array, result, Path(args.draw) / f"{number:03d}_{stem}.png")
+            print(f"  drawn: {drawn}")
+    if args.json:
+        write_json(args.json, {"model": args.model, "task": args.task, "results": [r.to_dict() for r in results], "failed": failed})
+        print(f"wrote {args.json}")
+    if failed:
+        print(f"overfeat: {len(failed)} of {len(args.images)} images failed: {', '.join(failed)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _table(result) -> str:
+    lines = [f"{result.image}  ({result.size[1]}x{result.size[0]}, {len(result.scales)} scales{', flip' if result.flip else ''})"]
+    if result.task == "classify":
+        lines += [f"  {rank}. {c.name:<20} {c.score:8.4f}" for rank, c in enumerate(result.classes, 1)]
+    elif not result.boxes:
+        lines.append("  no boxes")
+    for b in result.boxes[:20]:
+        box = ", ".join(f"{v:7.1f}" for v in b.box)
+        lines.append(f"  {b.name:<20} {b.score:9.3f}  [{box}]  {b.members:>4} merged")
+    if len(result.boxes) > 20:
+        lines.append(f"  ... {len(result.boxes) - 20} more boxes (all in --json)")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="overfeat", description="Export, build and run OverFeat networks.")
     parser.add_argument("--version", action="version", version=f"overfeat {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_export(sub)
     _add_inspect(sub)
+    _add_infer(sub)
     return parser
 
 
@@ -136,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("overfeat: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a command that stopped reading (head, less)
+        sys.stderr.close()
+        return 0
 
 
 _EXTRA = {"onnxruntime": "ort", "torch": "export", "onnx": "export", "onnxscript": "export", "safetensors": "export"}

@@ -25,7 +25,8 @@ def decode_boxes(encoded: np.ndarray, meta: ModelMeta, scale: Scale, flipped: bo
     encoded: ndarray[4, h, w], (x1 − x0)/S, (y1 − y0)/S, (x2 − x0)/S, (y2 − y0)/S for the window
     at (x0, y0) = (j·stride, i·stride) of size S = window, in the resized (and, if ``flipped``,
     mirrored) image. Returns ndarray[h, w, 4]. Mirrored x becomes W − x; coordinates are divided
-    by the scale's resize factors; a box whose corners come out swapped is put in order.
+    by the scale's resize factors; a box whose corners come out swapped is put in order, and
+    boxes are clipped to the original image (objects do not extend past it).
     """
     S = float(meta.window)
     x0, y0 = window_origins(encoded.shape[1:], meta.stride)
@@ -38,7 +39,8 @@ def decode_boxes(encoded: np.ndarray, meta: ModelMeta, scale: Scale, flipped: bo
     boxes = np.stack([x1 / fx, y1 / fy, x2 / fx, y2 / fy], axis=-1)
     lo = np.minimum(boxes[..., :2], boxes[..., 2:])
     hi = np.maximum(boxes[..., :2], boxes[..., 2:])
-    return np.concatenate([lo, hi], axis=-1)
+    limit = np.array([scale.size[1] / fx, scale.size[0] / fy])  # original width, height
+    return np.concatenate([np.clip(lo, 0, limit), np.clip(hi, 0, limit)], axis=-1)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -55,9 +55,10 @@ class Predictor:
         pyramid: PyramidSpec = "paper",
         flip: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        merge: MergeConfig = MergeConfig(),
+        merge: MergeConfig | None = None,
     ) -> None:
-        self.backend, self.flip, self.max_pixels, self.merge_config = backend, bool(flip), max_pixels, merge
+        self.backend, self.flip, self.max_pixels = backend, bool(flip), max_pixels
+        self.merge_config = merge or MergeConfig()
         self.pyramid = pyramid
         pyramid_sizes(pyramid, self.meta, (self.meta.window, self.meta.window + 1))  # validate now
 

@@ -58,7 +58,7 @@ def pyramid_sizes(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int
     elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
         if not 1 <= spec <= len(paper):
             raise InputError(f"pyramid of {spec} scales: expected 1 to {len(paper)}")
-        picks = [len(paper) // 2] if spec == 1 else np.round(np.linspace(0, len(paper) - 1, spec)).astype(int).tolist()
+        picks = [(len(paper) - 1) // 2] if spec == 1 else np.round(np.linspace(0, len(paper) - 1, spec)).astype(int).tolist()
         sizes = [paper[i] for i in picks]
     else:
         try:

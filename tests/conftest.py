@@ -22,3 +22,23 @@ def small_onnx(tmp_path_factory):
     model = build_model("accurate", 5, ("cls", "loc", "det"), TEST_WIDTH, seed=1)
     export_onnx(model, path, classes=["circle", "square", "triangle", "star", "cross"], check_sizes=())
     return path, model
+
+
+def gpu_reason() -> str | None:
+    """Why GPU tests cannot run here, or None when TensorRT and a CUDA device are present."""
+    from overfeat.runtime.backends import REGISTRY
+
+    if not REGISTRY["tensorrt"].is_available():
+        return "needs TensorRT and cuda-python (pip install 'overfeat[gpu]') on a machine with an NVIDIA GPU"
+    from overfeat.runtime.backends.tensorrt import _cudart
+
+    err, count = _cudart().cudaGetDeviceCount()
+    if int(err) != 0 or count < 1:
+        return f"no CUDA device visible (cudaGetDeviceCount: error {int(err)}, {count} devices)"
+    return None
+
+
+def requires_gpu(test):
+    """Mark a test ``gpu`` and skip it, with the reason, where TensorRT or a GPU is absent."""
+    reason = gpu_reason()
+    return pytest.mark.gpu(pytest.mark.skipif(reason is not None, reason=reason or "")(test))

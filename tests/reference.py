@@ -52,3 +52,23 @@ def greedy_merge_reference(boxes, scores, classes, threshold, centre_weight):
         out += [(c, bx[k], sc[k], cnt[k], members[k]) for k in range(len(bx))]
     out.sort(key=lambda r: (-r[2], r[0], r[4][0]))
     return out
+
+
+def nms_reference(boxes, scores, iou_threshold):
+    """Non-maximum suppression, literally: take the best remaining box, drop every remaining box
+    that overlaps it by more than the threshold, repeat. Equal scores: earlier box first."""
+
+    def iou(a, b):
+        iw = min(a[2], b[2]) - max(a[0], b[0])
+        ih = min(a[3], b[3]) - max(a[1], b[1])
+        inter = max(iw, 0.0) * max(ih, 0.0)
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+        return inter / union if union > 0 else 0.0
+
+    remaining = sorted(range(len(boxes)), key=lambda i: (-scores[i], i))
+    keep = []
+    while remaining:
+        best = remaining.pop(0)
+        keep.append(best)
+        remaining = [i for i in remaining if iou(boxes[best], boxes[i]) <= iou_threshold]
+    return keep

@@ -1,0 +1,140 @@
+"""TensorRT backend: a manifest of plans, one execution context per plan, cuda-python memory.
+
+Written against TensorRT's name-based I/O API, the same in TensorRT 10.x and 11.x
+(``deserialize_cuda_engine``, ``num_io_tensors``, ``get_tensor_name/mode/dtype``,
+``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``), and cuda-python's runtime API
+(``cuda.bindings.runtime`` from 12.6.1 on; ``cuda.cudart`` before). No PyTorch.
+
+Before any plan is deserialized the manifest is checked against this machine (TensorRT version,
+GPU compute capability) and every plan's sha256 (:mod:`overfeat.engines.manifest`). Plans are
+deserialized on first use. A context is not thread-safe, so each has its own lock.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from overfeat.engines.manifest import Manifest, PlanEntry, check_compatible, verify_plans
+from overfeat.errors import BackendError, InputError
+from overfeat.metadata import INPUT_NAME
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:  # cuda-python older than 12.6.1
+        from cuda import cudart
+    return cudart
+
+
+def _check(result, what: str):
+    """cuda-python returns (err, value...) tuples; raise on anything but success."""
+    err, *values = result
+    if int(err) != 0:
+        cudart = _cudart()
+        _, message = cudart.cudaGetErrorString(err)
+        raise BackendError(f"CUDA {what} failed: {message.decode() if isinstance(message, bytes) else message}")
+    return values[0] if len(values) == 1 else values
+
+
+class _Engine:
+    """One deserialized plan: engine, execution context, device buffers, stream, lock."""
+
+    def __init__(self, runtime, plan: PlanEntry, data: bytes) -> None:
+        import tensorrt as trt
+
+        self.trt, self.plan = trt, plan
+        self.engine = runtime.deserialize_cuda_engine(data)
+        if self.engine is None:
+            raise BackendError(f"TensorRT could not deserialize plan {plan.file} (see TensorRT's log above)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) != trt.TensorIOMode.INPUT]
+        self.lock = threading.Lock()
+        self.stream = _check(_cudart().cudaStreamCreate(), "cudaStreamCreate")
+        self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+
+    def _device(self, name: str, nbytes: int) -> int:
+        cudart = _cudart()
+        pointer, size = self.buffers.get(name, (0, 0))
+        if size < nbytes:
+            if pointer:
+                _check(cudart.cudaFree(pointer), "cudaFree")
+            pointer = int(_check(cudart.cudaMalloc(nbytes), "cudaMalloc"))
+            self.buffers[name] = (pointer, nbytes)
+        return pointer
+
+    def run(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        cudart = _cudart()
+        kind = cudart.cudaMemcpyKind
+        with self.lock:
+            if not self.context.set_input_shape(INPUT_NAME, image.shape):
+                raise BackendError(f"plan {self.plan.file} rejected input shape {list(image.shape)}")
+            pointer = self._device(INPUT_NAME, image.nbytes)
+            _check(cudart.cudaMemcpyAsync(pointer, image.ctypes.data, image.nbytes, kind.cudaMemcpyHostToDevice, self.stream), "copy to device")
+            self.context.set_tensor_address(INPUT_NAME, pointer)
+            results = {}
+            for name in self.outputs:
+                shape = tuple(self.context.get_tensor_shape(name))
+                host = np.empty(shape, dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))
+                self.context.set_tensor_address(name, self._device(name, max(host.nbytes, 1)))
+                results[name] = host
+            if not self.context.execute_async_v3(int(self.stream)):
+                raise BackendError(f"TensorRT execution of plan {self.plan.file} failed")
+            for name, host in results.items():
+                pointer, _ = self.buffers[name]
+                _check(cudart.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes, kind.cudaMemcpyDeviceToHost, self.stream), "copy to host")
+            _check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        return {name: value.astype(np.float32, copy=False) for name, value in results.items()}
+
+    def close(self) -> None:
+        cudart = _cudart()
+        for pointer, _ in self.buffers.values():
+            cudart.cudaFree(pointer)
+        self.buffers.clear()
+        cudart.cudaStreamDestroy(self.stream)
+
+
+class TensorRTBackend:
+    def __init__(self, path: str, device: int = 0) -> None:
+        import tensorrt as trt
+
+        self.source = path
+        self.manifest = Manifest.load(path)
+        cudart = _cudart()
+        _check(cudart.cudaSetDevice(device), "cudaSetDevice")
+        props = _check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+        name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+        check_compatible(self.manifest, trt.__version__, f"{props.major}.{props.minor}", name)
+        verify_plans(self.manifest)
+        self.meta = self.manifest.meta
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engines: dict[str, _Engine] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.meta.output_names
+
+    def _engine(self, plan: PlanEntry) -> _Engine:
+        with self._lock:
+            if plan.file not in self._engines:
+                data = (self.manifest.directory / plan.file).read_bytes()
+                self._engines[plan.file] = _Engine(self._runtime, plan, data)
+            return self._engines[plan.file]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        image = feeds.get(INPUT_NAME)
+        if not isinstance(image, np.ndarray) or image.dtype != np.float32 or image.ndim != 4:
+            raise InputError(f"input {INPUT_NAME!r}: expected float32 [N, 3, H, W]")
+        engine = self._engine(self.manifest.plan_for(image.shape))
+        outputs = engine.run(np.ascontiguousarray(image))
+        return {name: outputs[name] for name in self.output_names}
+
+    def close(self) -> None:
+        with self._lock:
+            for engine in self._engines.values():
+                engine.close()
+            self._engines.clear()

@@ -1,0 +1,93 @@
+"""Box decoding in closed form, IoU and NMS against literal references."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from overfeat.geometry import ACCURATE, FAST, spatial_ops
+from overfeat.metadata import ModelMeta
+from overfeat.runtime.boxes import decode_boxes, iou, nms, window_origins
+from overfeat.runtime.pyramid import Scale
+from tests.reference import nms_reference
+
+
+def meta_for(spec, fine=True):
+    return ModelMeta(
+        arch=spec.name, window=spec.window, stride=spec.stride(fine), fine_stride=fine, geometry=spatial_ops(spec, fine),
+        heads=("cls", "loc"), classes=("a", "b"), mean=(0.0,) * 3, std=(1.0,) * 3, pyramid=spec.pyramid, box_per_class=True,
+    )
+
+
+def encode(box, meta, scale, map_size, flipped):
+    """The regressor target of DESIGN.md, written forwards: original box → resized (→ mirrored)
+    → relative to each window origin, divided by the window."""
+    fy, fx = scale.factor
+    x1, y1, x2, y2 = box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy
+    if flipped:
+        x1, x2 = scale.size[1] - x2, scale.size[1] - x1
+    x0, y0 = window_origins(map_size, meta.stride)
+    S = meta.window
+    return np.stack([(x1 - x0) / S, (y1 - y0) / S, (x2 - x0) / S, (y2 - y0) / S])
+
+
+@pytest.mark.parametrize("spec", [ACCURATE, FAST])
+@pytest.mark.parametrize("flipped", [False, True])
+def test_decoding_inverts_the_encoding_at_every_scale(spec, flipped):
+    meta = meta_for(spec)
+    rng = np.random.default_rng(1)
+    image_h, image_w = 375, 500
+    for size in spec.pyramid:
+        scale = Scale(size, (size[0] / image_h, size[1] / image_w))
+        x1, y1 = rng.uniform(0, 200, 2)
+        box = np.array([x1, y1, x1 + rng.uniform(20, 280), y1 + rng.uniform(20, 160)])
+        map_size = meta.map_size(size)
+        decoded = decode_boxes(encode(box, meta, scale, map_size, flipped), meta, scale, flipped)
+        assert decoded.shape == (*map_size, 4)
+        np.testing.assert_allclose(decoded.reshape(-1, 4), np.tile(box, (map_size[0] * map_size[1], 1)), rtol=0, atol=1e-9)
+
+
+def test_window_geometry_by_hand():
+    meta = meta_for(ACCURATE)
+    scale = Scale((245, 245), (1.0, 1.0))
+    encoded = np.zeros((4, 3, 3))
+    encoded[2:] = 1.0  # each box is exactly its window
+    decoded = decode_boxes(encoded, meta, scale, flipped=False)
+    assert decoded[0, 0].tolist() == [0, 0, 221, 221]
+    assert decoded[2, 1].tolist() == [12, 24, 233, 245]
+    mirrored = decode_boxes(encoded, meta, scale, flipped=True)
+    assert mirrored[0, 0].tolist() == [24, 0, 245, 221]  # the mirror's first window is the image's last
+
+
+def test_swapped_corners_are_ordered_and_boxes_clipped():
+    meta = meta_for(ACCURATE)
+    scale = Scale((245, 245), (0.5, 0.5))  # original image 490x490
+    encoded = np.zeros((4, 3, 3))
+    encoded[0], encoded[2] = 0.8, 0.2  # x1 > x2
+    encoded[1], encoded[3] = -1.0, 3.0  # far outside
+    decoded = decode_boxes(encoded, meta, scale, flipped=False)
+    assert (decoded[..., 2] >= decoded[..., 0]).all()
+    assert decoded[..., 1].min() == 0 and decoded[..., 3].max() == 490
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 40), threshold=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]), grid=st.booleans())
+def test_nms_equals_reference(seed, n, threshold, grid):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 100, (n, 2))
+    wh = rng.uniform(1, 60, (n, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    scores = rng.uniform(0, 1, n)
+    if grid:
+        boxes, scores = np.round(boxes / 10) * 10, np.round(scores, 1)
+    assert nms(boxes, scores, threshold).tolist() == nms_reference(boxes.tolist(), scores.tolist(), threshold)
+
+
+def test_iou_shapes_and_edges():
+    a = np.array([[0, 0, 10, 10], [0, 0, 0, 0]], dtype=float)
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]], dtype=float)
+    m = iou(a, b)
+    assert m.shape == (2, 3)
+    assert m[0].tolist() == [50 / 150, 0.0, 1.0]
+    assert m[1].tolist() == [0.0, 0.0, 0.0]
+    assert iou(np.zeros((0, 4)), b).shape == (0, 3)

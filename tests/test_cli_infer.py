@@ -1,0 +1,66 @@
+"""`overfeat infer` as a user runs it, on real image files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PIL")
+
+
+@pytest.fixture
+def images(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(tmp_path / "landscape.png")
+    Image.fromarray(rng.integers(0, 256, (420, 260), dtype=np.uint8)).save(tmp_path / "portrait_gray.jpg")
+    data = (tmp_path / "landscape.png").read_bytes()
+    (tmp_path / "broken.png").write_bytes(data[:300])
+    return tmp_path
+
+
+def _infer(*args):
+    return subprocess.run([sys.executable, "-m", "overfeat.cli", "infer", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("task", ["classify", "localize", "detect"])
+def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
+    path, _ = small_onnx
+    out = tmp_path / "drawn"
+    out.mkdir()
+    done = _infer(images / "landscape.png", images / "portrait_gray.jpg", "--model", path, "--task", task,
+                  "--json", tmp_path / "r.json", "--draw", out, "--score-threshold", "0.2")
+    assert done.returncode == 0, done.stderr
+    assert "landscape.png" in done.stdout and "Traceback" not in done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [r["task"] for r in report["results"]] == [task, task] and report["failed"] == []
+    assert report["results"][1]["height"] == 420 and report["results"][1]["scales"][0] == [245, 245]
+    assert report["results"][1]["scales"][1] == [317, 281], "portrait images get transposed sizes"
+    assert sorted(p.name for p in out.iterdir()) == ["001_landscape.png", "002_portrait_gray.png"]
+
+
+def test_infer_goes_on_after_a_bad_image(small_onnx, images):
+    path, _ = small_onnx
+    done = _infer(images / "broken.png", images / "missing.png", images / "landscape.png", "--model", path, "--no-flip", "--pyramid", "2")
+    assert done.returncode == 2
+    assert "broken.png is truncated or corrupt" in done.stderr and "missing.png does not exist" in done.stderr
+    assert "2 of 3 images failed" in done.stderr and "Traceback" not in done.stderr
+    assert "landscape.png  (400x300, 2 scales)" in done.stdout
+
+
+def test_infer_bad_arguments(small_onnx, images, tmp_path):
+    path, _ = small_onnx
+    cases = [
+        (["--model", tmp_path / "none.onnx"], "does not exist"),
+        (["--model", path, "--task", "segment"], "invalid choice"),
+        (["--model", path, "--draw", tmp_path / "nodir"], "directory does not exist"),
+        (["--model", path, "--pyramid", "100x100"], "below the model's 221-pixel window"),
+        (["--model", path, "--merge-threshold", "-1"], "MergeConfig.threshold"),
+    ]
+    for args, message in cases:
+        done = _infer(images / "landscape.png", *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from overfeat.errors import InputError
+from overfeat.geometry import ACCURATE
+from overfeat.runtime.pyramid import make_batch, pyramid_sizes, scales
+from tests.test_boxes import meta_for
+
+META = meta_for(ACCURATE)
+
+
+def test_paper_pyramid_follows_orientation():
+    assert pyramid_sizes("paper", META, (480, 640)) == list(ACCURATE.pyramid)
+    assert pyramid_sizes("paper", META, (640, 480)) == [(w, h) for h, w in ACCURATE.pyramid]
+    assert pyramid_sizes("paper", META, (100, 100)) == list(ACCURATE.pyramid)  # small images are upscaled
+
+
+def test_aspect_keeps_the_shape():
+    sizes = pyramid_sizes("aspect", META, (300, 600))
+    assert sizes == [(245, 490), (281, 562), (317, 634), (389, 778), (425, 850), (461, 922)]
+    assert pyramid_sizes("aspect", META, (600, 300))[0] == (490, 245)
+
+
+def test_counts_and_explicit_sizes():
+    assert pyramid_sizes(1, META, (480, 640)) == [(317, 389)]
+    assert pyramid_sizes(3, META, (480, 640)) == [(245, 245), (317, 389), (461, 569)]
+    assert pyramid_sizes(6, META, (480, 640)) == list(ACCURATE.pyramid)
+    assert pyramid_sizes([(300, 333)], META, (10, 10)) == [(300, 333)]
+    s = scales("paper", META, (490, 245))[0]
+    assert s.size == (245, 245) and s.factor == (0.5, 1.0)
+
+
+@pytest.mark.parametrize(("spec", "message"), [("huge", "unknown pyramid"), (0, "expected 1 to 6"), (7, "expected 1 to 6"),
+                                              ([(200, 300)], "below the model's 221-pixel window"), ([], "empty"), ([(1,)], "bad pyramid")])
+def test_bad_pyramids(spec, message):
+    with pytest.raises(InputError, match=message):
+        pyramid_sizes(spec, META, (480, 640))
+
+
+def test_batch_is_image_and_mirror_normalised():
+    meta = meta_for(ACCURATE)
+    image = np.random.default_rng(0).integers(0, 256, (245, 245, 3), dtype=np.uint8)
+    batch = make_batch(image, (245, 245), meta, flip=True)
+    assert batch.shape == (2, 3, 245, 245) and batch.dtype == np.float32
+    np.testing.assert_array_equal(batch[0], image.transpose(2, 0, 1).astype(np.float32))  # mean 0, std 1, same size
+    np.testing.assert_array_equal(batch[1], batch[0][:, :, ::-1])
+    assert make_batch(image, (245, 245), meta, flip=False).shape == (1, 3, 245, 245)
