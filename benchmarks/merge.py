@@ -46,11 +46,11 @@ def candidates(rng: np.random.Generator, n: int, classes: int, clustered: float)
     return np.concatenate(boxes), rng.uniform(0, 1, per * classes), np.concatenate(labels)
 
 
-def timed(fn, repeat: int) -> float:
+def timed(repeat: int, fn, *args) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        fn()
+        fn(*args)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -69,12 +69,12 @@ def main() -> int:
         rng = np.random.default_rng(0)
         for n in [int(v) for v in args.reference_boxes.split(",")]:
             b, s, c = candidates(rng, n, args.classes, clustered)
-            fast = timed(lambda: greedy_merge(b, s, c, config), args.repeat)
-            ref = timed(lambda: greedy_merge_reference(b, s, c, config.threshold, config.centre_weight), 1)
+            fast = timed(args.repeat, greedy_merge, b, s, c, config)
+            ref = timed(1, greedy_merge_reference, b, s, c, config.threshold, config.centre_weight)
             rows.append({"regime": regime, "boxes": n, "fast_ms": fast * 1e3, "reference_ms": ref * 1e3, "speedup": ref / fast})
             print(f"{regime:<13} {n:>6} boxes  fast {fast * 1e3:9.2f} ms  reference {ref * 1e3:10.1f} ms  speed-up {ref / fast:7.1f}x", flush=True)
         b, s, c = candidates(rng, args.boxes, args.classes, clustered)
-        fast = timed(lambda: greedy_merge(b, s, c, config), args.repeat)
+        fast = timed(args.repeat, greedy_merge, b, s, c, config)
         tracemalloc.start()
         merged = greedy_merge(b, s, c, config)
         peak = tracemalloc.get_traced_memory()[1]

@@ -107,41 +107,40 @@ class Predictor:
 
     # ---------------------------------------------------------------- tasks
 
-    def classify(self, image: ImageInput, top_k: int = 5) -> Result:
-        self._need("classify", "cls")
-        _check_top_k(top_k)
+    def _begin(self, task: str, image: ImageInput, *heads: str):
+        """Check the model has the task's heads, read the image, run the pyramid."""
+        self._need(task, *heads)
         array, source = self.load(image)
         timings: dict[str, float] = {}
-        maps = self.dense(array, timings)
+        return array, source, self.dense(array, timings), timings
+
+    def classify(self, image: ImageInput, top_k: int = 5) -> Result:
+        _check_positive("top_k", top_k)
+        array, source, maps, timings = self._begin("classify", image, "cls")
         with _timed(timings, "decode"):
             classes = self._classification(maps, top_k)
         return self._result("classify", source, array, maps, timings, classes=classes)
 
     def localize(self, image: ImageInput, top_k: int = 5, max_boxes: int | None = None) -> Result:
         """Ranked merged boxes (at most ``max_boxes``, default ``top_k``) with their classes."""
-        self._need("localize", "cls", "loc")
-        _check_top_k(top_k)
-        array, source = self.load(image)
-        timings: dict[str, float] = {}
-        maps = self.dense(array, timings)
+        _check_positive("top_k", top_k)
+        max_boxes = top_k if max_boxes is None else _check_positive("max_boxes", max_boxes)
+        array, source, maps, timings = self._begin("localize", image, "cls", "loc")
         with _timed(timings, "decode"):
             classes = self._classification(maps, top_k)
             boxes, scores, labels = self._localization_candidates(maps, top_k)
         with _timed(timings, "merge"):
             merged = greedy_merge(boxes, scores, labels, self.merge_config)
-        found = self._boxes(merged.boxes, merged.scores, merged.classes, merged.counts)[: max_boxes or top_k]
+        found = self._boxes(merged.boxes, merged.scores, merged.classes, merged.counts)[:max_boxes]
         return self._result("localize", source, array, maps, timings, classes=classes, boxes=found)
 
     def detect(self, image: ImageInput, score_threshold: float = 0.5, method: str = "merge", iou_threshold: float = 0.5) -> Result:
         """Boxes of every class whose per-location probability reaches ``score_threshold``."""
-        self._need("detect", "det", "loc")
         if method not in ("merge", "nms"):
             raise InputError(f"detection method {method!r}: expected 'merge' or 'nms'")
         if not 0 <= score_threshold <= 1:
             raise InputError(f"score_threshold must be within 0..1, got {score_threshold!r}")
-        array, source = self.load(image)
-        timings: dict[str, float] = {}
-        maps = self.dense(array, timings)
+        array, source, maps, timings = self._begin("detect", image, "det", "loc")
         with _timed(timings, "decode"):
             boxes, scores, labels = self._detection_candidates(maps, score_threshold)
         with _timed(timings, "merge"):
@@ -222,9 +221,10 @@ def _stack(boxes, scores, labels):
     return np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels).astype(np.int64)
 
 
-def _check_top_k(top_k: int) -> None:
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
+def _check_positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 @contextmanager
