@@ -69,7 +69,12 @@ def test_tasks_run_and_report(predictor):
         assert 0 <= x1 <= x2 <= 400 and 0 <= y1 <= y2 <= 300
     det = predictor.detect(image, score_threshold=0.25)
     nms = predictor.detect(image, score_threshold=0.25, method="nms")
-    assert sum(b.members for b in det.boxes) == len(nms.boxes) or len(det.boxes) <= sum(b.members for b in det.boxes)
+    boxes, scores, labels = predictor._detection_candidates(predictor.dense(image), 0.25)
+    assert len(boxes) > 0, "the test image must give candidates"
+    assert sum(b.members for b in det.boxes) == len(boxes), "every candidate is in exactly one merged box"
+    assert abs(sum(b.score for b in det.boxes) - scores.sum()) <= 1e-9 * len(boxes), "merged scores accumulate"
+    assert 0 < len(nms.boxes) <= len(boxes) and all(0.25 <= b.score <= 1 and b.members == 1 for b in nms.boxes)
+    assert {tuple(b.box) for b in nms.boxes} <= {tuple(map(float, x)) for x in boxes}, "NMS keeps candidates"
     assert set(loc.timings) == {"preprocess", "inference", "decode", "merge"}
     no_flip = Predictor(predictor.backend, flip=False, pyramid=2).classify(image)
     assert no_flip.scales == ((245, 245), (461, 569)) and not no_flip.flip
