@@ -146,6 +146,7 @@ def _run_infer(args: argparse.Namespace) -> int:
 
     from overfeat.fileio import check_output_path, write_json
     from overfeat.runtime import MergeConfig, Predictor
+    from overfeat.runtime.backends import default_backend
     from overfeat.runtime.draw import draw
     from overfeat.runtime.image import DEFAULT_MAX_PIXELS
 
@@ -155,32 +156,33 @@ def _run_infer(args: argparse.Namespace) -> int:
         raise InputError(f"--draw {args.draw}: directory does not exist; create it first")
     merge = MergeConfig() if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold)
     providers = args.providers.split(",") if args.providers else None
-    predictor = Predictor.from_path(
+    if providers and (args.backend or default_backend(args.model)) != "onnxruntime":
+        raise InputError("--providers selects ONNX Runtime execution providers; it does not apply to TensorRT engines")
+    results, failed = [], []
+    with Predictor.from_path(
         args.model, args.backend, providers=providers, pyramid=args.pyramid, flip=not args.no_flip,
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, merge=merge,
-    )
-    results, failed = [], []
-    progress = Progress(enabled=len(args.images) > 1)
-    for number, image in enumerate(progress.track(args.images, "images"), 1):
-        try:
-            array, source = predictor.load(image)
-            if args.task == "classify":
-                result = predictor.classify(array, top_k=args.top_k)
-            elif args.task == "localize":
-                result = predictor.localize(array, top_k=args.top_k)
-            else:
-                result = predictor.detect(array, args.score_threshold, "nms" if args.nms else "merge")
-            result = dataclasses.replace(result, image=source)
-        except OverfeatError as exc:
-            print(f"overfeat: error: {exc}", file=sys.stderr)
-            failed.append(image)
-            continue
-        results.append(result)
-        print(_table(result))
-        if args.draw:
-            stem = Path(image).stem
-            drawn = draw(array, result, Path(args.draw) / f"{number:03d}_{stem}.png")
-            print(f"  drawn: {drawn}")
+    ) as predictor:
+        predictor.check_task(args.task)
+        progress = Progress(enabled=len(args.images) > 1)
+        for number, image in enumerate(progress.track(args.images, "images"), 1):
+            try:  # a bad image is reported and skipped; model and backend errors end the run
+                array, source = predictor.load(image)
+                if args.task == "classify":
+                    result = predictor.classify(array, top_k=args.top_k)
+                elif args.task == "localize":
+                    result = predictor.localize(array, top_k=args.top_k)
+                else:
+                    result = predictor.detect(array, args.score_threshold, "nms" if args.nms else "merge")
+                result = dataclasses.replace(result, image=source)
+                print(_table(result))
+                if args.draw:
+                    print(f"  drawn: {draw(array, result, Path(args.draw) / f'{number:03d}_{Path(image).stem}.png')}")
+            except (InputError, OSError) as exc:
+                print(f"overfeat: error: {exc}", file=sys.stderr)
+                failed.append(image)
+                continue
+            results.append(result)
     if args.json:
         write_json(args.json, {"model": args.model, "task": args.task, "results": [r.to_dict() for r in results], "failed": failed})
         print(f"wrote {args.json}")

@@ -2,7 +2,7 @@
 
 **Conversions (documented behaviour).** Grayscale becomes RGB by repeating the channel;
 alpha is dropped (the colour channels are used as they are); palette and CMYK images are
-converted to RGB; 16-bit images are scaled to 0–255 (value / 257); EXIF orientation is applied.
+converted to RGB; 16-bit images are scaled to 0–255 (value / 257; 32-bit integer images only when a value exceeds 255); EXIF orientation is applied.
 Arrays may be uint8, uint16 (scaled likewise) or float (finite, 0–255), shaped [H, W],
 [H, W, 1], [H, W, 3] or [H, W, 4]. Images larger than ``max_pixels`` are refused before they
 are decoded, to guard memory.
@@ -44,14 +44,18 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
             return as_rgb(_pil_to_array(img), max_pixels, str(path))
     except UnidentifiedImageError:
         raise InputError(f"image {path} is not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"image {path} is larger than Pillow's decompression-bomb limit ({exc}); raise PIL.Image.MAX_IMAGE_PIXELS too if it is intended") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"image {path} is truncated or corrupt ({str(exc)[:120]})") from None
 
 
 def _pil_to_array(img) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode.startswith("I;16"):
+        return (np.asarray(img, dtype=np.float64) / 257.0).astype(np.float32)
+    if img.mode == "I":  # 32-bit integer pixels: 16-bit data when any value exceeds 8 bits
         data = np.asarray(img, dtype=np.float64)
-        return np.clip(data / 257.0, 0, 255).astype(np.float32) if data.max(initial=0) > 255 else data.astype(np.float32)
+        return np.clip(data / 257.0 if data.max(initial=0) > 255 else data, 0, 255).astype(np.float32)
     if img.mode == "F":
         return np.asarray(img, dtype=np.float32)
     if img.mode == "P" and "transparency" in img.info:

@@ -36,6 +36,9 @@ import numpy as np
 from overfeat.errors import InputError
 
 _ROUND = 512  # most merges tried in one round
+_BLOCK = 1024  # rows of the initial dissimilarity matrix computed at once (bounds temporaries)
+MAX_PER_CLASS = 16384  # the per-class matrix is n² float64: 2 GiB at this size
+MAX_COORDINATE = 1e12
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ def check_boxes(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> t
         raise InputError("boxes and scores must be finite, got NaN or inf")
     if n and ((boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any()):
         raise InputError("boxes must be (x1, y1, x2, y2) with x2 ≥ x1 and y2 ≥ y1")
+    if n and np.abs(boxes).max() > MAX_COORDINATE:
+        raise InputError(f"box coordinates reach {np.abs(boxes).max():.3g}, expected pixel coordinates below {MAX_COORDINATE:.0e}")
     return boxes, scores, classes.astype(np.int64)
 
 
@@ -135,6 +140,9 @@ def greedy_merge(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, con
     owner = np.empty(len(boxes), dtype=np.int64)  # input box → index of its cluster in the lists above
     for c in np.unique(classes):
         index = np.flatnonzero(classes == c)
+        if len(index) > MAX_PER_CLASS:
+            gib = len(index) ** 2 * 8 / 2**30
+            raise InputError(f"{len(index)} candidate boxes of class {c}: merging them needs a {len(index)}² matrix ({gib:.1f} GiB); the limit is {MAX_PER_CLASS} per class. Use fewer or smaller scales, or NMS")
         state = _ClassMerge(boxes[index], scores[index], config)
         state.run()
         slots = np.flatnonzero(state.active)
@@ -171,7 +179,9 @@ class _ClassMerge:
         self.owner = np.arange(n)
         self.weight = config.centre_weight
         self.threshold = config.threshold
-        self.d = _pairwise(self.features, self.features, self.weight)
+        self.d = np.empty((n, n))
+        for start in range(0, n, _BLOCK):
+            self.d[start : start + _BLOCK] = _pairwise(self.features[start : start + _BLOCK], self.features, self.weight)
         np.fill_diagonal(self.d, np.inf)
         self.near = self.d.argmin(axis=1) if n else np.zeros(0, np.int64)  # first minimum: lowest index
         self.near_d = self.d[np.arange(n), self.near] if n else np.zeros(0)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from overfeat.errors import InputError, ModelError
+from overfeat.errors import BackendError, InputError, ModelError
 from overfeat.metadata import INPUT_NAME, ModelMeta
 
 from .backends import Backend, create_backend
@@ -98,10 +98,13 @@ class Predictor:
                 batch = make_batch(image, scale.size, self.meta, self.flip)
             with _timed(timings, "inference"):
                 outputs = self.backend.run({INPUT_NAME: batch})
-            expected = self.meta.map_size(scale.size)
-            for name, value in outputs.items():
-                if value.shape[0] != len(batch) or tuple(value.shape[-2:]) != expected:
-                    raise ModelError(f"model {self.backend.source}: output {name!r} is {list(value.shape)} at {scale.size}, the metadata geometry gives a {expected} map")
+            h, w = self.meta.map_size(scale.size)
+            for name, channels in self.meta.output_channels().items():
+                value = outputs[name]
+                if value.shape != (len(batch), channels, h, w):
+                    raise ModelError(f"model {self.backend.source}: output {name!r} is {list(value.shape)} at {scale.size}, the metadata gives {[len(batch), channels, h, w]}")
+                if not np.isfinite(value).all():
+                    raise BackendError(f"model {self.backend.source}: output {name!r} has NaN or inf at {scale.size[0]}x{scale.size[1]}; the model or its precision conversion is broken")
             maps.append(ScaleMaps(scale, outputs))
         return maps
 
@@ -138,8 +141,9 @@ class Predictor:
         """Boxes of every class whose per-location probability reaches ``score_threshold``."""
         if method not in ("merge", "nms"):
             raise InputError(f"detection method {method!r}: expected 'merge' or 'nms'")
-        if not 0 <= score_threshold <= 1:
-            raise InputError(f"score_threshold must be within 0..1, got {score_threshold!r}")
+        for name, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
+            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise InputError(f"{name} must be within 0..1, got {value!r}")
         array, source, maps, timings = self._begin("detect", image, "det", "loc")
         with _timed(timings, "decode"):
             boxes, scores, labels = self._detection_candidates(maps, score_threshold)
@@ -201,6 +205,10 @@ class Predictor:
             for box, s, c, n in zip(boxes, scores, labels, counts, strict=True)
         )
 
+    def check_task(self, task: str) -> None:
+        """Raise a ModelError if the model lacks the heads ``task`` needs."""
+        self._need(task, *_TASK_HEADS[task])
+
     def _need(self, task: str, *heads: str) -> None:
         missing = [h for h in heads if h not in self.meta.heads]
         if missing:
@@ -208,6 +216,9 @@ class Predictor:
 
     def _result(self, task, source, array, maps, timings, classes=(), boxes=()) -> Result:
         return Result(task, source, array.shape[:2], tuple(m.scale.size for m in maps), self.flip, classes, boxes, timings)
+
+
+_TASK_HEADS = {"classify": ("cls",), "localize": ("cls", "loc"), "detect": ("det", "loc")}
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:

@@ -6,7 +6,8 @@ size (both axes scaled independently) with :func:`overfeat.runtime.image.resize`
 - ``"paper"``: the model's six sizes (``overfeat.pyramid``), oriented to the image: a portrait
   image (taller than wide) gets each size transposed.
 - ``"aspect"``: the paper sizes' short sides (245, 281, … for the accurate model), the long
-  side following the image's aspect ratio, so nothing is distorted.
+  side following the image's aspect ratio, so nothing is distorted (ratios beyond 4:1 are
+  squeezed to 4:1, to bound the work).
 - an integer N (1–6): N of the oriented paper sizes, evenly spaced from the smallest to the
   largest (N = 1 takes the middle one, 317×389 for the accurate model).
 - a list of (H, W): used as given.
@@ -29,6 +30,7 @@ from overfeat.metadata import ModelMeta
 from .image import resize
 
 PyramidSpec = str | int | Sequence[tuple[int, int]]
+MAX_ASPECT = 4.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Scale:
 
     size: tuple[int, int]  # (H, W) fed to the network
     factor: tuple[float, float]  # (H / image height, W / image width)
+    image: tuple[int, int] = (0, 0)  # the original image's (height, width)
 
 
 def pyramid_sizes(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int]) -> list[tuple[int, int]]:
@@ -51,7 +54,7 @@ def pyramid_sizes(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int
             sizes = []
             for size in meta.pyramid:
                 short = min(size)
-                long = max(short, round(short * max(h, w) / min(h, w)))
+                long = max(short, round(short * min(max(h, w) / min(h, w), MAX_ASPECT)))
                 sizes.append((long, short) if portrait else (short, long))
         else:
             raise InputError(f"unknown pyramid {spec!r}: expected 'paper', 'aspect', a number of scales or a list of HxW sizes")
@@ -75,7 +78,7 @@ def pyramid_sizes(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int
 
 def scales(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int]) -> list[Scale]:
     h, w = image_size
-    return [Scale(size, (size[0] / h, size[1] / w)) for size in pyramid_sizes(spec, meta, image_size)]
+    return [Scale(size, (size[0] / h, size[1] / w), (h, w)) for size in pyramid_sizes(spec, meta, image_size)]
 
 
 def make_batch(image: np.ndarray, size: tuple[int, int], meta: ModelMeta, flip: bool) -> np.ndarray:

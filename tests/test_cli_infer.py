@@ -64,3 +64,16 @@ def test_infer_bad_arguments(small_onnx, images, tmp_path):
         done = _infer(images / "landscape.png", *args)
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_model_errors_end_the_run_once(tmp_path, images):
+    from overfeat.export import build_model, export_onnx
+
+    model = tmp_path / "cls.onnx"
+    export_onnx(build_model("fast", 2, ("cls",), 1 / 16), model, check_sizes=())
+    done = _infer(images / "landscape.png", images / "portrait_gray.jpg", "--model", model, "--task", "detect")
+    assert done.returncode == 2 and done.stderr.count("detect needs the heads") == 1, done.stderr
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text("{}")
+    done = _infer(images / "landscape.png", "--model", manifest, "--providers", "CPUExecutionProvider")
+    assert done.returncode == 2 and "does not apply to TensorRT engines" in done.stderr

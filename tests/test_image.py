@@ -83,3 +83,11 @@ def test_resize_keeps_constants_and_rejects_empty_targets(rgb):
     np.testing.assert_allclose(resize(flat, (245, 300)), 77, atol=1e-4)
     with pytest.raises(InputError, match="at least 1x1"):
         resize(rgb, (0, 10))
+
+
+def test_dark_16_bit_images_are_scaled_too(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), 200, np.uint16)).save(tmp_path / "dark16.png")
+    assert Image.open(tmp_path / "dark16.png").mode.startswith("I")
+    np.testing.assert_allclose(load_image(tmp_path / "dark16.png"), 200 / 257, rtol=1e-6)

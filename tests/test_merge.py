@@ -136,3 +136,25 @@ def test_bad_input(boxes, scores, classes, message):
 def test_bad_config(kwargs):
     with pytest.raises(InputError, match="MergeConfig"):
         MergeConfig(**kwargs)
+
+
+def test_limits(monkeypatch):
+    from overfeat.runtime import merge
+
+    with pytest.raises(InputError, match="pixel coordinates below"):
+        greedy_merge(np.array([[1e308, 0, 1.5e308, 1.0]]), np.ones(1), np.zeros(1, int))
+    monkeypatch.setattr(merge, "MAX_PER_CLASS", 3)
+    with pytest.raises(InputError, match=r"4 candidate boxes of class 0: merging them needs a 4² matrix"):
+        greedy_merge(np.tile([0.0, 0.0, 1.0, 1.0], (4, 1)), np.ones(4), np.zeros(4, int))
+    assert len(greedy_merge(np.tile([0.0, 0.0, 1.0, 1.0], (4, 1)), np.ones(4), np.array([0, 0, 1, 1])).boxes) == 2
+
+
+def test_blocked_initial_matrix_is_the_same(monkeypatch):
+    from overfeat.runtime import merge
+
+    rng = np.random.default_rng(9)
+    boxes, scores, classes = random_boxes(rng, 60), rng.uniform(0, 1, 60), rng.integers(0, 2, 60)
+    whole = greedy_merge(boxes, scores, classes)
+    monkeypatch.setattr(merge, "_BLOCK", 7)
+    blocked = greedy_merge(boxes, scores, classes)
+    assert np.array_equal(whole.boxes, blocked.boxes) and np.array_equal(whole.labels, blocked.labels)

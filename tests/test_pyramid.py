@@ -45,3 +45,7 @@ def test_batch_is_image_and_mirror_normalised():
     np.testing.assert_array_equal(batch[0], image.transpose(2, 0, 1).astype(np.float32))  # mean 0, std 1, same size
     np.testing.assert_array_equal(batch[1], batch[0][:, :, ::-1])
     assert make_batch(image, (245, 245), meta, flip=False).shape == (1, 3, 245, 245)
+
+
+def test_aspect_ratio_is_bounded():
+    assert pyramid_sizes("aspect", META, (300, 20000))[0] == (245, 980)  # 4:1 at most

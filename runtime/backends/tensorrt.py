@@ -17,7 +17,7 @@ import threading
 import numpy as np
 
 from overfeat.engines.manifest import Manifest, PlanEntry, check_compatible, verify_plans
-from overfeat.errors import BackendError, InputError
+from overfeat.errors import BackendError, InputError, ModelError
 from overfeat.metadata import INPUT_NAME
 
 
@@ -52,6 +52,7 @@ class _Engine:
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) != trt.TensorIOMode.INPUT]
+        self.input_dtype = trt.nptype(self.engine.get_tensor_dtype(INPUT_NAME))
         self.lock = threading.Lock()
         self.stream = _check(_cudart().cudaStreamCreate(), "cudaStreamCreate")
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
@@ -69,6 +70,7 @@ class _Engine:
     def run(self, image: np.ndarray) -> dict[str, np.ndarray]:
         cudart = _cudart()
         kind = cudart.cudaMemcpyKind
+        image = np.ascontiguousarray(image, dtype=self.input_dtype)  # fp32 unless the plan says otherwise
         with self.lock:
             if not self.context.set_input_shape(INPUT_NAME, image.shape):
                 raise BackendError(f"plan {self.plan.file} rejected input shape {list(image.shape)}")
@@ -91,10 +93,11 @@ class _Engine:
 
     def close(self) -> None:
         cudart = _cudart()
-        for pointer, _ in self.buffers.values():
-            cudart.cudaFree(pointer)
-        self.buffers.clear()
-        cudart.cudaStreamDestroy(self.stream)
+        with self.lock:  # never under a running execution
+            for pointer, _ in self.buffers.values():
+                cudart.cudaFree(pointer)
+            self.buffers.clear()
+            cudart.cudaStreamDestroy(self.stream)
 
 
 class TensorRTBackend:
@@ -104,6 +107,7 @@ class TensorRTBackend:
         self.source = path
         self.manifest = Manifest.load(path)
         cudart = _cudart()
+        self.device = device
         _check(cudart.cudaSetDevice(device), "cudaSetDevice")
         props = _check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
         name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
@@ -111,8 +115,11 @@ class TensorRTBackend:
         verify_plans(self.manifest)
         self.meta = self.manifest.meta
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        if self.manifest.build.get("version_compatible"):
+            self._runtime.engine_host_code_allowed = True  # version-compatible plans embed their runtime
         self._engines: dict[str, _Engine] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -120,21 +127,30 @@ class TensorRTBackend:
 
     def _engine(self, plan: PlanEntry) -> _Engine:
         with self._lock:
+            if self._closed:
+                raise BackendError(f"the TensorRT backend for {self.source} is closed")
             if plan.file not in self._engines:
                 data = (self.manifest.directory / plan.file).read_bytes()
-                self._engines[plan.file] = _Engine(self._runtime, plan, data)
+                engine = _Engine(self._runtime, plan, data)
+                missing = [n for n in self.output_names if n not in engine.outputs]
+                if missing:
+                    engine.close()
+                    raise ModelError(f"{self.source}: plan {plan.file} has outputs {engine.outputs}, the metadata needs {list(self.output_names)}; rebuild the engines")
+                self._engines[plan.file] = engine
             return self._engines[plan.file]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         image = feeds.get(INPUT_NAME)
         if not isinstance(image, np.ndarray) or image.dtype != np.float32 or image.ndim != 4:
             raise InputError(f"input {INPUT_NAME!r}: expected float32 [N, 3, H, W]")
+        _check(_cudart().cudaSetDevice(self.device), "cudaSetDevice")  # the current device is per thread
         engine = self._engine(self.manifest.plan_for(image.shape))
-        outputs = engine.run(np.ascontiguousarray(image))
+        outputs = engine.run(image)
         return {name: outputs[name] for name in self.output_names}
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for engine in self._engines.values():
                 engine.close()
             self._engines.clear()
