@@ -206,6 +206,26 @@ def _table(result) -> str:
     return "\n".join(lines)
 
 
+def _add_datasets(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("datasets", help="generate datasets")
+    which = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    shapes = which.add_parser("shapes", help="the procedurally generated shapes dataset (PNG + COCO JSON)")
+    shapes.add_argument("--out", required=True, help="dataset directory (created if missing)")
+    shapes.add_argument("--split", choices=("train", "val", "test"), required=True)
+    shapes.add_argument("--count", type=_positive_int, required=True, help="number of images")
+    shapes.add_argument("--seed", type=int, default=0)
+    shapes.add_argument("--kind", choices=("single", "multi"), default="single", help="one object per image, or 0-6 (default single)")
+    shapes.set_defaults(func=_run_shapes)
+
+
+def _run_shapes(args: argparse.Namespace) -> int:
+    from overfeat.datasets.coco import write_shapes
+
+    path = write_shapes(args.out, args.split, args.count, args.seed, args.kind, Progress())
+    print(f"wrote {args.count} images and {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="overfeat", description="Export, build and run OverFeat networks.")
     parser.add_argument("--version", action="version", version=f"overfeat {__version__}")
@@ -213,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_inspect(sub)
     _add_infer(sub)
+    _add_datasets(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Datasets: the procedurally generated shapes data and COCO-style reading and writing."""
