@@ -39,7 +39,7 @@ def decode_boxes(encoded: np.ndarray, meta: ModelMeta, scale: Scale, flipped: bo
     boxes = np.stack([x1 / fx, y1 / fy, x2 / fx, y2 / fy], axis=-1)
     lo = np.minimum(boxes[..., :2], boxes[..., 2:])
     hi = np.maximum(boxes[..., :2], boxes[..., 2:])
-    limit = np.array([scale.image[1], scale.image[0]], dtype=np.float64) if scale.image[0] else np.array([scale.size[1] / fx, scale.size[0] / fy])
+    limit = np.array([scale.image[1], scale.image[0]], dtype=np.float64)  # original width, height
     return np.concatenate([np.clip(lo, 0, limit), np.clip(hi, 0, limit)], axis=-1)
 
 

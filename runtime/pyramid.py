@@ -39,7 +39,7 @@ class Scale:
 
     size: tuple[int, int]  # (H, W) fed to the network
     factor: tuple[float, float]  # (H / image height, W / image width)
-    image: tuple[int, int] = (0, 0)  # the original image's (height, width)
+    image: tuple[int, int]  # the original image's (height, width)
 
 
 def pyramid_sizes(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int]) -> list[tuple[int, int]]:

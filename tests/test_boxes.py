@@ -38,7 +38,7 @@ def test_decoding_inverts_the_encoding_at_every_scale(spec, flipped):
     rng = np.random.default_rng(1)
     image_h, image_w = 375, 500
     for size in spec.pyramid:
-        scale = Scale(size, (size[0] / image_h, size[1] / image_w))
+        scale = Scale(size, (size[0] / image_h, size[1] / image_w), (image_h, image_w))
         x1, y1 = rng.uniform(0, 200, 2)
         box = np.array([x1, y1, x1 + rng.uniform(20, 280), y1 + rng.uniform(20, 160)])
         map_size = meta.map_size(size)
@@ -49,7 +49,7 @@ def test_decoding_inverts_the_encoding_at_every_scale(spec, flipped):
 
 def test_window_geometry_by_hand():
     meta = meta_for(ACCURATE)
-    scale = Scale((245, 245), (1.0, 1.0))
+    scale = Scale((245, 245), (1.0, 1.0), (245, 245))
     encoded = np.zeros((4, 3, 3))
     encoded[2:] = 1.0  # each box is exactly its window
     decoded = decode_boxes(encoded, meta, scale, flipped=False)
@@ -61,7 +61,7 @@ def test_window_geometry_by_hand():
 
 def test_swapped_corners_are_ordered_and_boxes_clipped():
     meta = meta_for(ACCURATE)
-    scale = Scale((245, 245), (0.5, 0.5))  # original image 490x490
+    scale = Scale((245, 245), (0.5, 0.5), (490, 490))
     encoded = np.zeros((4, 3, 3))
     encoded[0], encoded[2] = 0.8, 0.2  # x1 > x2
     encoded[1], encoded[3] = -1.0, 3.0  # far outside

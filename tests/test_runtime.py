@@ -93,7 +93,7 @@ class SyntheticBackend:
     def run(self, feeds):
         batch = feeds["image"]
         size = batch.shape[2:]
-        scale = Scale(size, (size[0] / self.image_size[0], size[1] / self.image_size[1]))
+        scale = Scale(size, (size[0] / self.image_size[0], size[1] / self.image_size[1]), self.image_size)
         h, w = self.meta.map_size(size)
         scores = np.zeros((len(batch), 2, h, w), np.float32)
         scores[:, 1] = 3.0
