@@ -110,16 +110,16 @@ class Predictor:
 
     # ---------------------------------------------------------------- tasks
 
-    def _begin(self, task: str, image: ImageInput, *heads: str):
+    def _begin(self, task: str, image: ImageInput):
         """Check the model has the task's heads, read the image, run the pyramid."""
-        self._need(task, *heads)
+        self.check_task(task)
         array, source = self.load(image)
         timings: dict[str, float] = {}
         return array, source, self.dense(array, timings), timings
 
     def classify(self, image: ImageInput, top_k: int = 5) -> Result:
         _check_positive("top_k", top_k)
-        array, source, maps, timings = self._begin("classify", image, "cls")
+        array, source, maps, timings = self._begin("classify", image)
         with _timed(timings, "decode"):
             classes = self._classification(maps, top_k)
         return self._result("classify", source, array, maps, timings, classes=classes)
@@ -128,7 +128,7 @@ class Predictor:
         """Ranked merged boxes (at most ``max_boxes``, default ``top_k``) with their classes."""
         _check_positive("top_k", top_k)
         max_boxes = top_k if max_boxes is None else _check_positive("max_boxes", max_boxes)
-        array, source, maps, timings = self._begin("localize", image, "cls", "loc")
+        array, source, maps, timings = self._begin("localize", image)
         with _timed(timings, "decode"):
             classes = self._classification(maps, top_k)
             boxes, scores, labels = self._localization_candidates(maps, top_k)
@@ -144,7 +144,7 @@ class Predictor:
         for name, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 raise InputError(f"{name} must be within 0..1, got {value!r}")
-        array, source, maps, timings = self._begin("detect", image, "det", "loc")
+        array, source, maps, timings = self._begin("detect", image)
         with _timed(timings, "decode"):
             boxes, scores, labels = self._detection_candidates(maps, score_threshold)
         with _timed(timings, "merge"):
@@ -207,9 +207,7 @@ class Predictor:
 
     def check_task(self, task: str) -> None:
         """Raise a ModelError if the model lacks the heads ``task`` needs."""
-        self._need(task, *_TASK_HEADS[task])
-
-    def _need(self, task: str, *heads: str) -> None:
+        heads = _TASK_HEADS[task]
         missing = [h for h in heads if h not in self.meta.heads]
         if missing:
             raise ModelError(f"{task} needs the heads {list(heads)}; model {self.backend.source} has {list(self.meta.heads)}")

@@ -7,7 +7,7 @@ import pytest
 
 from overfeat.datasets.coco import read_coco, write_shapes
 from overfeat.datasets.png import encode_png
-from overfeat.datasets.shapes import CLASSES, MIN_VISIBLE, generate, unit_shape
+from overfeat.datasets.shapes import CLASSES, generate, unit_shape
 from overfeat.errors import InputError
 
 
@@ -55,7 +55,6 @@ def test_unit_shapes_are_distinct_and_filled():
         for b in CLASSES:
             if a < b:
                 assert (masks[a] != masks[b]).mean() > 0.05, (a, b)
-    assert MIN_VISIBLE == 0.4
 
 
 def test_png_encoder_round_trips():
