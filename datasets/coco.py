@@ -63,6 +63,27 @@ def write_shapes(out: str | os.PathLike[str], split: str, count: int, seed: int,
     return write_json(out / f"{split}.json", {"info": info, "images": images, "annotations": annotations, "categories": categories})
 
 
+def find_split(data: str | os.PathLike[str], split: str | None = None) -> Path:
+    """The COCO JSON named by ``data``: the file itself, ``DIR/<split>.json``, or DIR's only JSON."""
+    data = Path(data)
+    if data.is_file():
+        if split:
+            raise InputError(f"--split {split} applies to a dataset directory; {data} is a file")
+        return data
+    if not data.is_dir():
+        raise InputError(f"dataset {data} does not exist: give a COCO JSON file or a directory holding one")
+    if split:
+        path = data / f"{split}.json"
+        if not path.is_file():
+            raise InputError(f"dataset {data} has no {split}.json (written by 'overfeat datasets shapes --split {split}')")
+        return path
+    found = sorted(data.glob("*.json"))
+    if len(found) != 1:
+        names = ", ".join(p.stem for p in found) or "none"
+        raise InputError(f"dataset directory {data} holds {len(found)} JSON files ({names}); choose one with --split")
+    return found[0]
+
+
 def read_coco(path: str | os.PathLike[str]) -> Dataset:
     """Read a COCO-style JSON (image paths relative to its directory). Crowd boxes are skipped."""
     path = Path(path)

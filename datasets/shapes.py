@@ -3,7 +3,8 @@
 Every image is a pure function of (seed, kind, split, index), so any image of any split can be
 regenerated alone. Images are 240–600 px per side with textured, noisy backgrounds (a smooth
 random colour field, stripes and pixel noise). Objects take 10%–80% of the image's shorter side,
-with random aspect (0.6–1.6), rotation, colour and texture; a third of them are partly hidden by
+with random aspect (0.6–1.6), rotation (squares and diamonds within ±20°, so that neither is the
+other turned by 45°), colour and texture; a third of them are partly hidden by
 an occluder. Kinds:
 
 - ``single``: exactly one object (classification and localization);
@@ -116,7 +117,8 @@ def _object_pixels(rng, h, w, name, side) -> np.ndarray:
     size = rng.uniform(0.10, 0.80) * side
     aspect = np.exp(rng.uniform(np.log(0.6), np.log(1.6)))
     sx, sy = size * np.sqrt(aspect) / 2, size / np.sqrt(aspect) / 2  # half extents
-    angle = rng.uniform(0, 2 * np.pi)
+    # squares and diamonds turn by at most 20°, so that neither becomes the other
+    angle = rng.uniform(-np.pi / 9, np.pi / 9) if name in ("square", "diamond") else rng.uniform(0, 2 * np.pi)
     reach = np.hypot(sx, sy)
     cx, cy = rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h)
     x0, x1 = int(max(0, np.floor(cx - reach))), int(min(w, np.ceil(cx + reach)))

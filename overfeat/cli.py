@@ -54,14 +54,14 @@ def _positive_int(text: str) -> int:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint (or a random model) to ONNX, parity-checked")
-    p.add_argument("--arch", required=True, choices=sorted(ARCHS), help="network: fast or accurate")
+    p.add_argument("--arch", choices=sorted(ARCHS), help="network: fast or accurate (default: from a checkpoint written by 'overfeat train')")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="trained weights: .pt/.pth state_dict or .safetensors")
     source.add_argument("--random-init", action="store_true", help="random weights (for tests and speed benchmarks)")
     p.add_argument("--seed", type=int, default=0, help="seed of --random-init and of the parity inputs (default 0)")
-    p.add_argument("--num-classes", type=_positive_int, default=1000, help="number of classes C (default 1000)")
-    p.add_argument("--heads", type=_heads, default=("cls",), help="comma-separated heads: cls, loc, det (default cls)")
-    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0, the paper's network)")
+    p.add_argument("--num-classes", type=_positive_int, default=None, help="number of classes C (default 1000)")
+    p.add_argument("--heads", type=_heads, default=None, help="comma-separated heads: cls, loc, det (default cls)")
+    p.add_argument("--width", type=float, default=None, help="channel width multiplier (default 1.0, the paper's network)")
     p.add_argument("--shared-box", action="store_true", help="the regressor predicts 4 shared numbers instead of 4 per class")
     p.add_argument("--coarse", action="store_true", help="export the coarse map (no pooling offsets; stride 36 / 32)")
     p.add_argument("--classes", help="class names, one per line (default class_0 ...)")
@@ -80,10 +80,23 @@ def _run_export(args: argparse.Namespace) -> int:
     from overfeat.metadata import read_class_names
 
     check_output_path(args.output, "output model")
-    classes = read_class_names(args.classes, args.num_classes) if args.classes else None
     progress = Progress(enabled=not args.quiet)
     with progress.step("loading PyTorch"):
         from overfeat.export import DEFAULT_CHECK_SIZES, build_model, export_onnx, load_checkpoint
+        from overfeat.export.torch_backend import checkpoint_info
+    info = checkpoint_info(args.checkpoint) if args.checkpoint and args.checkpoint.endswith(".safetensors") and _has_model_info(args.checkpoint) else {}
+    for flag, key, given in (("--arch", "arch", args.arch), ("--num-classes", "num_classes", args.num_classes), ("--heads", "heads", args.heads), ("--width", "width", args.width)):
+        if info and given is not None and given != info[key]:
+            raise InputError(f"{flag} {given} contradicts checkpoint {args.checkpoint}, which was trained with {info[key]}; leave {flag} out")
+    args.arch = args.arch or info.get("arch")
+    if args.arch is None:
+        raise InputError("--arch is required (fast or accurate) unless the checkpoint was written by 'overfeat train'")
+    args.num_classes = args.num_classes or info.get("num_classes", 1000)
+    args.heads = args.heads or info.get("heads", ("cls",))
+    args.width = args.width if args.width is not None else info.get("width", 1.0)
+    if info and not info["box_per_class"]:
+        args.shared_box = True
+    classes = read_class_names(args.classes, args.num_classes) if args.classes else info.get("classes")
     model = build_model(
         args.arch, args.num_classes, args.heads, args.width,
         loc_per_class=not args.shared_box, fine_stride=not args.coarse, seed=args.seed,
@@ -99,6 +112,17 @@ def _run_export(args: argparse.Namespace) -> int:
     print(report.table())
     print(f"wrote {args.output}")
     return 0
+
+
+def _has_model_info(path: str) -> bool:
+    """Whether a safetensors file carries the model description 'overfeat train' writes."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, "pt") as f:
+            return "overfeat.model" in (f.metadata() or {})
+    except Exception:  # unreadable: load_checkpoint reports it properly
+        return False
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
@@ -133,6 +157,7 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default=None, help="default: from the model file type")
     p.add_argument("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (default CPU)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="detect: least per-location probability (default 0.5)")
+    p.add_argument("--min-score", type=float, default=0.2, help="localize: least per-location class probability of a box (default 0.2)")
     p.add_argument("--nms", action="store_true", help="detect: non-maximum suppression instead of greedy merge")
     p.add_argument("--merge-threshold", type=float, default=None, help="greedy merge: largest dissimilarity that still merges (default 0.5)")
     p.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 64,000,000)")
@@ -171,7 +196,7 @@ def _run_infer(args: argparse.Namespace) -> int:
                 if args.task == "classify":
                     result = predictor.classify(array, top_k=args.top_k)
                 elif args.task == "localize":
-                    result = predictor.localize(array, top_k=args.top_k)
+                    result = predictor.localize(array, top_k=args.top_k, min_score=args.min_score)
                 else:
                     result = predictor.detect(array, args.score_threshold, "nms" if args.nms else "merge")
                 result = dataclasses.replace(result, image=source)
@@ -226,6 +251,89 @@ def _run_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tasks(text: str) -> tuple[str, ...]:
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    known = ("classify", "localize", "detect")
+    unknown = [t for t in tasks if t not in known]
+    if unknown or not tasks:
+        raise argparse.ArgumentTypeError(f"unknown task {unknown[0] if unknown else text!r}: expected a comma-separated list of {', '.join(known)}")
+    return tasks
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy on a COCO-style dataset: top-1/top-5, localization error, mAP@0.5")
+    p.add_argument("--model", required=True, help="an ONNX file, an engine manifest.json, or a .safetensors checkpoint from 'overfeat train'")
+    p.add_argument("--data", required=True, help="a COCO-style JSON, or a directory holding one (see --split)")
+    p.add_argument("--split", help="with a directory holding several JSON files: use DIR/SPLIT.json")
+    p.add_argument("--task", type=_tasks, default=None, help="comma-separated: classify, localize, detect (default: all the model's heads allow)")
+    p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
+    p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
+    p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"), default=None, help="default: from the model file type")
+    p.add_argument("--score-threshold", type=float, default=0.1, help="detect: least per-location probability of a candidate (default 0.1)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
+    p.add_argument("--json", help="write the figures to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from overfeat.datasets.coco import find_split, read_coco
+    from overfeat.fileio import check_output_path, write_json
+    from overfeat.runtime import Predictor
+    from overfeat.runtime.evaluate import evaluate
+
+    if args.json:
+        check_output_path(args.json, "--json")
+    if not 0 <= args.score_threshold <= 1:
+        raise InputError(f"--score-threshold must be within 0..1, got {args.score_threshold}")
+    path = find_split(args.data, args.split)
+    dataset = read_coco(path)
+    if args.limit:
+        dataset = dataclasses.replace(dataset, records=dataset.records[: args.limit])
+    with Predictor.from_path(args.model, args.backend, pyramid=args.pyramid, flip=not args.no_flip) as predictor:
+        result = evaluate(predictor, dataset, args.task, score_threshold=args.score_threshold, progress=Progress(enabled=not args.quiet), source=args.model)
+    result.data = str(path)
+    print(result.table())
+    if args.json:
+        write_json(args.json, result.to_dict())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a reduced-width accurate model on the shapes dataset (cls, then loc, then det)")
+    p.add_argument("--out", required=True, help="the .safetensors checkpoint to write (fp16)")
+    p.add_argument("--width", type=float, default=1 / 16, help="channel width multiplier (default 1/16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--single", type=_positive_int, default=1500, help="single-object training images (default 1500)")
+    p.add_argument("--multi", type=int, default=1500, help="multi-object training images (default 1500)")
+    p.add_argument("--steps", default="3200,1200,600", help="steps of the classifier, regressor, detector stages (default 3200,1200,600)")
+    p.add_argument("--batch", type=_positive_int, default=64, help="windows per step (default 64)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="processes generating the images (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from overfeat.fileio import check_output_path
+
+    check_output_path(args.out, "--out")
+    if not args.out.endswith(".safetensors"):
+        raise InputError(f"--out {args.out}: the checkpoint is written as safetensors; give a .safetensors file name")
+    try:
+        steps = tuple(int(v) for v in args.steps.split(","))
+    except ValueError:
+        raise InputError(f"--steps {args.steps!r}: expected three comma-separated integers") from None
+    progress = Progress(enabled=not args.quiet)
+    with progress.step("loading PyTorch"):
+        from overfeat.export.train import TrainConfig, save_checkpoint, train_shapes
+    config = TrainConfig(width=args.width, seed=args.seed, single=args.single, multi=args.multi, steps=steps, batch=args.batch, workers=args.workers)
+    model, log = train_shapes(config, progress)
+    save_checkpoint(model, args.out, config, log)
+    print(f"trained in {log['seconds']:.0f} s; wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="overfeat", description="Export, build and run OverFeat networks.")
     parser.add_argument("--version", action="version", version=f"overfeat {__version__}")
@@ -234,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_infer(sub)
     _add_datasets(sub)
+    _add_eval(sub)
+    _add_train(sub)
     return parser
 
 

@@ -1,7 +1,8 @@
 """Progress reporting for long work, on stderr, with no dependencies.
 
 ``Progress`` prints named steps with their duration and, for counted work, a bar that redraws
-in place on a terminal and prints one line per item elsewhere (CI logs stay readable).
+in place on a terminal and elsewhere prints a line at every twentieth of the work (CI logs
+stay readable).
 ``Progress(enabled=False)`` is silent; library calls take a ``progress`` argument so that
 callers decide.
 """
@@ -51,8 +52,11 @@ class Progress:
         total = len(items) if total is None else total  # type: ignore[arg-type]
         start = time.perf_counter()
         tty = self._tty()
+        every = max(1, total // 20)
         for i, item in enumerate(items, 1):
             yield item
+            if not tty and i % every and i != total:
+                continue
             elapsed = time.perf_counter() - start
             width = 24
             filled = width * i // max(total, 1)

@@ -7,8 +7,10 @@ and its mirror), then:
 - ``classify``: per class, the spatial maximum of each scale's score map, the mean over scales
   and flips, then a softmax.
 - ``localize``: per scale, the top-k classes by their best per-location probability (softmax
-  over classes at each location); for each, the regressor box at every location with that
-  probability as its confidence; greedy merge (:mod:`overfeat.runtime.merge`).
+  over classes at each location); for each, the regressor box at every location where that
+  probability reaches ``min_score`` (default 0.2), with the probability as its confidence;
+  greedy merge (:mod:`overfeat.runtime.merge`). The floor drops undecided locations, whose
+  boxes carry little weight and cost merge time.
 - ``detect``: per location, a softmax over the C classes and background; every location and
   class with probability ≥ ``score_threshold`` gives a candidate box; greedy merge
   (accumulated scores, as the paper) or NMS.
@@ -110,52 +112,81 @@ class Predictor:
 
     # ---------------------------------------------------------------- tasks
 
-    def _begin(self, task: str, image: ImageInput):
-        """Check the model has the task's heads, read the image, run the pyramid."""
-        self.check_task(task)
-        array, source = self.load(image)
-        timings: dict[str, float] = {}
-        return array, source, self.dense(array, timings), timings
-
     def classify(self, image: ImageInput, top_k: int = 5) -> Result:
-        _check_positive("top_k", top_k)
-        array, source, maps, timings = self._begin("classify", image)
-        with _timed(timings, "decode"):
-            classes = self._classification(maps, top_k)
-        return self._result("classify", source, array, maps, timings, classes=classes)
+        return self.predict(image, ("classify",), top_k=top_k)["classify"]
 
-    def localize(self, image: ImageInput, top_k: int = 5, max_boxes: int | None = None) -> Result:
-        """Ranked merged boxes (at most ``max_boxes``, default ``top_k``) with their classes."""
-        _check_positive("top_k", top_k)
-        max_boxes = top_k if max_boxes is None else _check_positive("max_boxes", max_boxes)
-        array, source, maps, timings = self._begin("localize", image)
-        with _timed(timings, "decode"):
-            classes = self._classification(maps, top_k)
-            boxes, scores, labels = self._localization_candidates(maps, top_k)
-        with _timed(timings, "merge"):
-            merged = greedy_merge(boxes, scores, labels, self.merge_config)
-        found = self._boxes(merged.boxes, merged.scores, merged.classes, merged.counts)[:max_boxes]
-        return self._result("localize", source, array, maps, timings, classes=classes, boxes=found)
+    def localize(self, image: ImageInput, top_k: int = 5, max_boxes: int | None = None, min_score: float = 0.2) -> Result:
+        """Ranked merged boxes (at most ``max_boxes``, default ``top_k``) with their classes.
+
+        A location whose probability for a class is below ``min_score`` gives no box for it.
+        """
+        return self.predict(image, ("localize",), top_k=top_k, max_boxes=max_boxes, min_score=min_score)["localize"]
 
     def detect(self, image: ImageInput, score_threshold: float = 0.5, method: str = "merge", iou_threshold: float = 0.5) -> Result:
         """Boxes of every class whose per-location probability reaches ``score_threshold``."""
+        return self.predict(image, ("detect",), score_threshold=score_threshold, method=method, iou_threshold=iou_threshold)["detect"]
+
+    def predict(
+        self,
+        image: ImageInput,
+        tasks: tuple[str, ...] = ("classify",),
+        *,
+        top_k: int = 5,
+        max_boxes: int | None = None,
+        min_score: float = 0.2,
+        score_threshold: float = 0.5,
+        method: str = "merge",
+        iou_threshold: float = 0.5,
+    ) -> dict[str, Result]:
+        """Several tasks from one pass of the pyramid: ``{task: Result}``.
+
+        The arguments are those of :meth:`classify`, :meth:`localize` and :meth:`detect`; each
+        result's timings hold the shared preprocessing and inference plus its own decoding.
+        """
+        _check_positive("top_k", top_k)
+        max_boxes = top_k if max_boxes is None else _check_positive("max_boxes", max_boxes)
         if method not in ("merge", "nms"):
             raise InputError(f"detection method {method!r}: expected 'merge' or 'nms'")
-        for name, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
+        for name, value in (("min_score", min_score), ("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 raise InputError(f"{name} must be within 0..1, got {value!r}")
-        array, source, maps, timings = self._begin("detect", image)
-        with _timed(timings, "decode"):
-            boxes, scores, labels = self._detection_candidates(maps, score_threshold)
-        with _timed(timings, "merge"):
-            if method == "merge":
-                merged = greedy_merge(boxes, scores, labels, self.merge_config)
-                found = self._boxes(merged.boxes, merged.scores, merged.classes, merged.counts)
+        unknown = [t for t in tasks if t not in _TASK_HEADS]
+        if unknown or not tasks:
+            raise InputError(f"unknown task {unknown[0] if unknown else tasks!r}: expected some of {list(_TASK_HEADS)}")
+        for task in tasks:
+            self.check_task(task)
+        array, source = self.load(image)
+        shared: dict[str, float] = {}
+        maps = self.dense(array, shared)
+        results = {}
+        for task in tasks:
+            timings = dict(shared)
+            classes, found = (), ()
+            if task == "classify":
+                with _timed(timings, "decode"):
+                    classes = self._classification(maps, top_k)
+            elif task == "localize":
+                with _timed(timings, "decode"):
+                    classes = self._classification(maps, top_k)
+                    boxes, scores, labels = self._localization_candidates(maps, top_k, min_score)
+                with _timed(timings, "merge"):
+                    merged = greedy_merge(boxes, scores, labels, self.merge_config)
+                found = self._boxes(merged.boxes, merged.scores, merged.classes, merged.counts)[:max_boxes]
             else:
-                keep = np.concatenate([np.flatnonzero(labels == c)[nms(boxes[labels == c], scores[labels == c], iou_threshold)] for c in np.unique(labels)]) if len(labels) else np.zeros(0, int)
-                keep = keep[np.lexsort((keep, -scores[keep]))]
-                found = self._boxes(boxes[keep], scores[keep], labels[keep], np.ones(len(keep), int))
-        return self._result("detect", source, array, maps, timings, boxes=found)
+                with _timed(timings, "decode"):
+                    boxes, scores, labels = self._detection_candidates(maps, score_threshold)
+                with _timed(timings, "merge"):
+                    found = self._merge_detections(boxes, scores, labels, method, iou_threshold)
+            results[task] = Result(task, source, array.shape[:2], tuple(m.scale.size for m in maps), self.flip, classes, found, timings)
+        return results
+
+    def _merge_detections(self, boxes, scores, labels, method: str, iou_threshold: float) -> tuple[BoxResult, ...]:
+        if method == "merge":
+            merged = greedy_merge(boxes, scores, labels, self.merge_config)
+            return self._boxes(merged.boxes, merged.scores, merged.classes, merged.counts)
+        keep = np.concatenate([np.flatnonzero(labels == c)[nms(boxes[labels == c], scores[labels == c], iou_threshold)] for c in np.unique(labels)]) if len(labels) else np.zeros(0, int)
+        keep = keep[np.lexsort((keep, -scores[keep]))]
+        return self._boxes(boxes[keep], scores[keep], labels[keep], np.ones(len(keep), int))
 
     # ---------------------------------------------------------------- decoding
 
@@ -166,17 +197,18 @@ class Predictor:
         order = np.lexsort((np.arange(len(probs)), -probs))[:top_k]
         return tuple(ClassScore(int(c), self.meta.classes[c], float(probs[c])) for c in order)
 
-    def _localization_candidates(self, maps: list[ScaleMaps], top_k: int):
+    def _localization_candidates(self, maps: list[ScaleMaps], top_k: int, min_score: float):
         boxes, scores, labels = [], [], []
         for m in maps:
             probs = _softmax(m.outputs["scores"].astype(np.float64), axis=1)  # [B, C, h, w]
             best = probs.max(axis=(0, 2, 3))
             for c in np.lexsort((np.arange(len(best)), -best))[:top_k]:
                 for b in range(len(probs)):
+                    where = probs[b, c] >= min_score
                     decoded = decode_boxes(self._box_maps(m.outputs["boxes"][b], c), self.meta, m.scale, flipped=b == 1)
-                    boxes.append(decoded.reshape(-1, 4))
-                    scores.append(probs[b, c].reshape(-1))
-                    labels.append(np.full(probs[b, c].size, c))
+                    boxes.append(decoded[where])
+                    scores.append(probs[b, c][where])
+                    labels.append(np.full(int(where.sum()), c))
         return _stack(boxes, scores, labels)
 
     def _detection_candidates(self, maps: list[ScaleMaps], threshold: float):
@@ -211,10 +243,6 @@ class Predictor:
         missing = [h for h in heads if h not in self.meta.heads]
         if missing:
             raise ModelError(f"{task} needs the heads {list(heads)}; model {self.backend.source} has {list(self.meta.heads)}")
-
-    def _result(self, task, source, array, maps, timings, classes=(), boxes=()) -> Result:
-        return Result(task, source, array.shape[:2], tuple(m.scale.size for m in maps), self.flip, classes, boxes, timings)
-
 
 _TASK_HEADS = {"classify": ("cls",), "localize": ("cls", "loc"), "detect": ("det", "loc")}
 

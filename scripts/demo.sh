@@ -1,14 +1,36 @@
 #!/usr/bin/env bash
-# The demo pipeline: export a reduced-width OverFeat (accurate topology, all three heads) to
-# ONNX with its parity check, then show what the file holds. Writes only under out/demo/.
+# The demo pipeline, from the committed shapes model to an accuracy report. Writes only under
+# out/demo/ (cleared first): the test images, the exported ONNX model, the evaluation JSON of
+# ONNX Runtime and of PyTorch, annotated pictures and report.md.
 set -euo pipefail
 out=out/demo
-mkdir -p "$out"
-printf '%s\n' circle square triangle star cross > "$out/classes.txt"
-overfeat export --arch accurate --random-init --seed 0 --num-classes 5 --classes "$out/classes.txt" \
-    --heads cls,loc,det --width 0.25 --output "$out/model.onnx"
+model=models/shapes-accurate-w16.safetensors
+count=${DEMO_IMAGES:-60}
+seed=2026  # the test images are not the training images (train split, seed 0)
+rm -rf "$out"
+mkdir -p "$out/drawn/localize" "$out/drawn/detect"
+
+overfeat datasets shapes --out "$out/data/single" --split test --count "$count" --seed "$seed" --kind single
+overfeat datasets shapes --out "$out/data/multi" --split test --count "$count" --seed "$seed" --kind multi
+overfeat export --checkpoint "$model" --output "$out/model.onnx"
+
+for kind in single multi; do
+    tasks=$([ "$kind" = single ] && echo classify,localize || echo detect)
+    overfeat eval --model "$out/model.onnx" --data "$out/data/$kind" --task "$tasks" --json "$out/eval-onnxruntime-$kind.json"
+    overfeat eval --model "$model" --data "$out/data/$kind" --task "$tasks" --json "$out/eval-torch-$kind.json"
+done
+
+overfeat infer --model "$out/model.onnx" --task localize --draw "$out/drawn/localize" --json "$out/infer-localize.json" \
+    "$out"/data/single/test/00000[0-3].png > /dev/null
+overfeat infer --model "$out/model.onnx" --task detect --draw "$out/drawn/detect" --json "$out/infer-detect.json" \
+    "$out"/data/multi/test/00000[0-3].png > /dev/null
+
+python scripts/demo_report.py "$out" > "$out/report.md.tmp" && mv "$out/report.md.tmp" "$out/report.md"
 echo
-overfeat inspect "$out/model.onnx"
+cat "$out/report.md"
 echo
 echo "demo artifacts in $out/:"
-ls -l "$out"
+echo "  model.onnx             the exported model (parity report: model.parity.json)"
+echo "  eval-*.json            accuracy through ONNX Runtime and through PyTorch"
+echo "  drawn/                 annotated pictures (localize: single-object images, detect: multi-object)"
+echo "  report.md              accuracy table and timings"

@@ -72,3 +72,94 @@ def nms_reference(boxes, scores, iou_threshold):
         keep.append(best)
         remaining = [i for i in remaining if iou(boxes[best], boxes[i]) <= iou_threshold]
     return keep
+
+
+def _iou_scalar(a, b):
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(iw, 0.0) * max(ih, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def voc_ap_reference(detections, truths, num_classes, iou_threshold=0.5):
+    """The VOC devkit's AP, literally: per class, every detection of every image in order of
+    decreasing score (ties: image, then position); a hit if the ground-truth box it overlaps
+    most reaches the threshold and was not taken; AP = area under the precision envelope.
+
+    detections: per image a list of (box, score, label); truths: per image a list of (box, label).
+    Returns a list with None for classes without ground truth.
+    """
+    out = []
+    for c in range(num_classes):
+        n_truth = sum(1 for image in truths for _, label in image if label == c)
+        if n_truth == 0:
+            out.append(None)
+            continue
+        dets = [(-score, i, k, box) for i, image in enumerate(detections) for k, (box, score, label) in enumerate(image) if label == c]
+        dets.sort(key=lambda d: (d[0], d[1], d[2]))
+        taken = {i: [False] * len(truths[i]) for i in range(len(truths))}
+        tp = []
+        for _, i, _, box in dets:
+            best, best_j = -1.0, None
+            for j, (gt, label) in enumerate(truths[i]):
+                if label != c:
+                    continue
+                o = _iou_scalar(box, gt)
+                if o > best:
+                    best, best_j = o, j
+            if best_j is not None and best >= iou_threshold and not taken[i][best_j]:
+                taken[i][best_j] = True
+                tp.append(1)
+            else:
+                tp.append(0)
+        recall, precision, hits = [], [], 0
+        for n, t in enumerate(tp, 1):
+            hits += t
+            recall.append(hits / n_truth)
+            precision.append(hits / n)
+        mrec = [0.0] + recall + [1.0]
+        mpre = [0.0] + precision + [0.0]
+        for i in range(len(mpre) - 2, -1, -1):
+            mpre[i] = max(mpre[i], mpre[i + 1])
+        out.append(sum((mrec[i + 1] - mrec[i]) * mpre[i + 1] for i in range(len(mrec) - 1) if mrec[i + 1] != mrec[i]))
+    return out
+
+
+def window_targets_reference(boxes, labels, origins, window, num_classes, positive=0.5, background=0.2):
+    """Training targets of each window, one window and one object at a time.
+
+    Returns per window (cls label | "bg" | None, {class: encoded box}).
+    """
+    out = []
+    S = float(window)
+    for x0, y0 in origins:
+        wbox = (float(x0), float(y0), x0 + S, y0 + S)
+        fracs, ious = [], []
+        for b in boxes:
+            iw = max(0.0, min(wbox[2], b[2]) - max(wbox[0], b[0]))
+            ih = max(0.0, min(wbox[3], b[3]) - max(wbox[1], b[1]))
+            area = max((b[2] - b[0]) * (b[3] - b[1]), 1e-9)
+            fracs.append(iw * ih / area)
+            ious.append(iw * ih / (S * S + area - iw * ih))
+        best = None
+        for k in range(len(boxes)):
+            if fracs[k] >= positive and (best is None or ious[k] > ious[best]):
+                best = k
+        if best is not None:
+            label = int(labels[best])
+        elif all(f < background for f in fracs):
+            label = "bg"
+        else:
+            label = None
+        per_class = {}
+        for c in range(num_classes):
+            pick = None
+            for k in range(len(boxes)):
+                if labels[k] == c and fracs[k] >= positive and (pick is None or ious[k] > ious[pick]):
+                    pick = k
+            if pick is not None:
+                b = boxes[pick]
+                per_class[c] = ((b[0] - x0) / S, (b[1] - y0) / S, (b[2] - x0) / S, (b[3] - y0) / S)
+        out.append((label, per_class))
+    return out

@@ -119,6 +119,18 @@ def test_localize_recovers_a_known_box_through_every_scale_and_flip():
     np.testing.assert_allclose(top.score, 2 * locations * np.exp(3) / (1 + np.exp(3)), rtol=1e-9)
 
 
+def test_localize_floor_drops_undecided_locations():
+    """Class a has probability 1/(1+e³) ≈ 0.047 everywhere: below the default floor of 0.2."""
+    predictor = Predictor(SyntheticBackend((40.0, 30.0, 260.0, 190.0), (300, 400)))
+    image = _image(4, 300, 400)
+    everything = predictor.localize(image, top_k=2, max_boxes=50, min_score=0.0)
+    floored = predictor.localize(image, top_k=2, max_boxes=50)
+    assert {b.name for b in everything.boxes} == {"a", "b"}
+    assert {b.name for b in floored.boxes} == {"b"}
+    with pytest.raises(InputError, match="min_score"):
+        predictor.localize(image, min_score=1.5)
+
+
 def test_threads_give_the_sequential_results(predictor):
     images = [_image(10 + i) for i in range(6)]
     sequential = [predictor.localize(im).to_dict() for im in images]

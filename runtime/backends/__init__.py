@@ -49,6 +49,16 @@ def _tensorrt_available() -> bool:
     return find_spec("tensorrt") is not None and find_spec("cuda") is not None
 
 
+def _torch_available() -> bool:
+    return find_spec("torch") is not None and find_spec("safetensors") is not None
+
+
+def _make_torch(path: str, **options) -> Backend:
+    from overfeat.export.torch_backend import TorchBackend
+
+    return TorchBackend(path, **options)
+
+
 def _make_onnxruntime(path: str, **options) -> Backend:
     from .onnxruntime import OnnxRuntimeBackend
 
@@ -64,6 +74,7 @@ def _make_tensorrt(path: str, **options) -> Backend:
 REGISTRY: dict[str, BackendEntry] = {
     "onnxruntime": BackendEntry("onnxruntime", _onnxruntime_available, _make_onnxruntime, "pip install 'overfeat[ort]' (or 'overfeat[gpu]' on NVIDIA GPUs)"),
     "tensorrt": BackendEntry("tensorrt", _tensorrt_available, _make_tensorrt, "pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU"),
+    "torch": BackendEntry("torch", _torch_available, _make_torch, "pip install 'overfeat[export]'"),
 }
 
 
@@ -72,8 +83,10 @@ def available_backends() -> list[str]:
 
 
 def default_backend(path: str | Path) -> str:
-    """``tensorrt`` for a manifest (``.json``), ``onnxruntime`` for an ONNX file."""
-    return "tensorrt" if str(path).endswith(".json") else "onnxruntime"
+    """``tensorrt`` for a manifest (``.json``), ``torch`` for a ``.safetensors`` checkpoint,
+    ``onnxruntime`` for an ONNX file."""
+    text = str(path)
+    return "tensorrt" if text.endswith(".json") else "torch" if text.endswith(".safetensors") else "onnxruntime"
 
 
 def create_backend(path: str | Path, backend: str | None = None, **options) -> Backend:

@@ -1,0 +1,61 @@
+"""PyTorch as an inference backend (extra ``export``): the reference the runtime is checked against.
+
+Opens a ``.safetensors`` checkpoint written by :func:`overfeat.export.train.save_checkpoint`,
+whose metadata (``overfeat.model``) names the architecture, width, heads and classes, and runs
+it through the same :class:`~overfeat.runtime.Predictor` as the exported model, so the two give
+comparable metrics. fp16 weights are computed in fp32.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from overfeat.errors import InputError, ModelError
+from overfeat.metadata import INPUT_NAME
+
+from .checkpoint import load_checkpoint
+from .model import build_model
+
+
+def checkpoint_info(path: str | Path) -> dict:
+    """The ``overfeat.model`` metadata of a safetensors checkpoint (arch, width, heads, classes)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise InputError(f"{path}: the torch backend opens .safetensors checkpoints written by 'overfeat train'")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        info = json.loads(meta["overfeat.model"])
+        return {"arch": str(info["arch"]), "width": float(info["width"]), "num_classes": int(info["num_classes"]),
+                "heads": tuple(info["heads"]), "classes": tuple(info["classes"]), "box_per_class": bool(info.get("box_per_class", True))}
+    except KeyError:
+        raise ModelError(f"checkpoint {path} has no 'overfeat.model' metadata (architecture, width, classes); export it with explicit flags instead") from None
+    except Exception as exc:
+        raise ModelError(f"checkpoint {path} could not be read ({str(exc).splitlines()[0][:160]})") from None
+
+
+class TorchBackend:
+    def __init__(self, path: str, fine_stride: bool = True) -> None:
+        info = checkpoint_info(path)
+        self.source = str(path)
+        self.model = build_model(info["arch"], info["num_classes"], info["heads"], info["width"], loc_per_class=info["box_per_class"], fine_stride=fine_stride)
+        load_checkpoint(self.model, path)
+        self.meta = self.model.metadata(info["classes"])
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.meta.output_names
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME])))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def close(self) -> None:
+        self.model = None

@@ -1,0 +1,344 @@
+"""Train a reduced-width OverFeat on the shapes dataset, the paper's way (extra ``export``).
+
+Three stages, each on 221×221 windows cut from training images resized to a jittered pyramid
+size (the window is the network's field of view, so every window gives one 1×1 output):
+
+1. **classifier** — trunk and ``cls`` head together, cross-entropy. A window is labelled with
+   the class of the object it holds at least half of (of several, the one with the highest
+   IoU with the window). Windows holding less than ``BACKGROUND_FRAC`` of every object are
+   trained towards the uniform distribution, so that away from objects the classifier is
+   undecided (its probabilities are the localizer's box confidences); windows in between
+   are not used.
+2. **regressor** — layers 1–5 (the trunk) frozen, ``loc`` head with the L2 loss on the encoded
+   box ((x1 − x0)/S, (y1 − y0)/S, (x2 − x0)/S, (y2 − y0)/S) of each class's object in windows
+   that hold at least half of it (``POSITIVE_FRAC``), at every pyramid scale.
+3. **detector** — trunk frozen, ``det`` head: C classes plus background; positives are the
+   regressor's windows, negatives the background windows, in equal parts.
+
+Images come from the train split (single- and multi-object kinds), generated once into memory
+by worker processes. Randomness is seeded; the result is deterministic up to floating-point
+reduction order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from overfeat.datasets.shapes import CLASSES, generate
+from overfeat.errors import InputError
+from overfeat.fileio import atomic_path, check_output_path
+from overfeat.progress import Progress
+
+from .model import OverFeat, build_model
+
+POSITIVE_FRAC = 0.5  # a window holding ≥ this fraction of an object's box is a positive for it
+BACKGROUND_FRAC = 0.2  # a window holding < this fraction of every object is background
+CENTRING = 0.05  # weight of the classifier's mean-logit penalty
+IGNORE, BACKGROUND = -1, -2
+STAGES = ("classifier", "regressor", "detector")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (stored in the checkpoint's metadata)."""
+
+    width: float = 1 / 16
+    seed: int = 0
+    single: int = 1500  # training images with one object
+    multi: int = 1500  # training images with 0-6 objects
+    steps: tuple[int, int, int] = (3200, 1200, 600)  # per stage
+    batch: int = 64
+    lr: float = 1e-3
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if not (0 < self.width <= 1):
+            raise InputError(f"width must be in (0, 1], got {self.width}")
+        if self.single < 1 or self.multi < 0:
+            raise InputError(f"need at least one single-object image and no negative counts, got single={self.single}, multi={self.multi}")
+        if len(self.steps) != 3 or min(self.steps) < 1:
+            raise InputError(f"steps must be three positive numbers (classifier, regressor, detector), got {self.steps}")
+        if self.batch < 2:
+            raise InputError(f"batch must be at least 2 (stage 1 splits it between two heads), got {self.batch}")
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Per-window targets: cls/det labels (class, BACKGROUND or IGNORE), boxes [N, C, 4] + mask."""
+
+    cls: np.ndarray
+    det: np.ndarray
+    boxes: np.ndarray
+    box_mask: np.ndarray
+
+
+def window_targets(boxes: np.ndarray, labels: np.ndarray, origins: np.ndarray, window: int, num_classes: int) -> Targets:
+    """Targets of windows at ``origins`` [N, 2] (x0, y0) for objects ``boxes`` [K, 4], ``labels`` [K]."""
+    n, S = len(origins), float(window)
+    x0, y0 = origins[:, 0:1].astype(np.float64), origins[:, 1:2].astype(np.float64)
+    b = boxes.astype(np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(x0 + S, b[None, :, 2]) - np.maximum(x0, b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(y0 + S, b[None, :, 3]) - np.maximum(y0, b[None, :, 1]), 0, None)
+    inter = iw * ih  # [N, K]
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
+    frac = inter / area[None, :]
+    iou = inter / (S * S + area[None, :] - inter)
+    positive = frac >= POSITIVE_FRAC
+    ranked = np.where(positive, iou, -1.0)
+    label = np.full(n, IGNORE, dtype=np.int64)
+    if len(b):
+        best = ranked.argmax(axis=1)
+        has = positive.any(axis=1)
+        label[has] = labels[best[has]]
+        label[~has & (frac.max(axis=1) < BACKGROUND_FRAC)] = BACKGROUND
+    else:
+        label[:] = BACKGROUND
+    encoded = (b[None, :, :] - np.concatenate([x0, y0, x0, y0], axis=1)[:, None, :]) / S  # [N, K, 4]
+    box_t = np.zeros((n, num_classes, 4), dtype=np.float32)
+    box_m = np.zeros((n, num_classes), dtype=bool)
+    for c in np.unique(labels):
+        of_c = np.where(labels[None, :] == c, ranked, -1.0)
+        best = of_c.argmax(axis=1)
+        has = of_c.max(axis=1) >= 0
+        box_t[has, c] = encoded[np.flatnonzero(has), best[has]]
+        box_m[has, c] = True
+    return Targets(label, label.copy(), box_t, box_m)
+
+
+def _generate(args: tuple[int, str, int]):
+    seed, kind, index = args
+    s = generate(seed, kind, "train", index)
+    return s.image, s.boxes, s.labels
+
+
+def make_pool(config: TrainConfig, progress: Progress) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The training images, generated once (in ``workers`` processes)."""
+    jobs = [(config.seed, "single", i) for i in range(config.single)] + [(config.seed, "multi", i) for i in range(config.multi)]
+    if config.workers > 1:
+        with ProcessPoolExecutor(config.workers) as pool:
+            return list(progress.track(pool.map(_generate, jobs, chunksize=32), "training images", total=len(jobs)))
+    return [_generate(job) for job in progress.track(jobs, "training images")]
+
+
+class WindowSampler:
+    """Batches of normalised 221×221 windows and their targets, drawn from a pool of images.
+
+    Each window is a region of an original image resized to 221×221 (a window of the image
+    resized by that factor, as in a pyramid scale), so only the window's pixels are resampled:
+
+    - an *object window* picks an object, a size for it in the window (a fraction of 221,
+      log-uniform in a stage's range) and a position for its centre, with a little aspect jitter;
+    - a *random window* picks a pyramid-like scale (the image's shorter side becomes 245–569
+      pixels) and a random position.
+
+    Either may be mirrored. The targets follow from the boxes' overlap with the window
+    (:func:`window_targets`), whatever kind of window it was drawn as.
+    """
+
+    # stage → (share of object windows, object size range, centre position range), in window units
+    MIX = {"classifier": (0.75, (0.2, 0.9), (0.2, 0.8)), "regressor": (1.0, (0.1, 1.2), (0.05, 0.95)), "detector": (0.5, (0.1, 1.2), (0.05, 0.95))}
+
+    def __init__(self, pool, model: OverFeat, config: TrainConfig, rng: np.random.Generator) -> None:
+        meta = model.metadata()
+        self.pool, self.config, self.rng = pool, config, rng
+        self.window, self.classes = meta.window, model.num_classes
+        self.short_sides = (min(meta.pyramid[0]), min(meta.pyramid[-1]))
+        self.mean = torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def _region(self, index: int, stage: str) -> tuple[int, int, int, int]:
+        """(x1, y1, x2, y2) of the original image that becomes the window."""
+        image, boxes, _ = self.pool[index]
+        h0, w0 = image.shape[:2]
+        S, rng = self.window, self.rng
+        share, sizes, centre = self.MIX[stage]
+        aspect = math.exp(rng.uniform(-0.1, 0.1))
+        if len(boxes) and rng.random() < share:
+            b = boxes[rng.integers(len(boxes))]
+            size = math.exp(rng.uniform(math.log(sizes[0]), math.log(sizes[1]))) * S
+            f = size / max(b[2] - b[0], b[3] - b[1], 1.0)
+            rw, rh = min(w0, S / (f * aspect)), min(h0, S * aspect / f)  # region size, inside the image
+            x1 = (b[0] + b[2]) / 2 - rng.uniform(*centre) * rw
+            y1 = (b[1] + b[3]) / 2 - rng.uniform(*centre) * rh
+        else:
+            short = math.exp(rng.uniform(*(math.log(v) for v in self.short_sides)))
+            f = short / min(h0, w0)
+            rw, rh = min(w0, S / (f * aspect)), min(h0, S * aspect / f)
+            x1, y1 = rng.uniform(0, w0 - rw), rng.uniform(0, h0 - rh)
+        rw, rh = max(8, round(rw)), max(8, round(rh))
+        x1 = int(np.clip(round(x1), 0, w0 - rw))
+        y1 = int(np.clip(round(y1), 0, h0 - rh))
+        return x1, y1, x1 + rw, y1 + rh
+
+    def batches(self, stage: str, n: int) -> Iterator[tuple[torch.Tensor, Targets]]:
+        S = self.window
+        while True:
+            crops, rows = [], []
+            while len(crops) < n:
+                # the classifier learns from single-object images (the image label is unambiguous)
+                index = int(self.rng.integers(self.config.single if stage == "classifier" else len(self.pool)))
+                image, boxes, labels = self.pool[index]
+                x1, y1, x2, y2 = self._region(index, stage)
+                fx, fy = S / (x2 - x1), S / (y2 - y1)
+                local = (boxes - np.array([x1, y1, x1, y1])) * np.array([fx, fy, fx, fy])
+                crop = torch.from_numpy(image[y1:y2, x1:x2]).permute(2, 0, 1)[None]
+                if self.rng.random() < 0.5:
+                    crop = crop.flip(-1)
+                    local = np.stack([S - local[:, 2], local[:, 1], S - local[:, 0], local[:, 3]], axis=1) if len(local) else local
+                t = window_targets(local, labels, np.zeros((1, 2)), S, self.classes)
+                if (stage == "regressor" and not t.box_mask.any()) or (stage != "regressor" and t.cls[0] == IGNORE):
+                    continue  # a window that teaches this stage nothing
+                crops.append(F.interpolate(crop, size=(S, S), mode="bilinear", antialias=True, align_corners=False))
+                rows.append(t)
+            x = (torch.cat(crops).float() - self.mean) / self.std
+            yield x, Targets(*(np.concatenate([getattr(r, f) for r in rows]) for f in ("cls", "det", "boxes", "box_mask")))
+
+
+def _classifier_loss(logits: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, float]:
+    labels_t = torch.from_numpy(labels)
+    pos = labels_t >= 0
+    log_p = F.log_softmax(logits, dim=1)
+    loss = logits.new_zeros(())
+    if pos.any():
+        loss = loss + F.nll_loss(log_p[pos], labels_t[pos], reduction="sum")
+    bg = labels_t == BACKGROUND
+    if bg.any():  # cross-entropy against the uniform distribution
+        loss = loss - log_p[bg].mean(dim=1).sum()
+    correct = float((logits[pos].argmax(1) == labels_t[pos]).float().mean()) if pos.any() else float("nan")
+    # softmax ignores a shift of all logits, but the runtime takes each class's spatial maximum
+    # of the raw scores: keep every window's mean logit near 0, so that undecided (background)
+    # windows score near 0 rather than at an arbitrary level
+    centring = CENTRING * logits[pos | bg].mean(dim=1).square().sum()
+    return (loss + centring) / max(1, int((pos | bg).sum())), correct
+
+
+def _regressor_loss(boxes: torch.Tensor, target: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, float]:
+    pred = boxes.view(len(boxes), -1, 4)
+    m = torch.from_numpy(mask)
+    diff = pred[m] - torch.from_numpy(target)[m]
+    loss = diff.square().sum(dim=1).mean()
+    return loss, float(diff.abs().mean())
+
+
+def _detector_loss(logits: torch.Tensor, labels: np.ndarray, background: int) -> tuple[torch.Tensor, float]:
+    labels_t = torch.from_numpy(np.where(labels == BACKGROUND, background, labels))
+    keep = labels_t >= 0
+    loss = F.cross_entropy(logits[keep], labels_t[keep])
+    return loss, float((logits[keep].argmax(1) == labels_t[keep]).float().mean())
+
+
+def with_batchnorm(seq: nn.Sequential, plain_last: bool) -> tuple[nn.Sequential, list[tuple[nn.Conv2d, nn.BatchNorm2d]]]:
+    """A training copy of ``seq`` sharing its convolutions, with batch norm after each one.
+
+    ``plain_last`` leaves the last convolution (a head's output layer) without. After training,
+    :func:`fold_batchnorm` moves each norm into its convolution, so the model keeps the paper's
+    topology (batch norm only speeds up training from scratch of the small network).
+    """
+    layers: list[nn.Module] = []
+    pairs = []
+    convs = [m for m in seq if isinstance(m, nn.Conv2d)]
+    for module in seq:
+        layers.append(module)
+        if isinstance(module, nn.Conv2d) and not (plain_last and module is convs[-1]):
+            norm = nn.BatchNorm2d(module.out_channels)
+            layers.append(norm)
+            pairs.append((module, norm))
+    return nn.Sequential(*layers), pairs
+
+
+@torch.no_grad()
+def fold_batchnorm(pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]]) -> None:
+    """Fold each (eval-mode) batch norm into the convolution before it, in place."""
+    for conv, norm in pairs:
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        conv.weight.mul_(scale.view(-1, 1, 1, 1))
+        conv.bias.copy_((conv.bias - norm.running_mean) * scale + norm.bias)
+
+
+def train_shapes(config: TrainConfig, progress: Progress | None = None) -> tuple[OverFeat, dict]:
+    """Train the three stages; returns the model (eval mode) and a log of per-stage figures."""
+    progress = progress or Progress(enabled=False)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    start = time.perf_counter()
+    pool = make_pool(config, progress)
+    log: dict = {"images": len(pool), "generate_seconds": round(time.perf_counter() - start, 1), "stages": {}}
+    model = build_model("accurate", len(CLASSES), ("cls", "loc", "det"), config.width, fine_stride=False, seed=config.seed)
+    sampler = WindowSampler(pool, model, config, rng)
+    trunk, pairs = with_batchnorm(model.features, plain_last=False)
+    heads = {}
+    for stage, module in zip(STAGES, (model.classifier, model.regressor, model.detector), strict=True):
+        heads[stage], head_pairs = with_batchnorm(module, plain_last=True)
+        pairs += head_pairs
+    for stage, steps in zip(STAGES, config.steps, strict=True):
+        stage_start = time.perf_counter()
+        trainable = [*trunk.parameters(), *heads[stage].parameters(), *heads["detector"].parameters()] if stage == "classifier" else list(heads[stage].parameters())
+        optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=1e-4)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.05)
+        trunk.train(stage == "classifier")  # later stages: frozen trunk, norms on their running statistics
+        heads[stage].train()
+        heads["detector"].train(stage != "regressor")
+        running: list[tuple[float, float]] = []
+        # stage 1 trains the trunk for both classification heads: half of each batch is
+        # classifier windows, half detector windows (objects of every kind, and background)
+        half = config.batch // 2
+        batches = sampler.batches(stage, half if stage == "classifier" else config.batch)
+        joint = sampler.batches("detector", config.batch - half) if stage == "classifier" else None
+        for step in range(1, steps + 1):
+            x, t = next(batches)
+            if joint is None:
+                with torch.no_grad():
+                    features = trunk(x)
+            else:
+                xd, td = next(joint)
+                features = trunk(torch.cat([x, xd]))
+            out = heads[stage](features[: len(x)]).flatten(1)
+            if stage == "classifier":
+                loss, metric = _classifier_loss(out, t.cls)
+                det_loss, _ = _detector_loss(heads["detector"](features[len(x) :]).flatten(1), td.det, model.num_classes)
+                loss = loss + det_loss
+            elif stage == "regressor":
+                loss, metric = _regressor_loss(out, t.boxes, t.box_mask)
+            else:
+                loss, metric = _detector_loss(out, t.det, model.num_classes)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            running.append((float(loss.detach()), metric))
+            if step % 100 == 0 or step == steps:
+                recent = np.nanmean(np.asarray(running[-100:]), axis=0)
+                what = "mean |box error|" if stage == "regressor" else "window accuracy"
+                progress.info(f"{stage} step {step}/{steps}: loss {recent[0]:.4f}, {what} {recent[1]:.3f} ({time.perf_counter() - stage_start:.0f} s)")
+        heads[stage].eval()
+        recent = np.nanmean(np.asarray(running[-200:]), axis=0)
+        log["stages"][stage] = {"steps": steps, "seconds": round(time.perf_counter() - stage_start, 1), "final_loss": round(float(recent[0]), 4), "final_metric": round(float(recent[1]), 4)}
+    trunk.eval()
+    fold_batchnorm(pairs)
+    log["seconds"] = round(time.perf_counter() - start, 1)
+    model.requires_grad_(False)
+    model.set_fine_stride(True)
+    return model.eval(), log
+
+
+def save_checkpoint(model: OverFeat, path: str | os.PathLike[str], config: TrainConfig, log: dict) -> None:
+    """fp16 safetensors with the training configuration and log in its metadata; atomic."""
+    from safetensors.torch import save_file
+
+    check_output_path(path, "checkpoint")
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    info = {"arch": "accurate", "width": config.width, "num_classes": model.num_classes, "heads": list(model.heads), "classes": list(CLASSES), "box_per_class": model.loc_per_class}
+    metadata = {"overfeat.model": json.dumps(info), "overfeat.train_config": json.dumps(asdict(config)), "overfeat.train_log": json.dumps(log)}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)

@@ -1,0 +1,208 @@
+"""Accuracy of a model on a COCO-style dataset: the paper's three tasks, in NumPy.
+
+- **Classification** (images whose objects share one class, the image's label): top-1 and
+  top-5 error of :meth:`Predictor.classify`.
+- **Localization** (the same images; ILSVRC rule, as the paper): an image is correct when one
+  of the top-5 boxes of :meth:`Predictor.localize` has the image's class and IoU ≥ 0.5 with one
+  of its ground-truth boxes.
+- **Detection** (every image): per-class average precision at IoU ≥ 0.5, VOC style (in order of decreasing
+  score, a detection is a hit when the ground-truth box of its class it overlaps most has
+  IoU ≥ 0.5 and no better-ranked detection took it, else a false positive; AP is the area under the precision envelope of the PR curve), and
+  their mean over the classes that have ground truth.
+
+All tasks of an image come from one pass of the pyramid (:meth:`Predictor.predict`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from overfeat.datasets.coco import Dataset
+from overfeat.errors import InputError
+from overfeat.progress import Progress
+
+from .boxes import iou
+from .predictor import _TASK_HEADS, Predictor
+from .results import Result
+
+TASKS = ("classify", "localize", "detect")
+IOU_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The detections of one image: boxes [D, 4], scores [D], labels [D]."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def from_result(cls, result: Result) -> Detections:
+        boxes = np.asarray([b.box for b in result.boxes], dtype=np.float64).reshape(-1, 4)
+        return cls(boxes, np.asarray([b.score for b in result.boxes], dtype=np.float64), np.asarray([b.label for b in result.boxes], dtype=np.int64))
+
+
+def interpolated_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Area under the precision envelope (VOC 2010+ "all points"): recall and precision in rank order."""
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[0.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]  # precision envelope: best precision at any recall ≥ r
+    changes = np.flatnonzero(r[1:] != r[:-1])
+    return float(np.sum((r[changes + 1] - r[changes]) * p[changes + 1]))
+
+
+def average_precision(detections: Sequence[Detections], truths: Sequence[tuple[np.ndarray, np.ndarray]], num_classes: int, iou_threshold: float = IOU_THRESHOLD) -> np.ndarray:
+    """VOC AP per class (NaN for a class without ground truth).
+
+    ``detections[i]`` and ``truths[i]`` = (boxes [G, 4], labels [G]) belong to image i. Equal
+    scores rank by image, then by position in the image's list. Matching is greedy per image,
+    which equals the global greedy order: a detection's match depends only on the better-ranked
+    detections of the same image and class.
+    """
+    if len(detections) != len(truths):
+        raise InputError(f"{len(detections)} detection lists for {len(truths)} images")
+    ap = np.full(num_classes, np.nan)
+    for c in range(num_classes):
+        n_truth = sum(int(np.count_nonzero(labels == c)) for _, labels in truths)
+        if n_truth == 0:
+            continue
+        keys, hits = [], []
+        for i, (det, (gt_boxes, gt_labels)) in enumerate(zip(detections, truths, strict=True)):
+            mine = np.flatnonzero(det.labels == c)
+            if not len(mine):
+                continue
+            order = mine[np.lexsort((mine, -det.scores[mine]))]
+            matched = np.zeros(len(order), dtype=bool)
+            gt = gt_boxes[gt_labels == c]
+            if len(gt):
+                overlaps = iou(det.boxes[order], gt)
+                taken = np.zeros(len(gt), dtype=bool)
+                for d in range(len(order)):
+                    # VOC: the best-overlapping box, matched or not; a hit only if it is still free
+                    best = int(np.argmax(overlaps[d]))
+                    if overlaps[d, best] >= iou_threshold and not taken[best]:
+                        taken[best] = matched[d] = True
+            keys.append(np.stack([-det.scores[order], np.full(len(order), i), order.astype(np.float64)], axis=1))
+            hits.append(matched)
+        if not keys:
+            ap[c] = 0.0
+            continue
+        key = np.concatenate(keys)
+        hit = np.concatenate(hits)[np.lexsort((key[:, 2], key[:, 1], key[:, 0]))]
+        tp = np.cumsum(hit)
+        precision = tp / np.arange(1, len(hit) + 1)
+        ap[c] = interpolated_ap(tp / n_truth, precision)
+    return ap
+
+
+@dataclass
+class Evaluation:
+    """Figures of one evaluation run (errors and AP as fractions in 0..1)."""
+
+    model: str
+    data: str
+    images: int
+    pyramid: str
+    flip: bool
+    fine_stride: bool
+    classes: tuple[str, ...]
+    labelled_images: int = 0  # images with one class, used for classification and localization
+    top1_error: float | None = None
+    top5_error: float | None = None
+    localization_error: float | None = None
+    mean_ap: float | None = None
+    ap: dict[str, float | None] = field(default_factory=dict)
+    seconds_per_image: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()} | {"classes": list(self.classes)}
+
+    def table(self) -> str:
+        def pct(v):
+            return "-" if v is None else f"{100 * v:6.2f}%"
+
+        lines = [
+            f"{self.images} images ({self.labelled_images} with one class), pyramid {self.pyramid}, "
+            f"{'flips' if self.flip else 'no flips'}, {'fine' if self.fine_stride else 'coarse'} stride",
+            f"  classification  top-1 error   {pct(self.top1_error)}",
+            f"                  top-5 error   {pct(self.top5_error)}",
+            f"  localization    error         {pct(self.localization_error)}",
+            f"  detection       mAP@0.5       {'-' if self.mean_ap is None else f'{self.mean_ap:7.4f}'}",
+        ]
+        if self.ap:
+            lines.append("  per-class AP: " + ", ".join(f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in self.ap.items()))
+        return "\n".join(lines)
+
+
+def _pyramid_name(spec) -> str:
+    return spec if isinstance(spec, str) else str(spec) if isinstance(spec, int) else ",".join(f"{h}x{w}" for h, w in spec)
+
+
+def evaluate(
+    predictor: Predictor,
+    dataset: Dataset,
+    tasks: Sequence[str] | None = None,
+    *,
+    score_threshold: float = 0.1,
+    progress: Progress | None = None,
+    source: str = "",
+) -> Evaluation:
+    """Run ``tasks`` (default: all the model's heads allow) on every image of ``dataset``."""
+    meta = predictor.meta
+    model_index = {name: i for i, name in enumerate(meta.classes)}
+    missing = [name for name in dataset.classes if name not in model_index]
+    if missing:
+        raise InputError(f"dataset classes {missing[:5]} are not among the model's classes {list(meta.classes)[:12]}; evaluate with a dataset of the model's classes")
+    to_model = np.asarray([model_index[name] for name in dataset.classes], dtype=np.int64)
+    if tasks is None:
+        tasks = tuple(t for t in TASKS if all(h in meta.heads for h in _TASK_HEADS[t]))
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise InputError(f"unknown task {bad[0] if bad else tasks!r}: expected some of {list(TASKS)}")
+    for task in tasks:
+        predictor.check_task(task)
+    if not dataset.records:
+        raise InputError("the dataset has no images")
+    progress = progress or Progress(enabled=False)
+    top1 = top5 = located = labelled = 0
+    detections, truths = [], []
+    seconds = 0.0
+    for record in progress.track(dataset.records, "evaluating"):
+        labels = to_model[record.labels]
+        single = len(labels) > 0 and np.all(labels == labels[0])
+        wanted = tuple(t for t in tasks if t == "detect" or single)
+        if not wanted:
+            continue
+        results = predictor.predict(record.path, wanted, top_k=5, score_threshold=score_threshold)
+        seconds += sum(results[wanted[0]].timings.get(k, 0.0) for k in ("preprocess", "inference"))
+        seconds += sum(r.timings.get("decode", 0.0) + r.timings.get("merge", 0.0) for r in results.values())
+        if single:
+            labelled += 1
+            truth = int(labels[0])
+            if "classify" in results:
+                ranked = [c.label for c in results["classify"].classes]
+                top1 += ranked[:1] == [truth]
+                top5 += truth in ranked[:5]
+            if "localize" in results:
+                located += any(b.label == truth and iou(np.asarray(b.box), record.boxes).max() >= IOU_THRESHOLD for b in results["localize"].boxes[:5])
+        if "detect" in results:
+            detections.append(Detections.from_result(results["detect"]))
+            truths.append((record.boxes, labels))
+    pyramid = predictor.pyramid
+    out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(pyramid), predictor.flip, meta.fine_stride, meta.classes, labelled)
+    if labelled and "classify" in tasks:
+        out.top1_error, out.top5_error = 1 - top1 / labelled, 1 - top5 / labelled
+    if labelled and "localize" in tasks:
+        out.localization_error = 1 - located / labelled
+    if "detect" in tasks:
+        ap = average_precision(detections, truths, meta.num_classes)
+        out.ap = {name: (None if np.isnan(v) else round(float(v), 4)) for name, v in zip(meta.classes, ap, strict=True)}
+        present = ap[~np.isnan(ap)]
+        out.mean_ap = float(present.mean()) if len(present) else None
+    out.seconds_per_image = seconds / max(1, len(dataset.records))
+    return out
+

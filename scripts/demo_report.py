@@ -1,0 +1,51 @@
+"""Write the demo's report.md (to stdout) from the JSON files scripts/demo.sh produced."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+TARGETS = {"top5_error": ("≤", 0.02), "localization_error": ("≤", 0.10), "mean_ap": ("≥", 0.80)}
+ROWS = (("top1_error", "classification top-1 error", "single"), ("top5_error", "classification top-5 error", "single"),
+        ("localization_error", "localization error (top-5 boxes, IoU ≥ 0.5)", "single"), ("mean_ap", "detection mAP@0.5", "multi"))
+
+
+def fmt(key: str, value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if key == "mean_ap" else f"{100 * value:.2f}%"
+
+
+def main(out: Path) -> str:
+    ev = {(backend, kind): json.loads((out / f"eval-{backend}-{kind}.json").read_text()) for backend in ("onnxruntime", "torch") for kind in ("single", "multi")}
+    first = ev["onnxruntime", "single"]
+    lines = [
+        "# overfeat demo report",
+        "",
+        f"Model: `{first['model']}` exported from the committed shapes checkpoint; pyramid {first['pyramid']}, "
+        f"{'with' if first['flip'] else 'without'} flips, {'fine' if first['fine_stride'] else 'coarse'} stride. "
+        f"Test images: {first['images']} single-object and {ev['onnxruntime', 'multi']['images']} multi-object (generated with a seed the training never saw).",
+        "",
+        "| metric | ONNX Runtime | PyTorch | target |",
+        "|---|---|---|---|",
+    ]
+    for key, name, kind in ROWS:
+        target = f"{TARGETS[key][0]} {fmt(key, TARGETS[key][1])}" if key in TARGETS else ""
+        lines.append(f"| {name} | {fmt(key, ev['onnxruntime', kind][key])} | {fmt(key, ev['torch', kind][key])} | {target} |")
+    lines += ["", "Per-class AP (ONNX Runtime, multi-object images):", "",
+              "| " + " | ".join(ev["onnxruntime", "multi"]["ap"]) + " |", "|" + "---|" * len(ev["onnxruntime", "multi"]["ap"]),
+              "| " + " | ".join(fmt("mean_ap", v) for v in ev["onnxruntime", "multi"]["ap"].values()) + " |", "",
+              "Timings (seconds per image: preprocessing, inference, decoding and merging; this machine's CPU):", "",
+              "| images | ONNX Runtime | PyTorch |", "|---|---|---|"]
+    for kind in ("single", "multi"):
+        lines.append(f"| {kind} | {ev['onnxruntime', kind]['seconds_per_image']:.3f} | {ev['torch', kind]['seconds_per_image']:.3f} |")
+    lines += ["", "Annotated pictures:", ""]
+    for task in ("localize", "detect"):
+        for png in sorted((out / "drawn" / task).glob("*.png")):
+            lines.append(f"- {task}: [{png.relative_to(out)}]({png.relative_to(out)})")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(main(Path(sys.argv[1])))

@@ -1,0 +1,110 @@
+"""Accuracy evaluation: VOC AP against the devkit-literal reference, the metrics end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from overfeat.runtime.evaluate import Detections, average_precision, interpolated_ap
+from tests.reference import voc_ap_reference
+
+
+def _random_case(rng, images, classes, ties):
+    detections, truths, dets_ref, truths_ref = [], [], [], []
+    for _ in range(images):
+        g = int(rng.integers(0, 5))
+        xy = rng.uniform(0, 80, (g, 2))
+        gt = np.concatenate([xy, xy + rng.uniform(5, 40, (g, 2))], axis=1)
+        gl = rng.integers(0, classes, g)
+        d = int(rng.integers(0, 8))
+        # detections near some ground-truth boxes (hits and near misses) and anywhere (false positives)
+        near = gt[rng.integers(0, g, d)] + rng.normal(0, 4, (d, 4)) if g else np.zeros((d, 4))
+        xy = rng.uniform(0, 80, (d, 2))
+        anywhere = np.concatenate([xy, xy + rng.uniform(5, 40, (d, 2))], axis=1)
+        boxes = np.where(rng.random((d, 1)) < 0.7, near, anywhere) if g else anywhere
+        boxes = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1)
+        scores = rng.integers(0, 4, d) / 4 if ties else rng.random(d)
+        labels = rng.integers(0, classes, d)
+        detections.append(Detections(boxes, scores.astype(float), labels))
+        truths.append((gt, gl))
+        dets_ref.append([(tuple(b), float(s), int(c)) for b, s, c in zip(boxes, scores, labels, strict=True)])
+        truths_ref.append([(tuple(b), int(c)) for b, c in zip(gt, gl, strict=True)])
+    return detections, truths, dets_ref, truths_ref
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_average_precision_equals_the_devkit_loop(seed):
+    rng = np.random.default_rng(seed)
+    classes = int(rng.integers(1, 5))
+    detections, truths, dets_ref, truths_ref = _random_case(rng, int(rng.integers(1, 12)), classes, ties=seed % 2 == 0)
+    fast = average_precision(detections, truths, classes)
+    slow = voc_ap_reference(dets_ref, truths_ref, classes)
+    for f, s in zip(fast, slow, strict=True):
+        assert (np.isnan(f) and s is None) or f == pytest.approx(s, abs=1e-12)
+
+
+def test_average_precision_by_hand():
+    gt = (np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float), np.array([0, 0]))
+    hit1, hit2, miss = [0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]
+    det = lambda boxes, scores: Detections(np.array(boxes, float), np.array(scores, float), np.zeros(len(boxes), np.int64))  # noqa: E731
+    assert average_precision([det([hit1, hit2], [0.9, 0.8])], [gt], 1)[0] == 1.0
+    # a false positive first: precision 1/2 at recall 1/2, 2/3 at recall 1
+    assert average_precision([det([miss, hit1, hit2], [0.9, 0.8, 0.7])], [gt], 1)[0] == pytest.approx(2 / 3)
+    # a duplicate of a found box is a false positive; the second box is never found
+    assert average_precision([det([hit1, hit1], [0.9, 0.8])], [gt], 1)[0] == pytest.approx(0.5)
+    assert average_precision([det([], [])], [gt], 1)[0] == 0.0
+    # a class without ground truth has no AP
+    assert np.isnan(average_precision([det([hit1], [0.9])], [gt], 2)[1])
+    assert interpolated_ap(np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3])) == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+def test_eval_cli_refuses_bad_data(small_onnx, tmp_path, capsys):
+    from overfeat.cli import main
+
+    model = str(small_onnx[0])
+    assert main(["eval", "--model", model, "--data", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    for split in ("val", "test"):
+        assert main(["datasets", "shapes", "--out", str(tmp_path), "--split", split, "--count", "1"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--model", model, "--data", str(tmp_path)]) == 2
+    assert "choose one with --split" in capsys.readouterr().err
+    assert main(["eval", "--model", model, "--data", str(tmp_path), "--split", "train"]) == 2
+    assert "no train.json" in capsys.readouterr().err
+    # the small model knows 5 of the 10 shape classes
+    assert main(["eval", "--model", model, "--data", str(tmp_path), "--split", "test", "--json", str(tmp_path / "e.json")]) == 2
+    assert "are not among the model's classes" in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
+    (tmp_path / "broken.json").write_text(json.dumps({"images": [{"id": 1}]}))
+    assert main(["eval", "--model", model, "--data", str(tmp_path / "broken.json")]) == 2
+    assert "not COCO-style" in capsys.readouterr().err
+
+
+def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path):
+    """A dataset of the small model's 5 classes: the figures exist and are fractions."""
+    from overfeat.datasets.coco import read_coco
+    from overfeat.runtime import Predictor
+    from overfeat.runtime.evaluate import evaluate
+
+    assert __import__("overfeat.cli").cli.main(["datasets", "shapes", "--out", str(tmp_path), "--split", "test", "--count", "3", "--kind", "multi"]) == 0
+    data = json.loads((tmp_path / "test.json").read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] <= 5]
+    data["categories"] = data["categories"][:5]
+    (tmp_path / "five.json").write_text(json.dumps(data))
+    with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
+        result = evaluate(predictor, read_coco(tmp_path / "five.json"))
+    assert result.images == 3 and result.mean_ap is not None and 0 <= result.mean_ap <= 1
+    assert set(result.ap) == {"circle", "square", "triangle", "star", "cross"}
+    assert "mAP@0.5" in result.table()
+
+
+def test_train_cli_refuses_bad_arguments(tmp_path, capsys):
+    from overfeat.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "model.pt")]) == 2
+    assert "safetensors" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "m.safetensors"), "--steps", "10,x,3"]) == 2
+    assert "three comma-separated integers" in capsys.readouterr().err
+    assert not any(p.suffix == ".safetensors" for p in tmp_path.iterdir())

@@ -1,0 +1,90 @@
+"""Training: window targets against a one-at-a-time reference, batch-norm folding, a tiny run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_export
+from tests.reference import window_targets_reference
+
+pytestmark = needs_export
+
+
+def _random_scene(rng):
+    k = int(rng.integers(0, 6))
+    xy = rng.uniform(-50, 400, (k, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 300, (k, 2))], axis=1)
+    labels = rng.integers(0, 4, k)
+    if k > 1 and rng.random() < 0.3:  # an exact duplicate: equal IoUs, the first object wins
+        boxes[1], labels[1] = boxes[0], labels[0]
+    origins = np.stack(np.meshgrid(np.arange(0, 300, 37), np.arange(0, 250, 41)), axis=-1).reshape(-1, 2)
+    return boxes, labels, origins
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_window_targets_equal_the_reference(seed):
+    from overfeat.export.train import BACKGROUND, IGNORE, window_targets
+
+    boxes, labels, origins = _random_scene(np.random.default_rng(seed))
+    t = window_targets(boxes, labels, origins, 221, 4)
+    for n, (label, per_class) in enumerate(window_targets_reference(boxes, labels, origins, 221, 4)):
+        expected = {None: IGNORE, "bg": BACKGROUND}.get(label, label)
+        assert t.cls[n] == expected and t.det[n] == expected
+        assert set(np.flatnonzero(t.box_mask[n])) == set(per_class)
+        for c, box in per_class.items():
+            np.testing.assert_allclose(t.boxes[n, c], box, rtol=1e-6)
+
+
+def test_batchnorm_folds_into_the_convolutions():
+    import torch
+
+    from overfeat.export import build_model
+    from overfeat.export.train import fold_batchnorm, with_batchnorm
+
+    model = build_model("accurate", 3, ("cls",), 1 / 16, fine_stride=False, seed=0)
+    trunk, pairs = with_batchnorm(model.features, plain_last=False)
+    head, head_pairs = with_batchnorm(model.classifier, plain_last=True)
+    assert len(head_pairs) == 2  # the output layer has no norm
+    trunk.train(), head.train()
+    with torch.no_grad():
+        for _ in range(3):  # running statistics away from their initial values
+            head(trunk(torch.randn(4, 3, 221, 221) * 2 + 0.5))
+        for norm in (n for _, n in pairs + head_pairs):
+            norm.weight.uniform_(0.5, 1.5), norm.bias.uniform_(-0.2, 0.2)
+        trunk.eval(), head.eval()
+        x = torch.randn(2, 3, 245, 257)
+        expected = head(trunk(x))
+        fold_batchnorm(pairs + head_pairs)
+        folded = model.classifier(model.features(x))
+    torch.testing.assert_close(folded, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_tiny_training_run_writes_a_loadable_checkpoint(tmp_path):
+    from safetensors import safe_open
+
+    from overfeat.export import build_model, load_checkpoint
+    from overfeat.export.train import TrainConfig, save_checkpoint, train_shapes
+
+    config = TrainConfig(single=6, multi=4, steps=(3, 2, 2), batch=8, workers=1)
+    model, log = train_shapes(config)
+    assert set(log["stages"]) == {"classifier", "regressor", "detector"}
+    assert model.fine_stride and not model.training
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, path, config, log)
+    with safe_open(str(path), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {__import__("torch").float16}
+        assert '"width": 0.0625' in f.metadata()["overfeat.model"]
+    fresh = load_checkpoint(build_model("accurate", 10, ("cls", "loc", "det"), 1 / 16), path)
+    for key, value in model.state_dict().items():
+        np.testing.assert_allclose(fresh.state_dict()[key].numpy(), value.half().float().numpy())
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.safetensors"]  # no temporary left
+
+
+def test_train_config_rejects_bad_values():
+    from overfeat.errors import InputError
+    from overfeat.export.train import TrainConfig
+
+    for bad in ({"width": 0}, {"single": 0}, {"steps": (1, 0, 1)}, {"steps": (1, 1)}, {"batch": 0}):
+        with pytest.raises(InputError):
+            TrainConfig(**bad)
