@@ -12,7 +12,6 @@ multi-object images. Writes a Markdown table (and the raw figures as JSON beside
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path

@@ -1,20 +1,25 @@
 """Train a reduced-width OverFeat on the shapes dataset, the paper's way (extra ``export``).
 
-Three stages, each on 221×221 windows cut from training images resized to a jittered pyramid
-size (the window is the network's field of view, so every window gives one 1×1 output):
+Three stages on 221×221 windows (the network's field of view, so each window gives one 1×1
+output); each window is a region of an original image resized to 221×221, i.e. what the
+network sees at one pyramid scale (:class:`WindowSampler`):
 
-1. **classifier** — trunk and ``cls`` head together, cross-entropy. A window is labelled with
-   the class of the object it holds at least half of (of several, the one with the highest
-   IoU with the window). Windows holding less than ``BACKGROUND_FRAC`` of every object are
-   trained towards the uniform distribution, so that away from objects the classifier is
-   undecided (its probabilities are the localizer's box confidences); windows in between
-   are not used.
-2. **regressor** — layers 1–5 (the trunk) frozen, ``loc`` head with the L2 loss on the encoded
+1. **classifier**: trunk and ``cls`` head, cross-entropy, on windows of single-object images.
+   A window is labelled with the class of the object it holds at least half of (of several,
+   the one with the highest IoU with the window). Windows holding less than
+   ``BACKGROUND_FRAC`` of every object are trained towards the uniform distribution, so that
+   away from objects the classifier is undecided (its probabilities are the localizer's box
+   confidences); windows in between are not used. In the same steps the ``det`` head (C
+   classes + background) trains on windows of both kinds, so the trunk also learns crowds and
+   background.
+2. **regressor**: layers 1–5 (the trunk) frozen, ``loc`` head with the L2 loss on the encoded
    box ((x1 − x0)/S, (y1 − y0)/S, (x2 − x0)/S, (y2 − y0)/S) of each class's object in windows
-   that hold at least half of it (``POSITIVE_FRAC``), at every pyramid scale.
-3. **detector** — trunk frozen, ``det`` head: C classes plus background; positives are the
-   regressor's windows, negatives the background windows, in equal parts.
+   that hold at least half of it (``POSITIVE_FRAC``), objects 10–120% of the window.
+3. **detector**: trunk frozen, ``det`` head again: positives and background windows in equal
+   parts.
 
+Batch norm after each hidden convolution speeds up training from scratch; it is folded into the
+convolutions at the end (:func:`fold_batchnorm`), so the model keeps the paper's topology.
 Images come from the train split (single- and multi-object kinds), generated once into memory
 by worker processes. Randomness is seeded; the result is deterministic up to floating-point
 reduction order.
@@ -228,7 +233,7 @@ def _regressor_loss(boxes: torch.Tensor, target: np.ndarray, mask: np.ndarray) -
     m = torch.from_numpy(mask)
     diff = pred[m] - torch.from_numpy(target)[m]
     loss = diff.square().sum(dim=1).mean()
-    return loss, float(diff.abs().mean())
+    return loss, float(diff.detach().abs().mean())
 
 
 def _detector_loss(logits: torch.Tensor, labels: np.ndarray, background: int) -> tuple[torch.Tensor, float]:
