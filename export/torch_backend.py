@@ -21,21 +21,24 @@ from .checkpoint import load_checkpoint
 from .model import build_model
 
 
-def checkpoint_info(path: str | Path) -> dict:
-    """The ``overfeat.model`` metadata of a safetensors checkpoint (arch, width, heads, classes)."""
+def checkpoint_info(path: str | Path) -> dict | None:
+    """The ``overfeat.model`` metadata of a safetensors checkpoint (arch, width, heads, classes);
+    None when the checkpoint carries no such description (or is not safetensors)."""
     from safetensors import safe_open
 
     path = Path(path)
-    if path.suffix != ".safetensors" or not path.is_file():
-        raise InputError(f"{path}: the torch backend opens .safetensors checkpoints written by 'overfeat train'")
+    if path.suffix != ".safetensors":
+        return None
+    if not path.is_file():
+        raise InputError(f"checkpoint {path} does not exist or is not a file")
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
+        if "overfeat.model" not in meta:
+            return None
         info = json.loads(meta["overfeat.model"])
         return {"arch": str(info["arch"]), "width": float(info["width"]), "num_classes": int(info["num_classes"]),
                 "heads": tuple(info["heads"]), "classes": tuple(info["classes"]), "box_per_class": bool(info.get("box_per_class", True))}
-    except KeyError:
-        raise ModelError(f"checkpoint {path} has no 'overfeat.model' metadata (architecture, width, classes); export it with explicit flags instead") from None
     except Exception as exc:
         raise ModelError(f"checkpoint {path} could not be read ({str(exc).splitlines()[0][:160]})") from None
 
@@ -43,6 +46,8 @@ def checkpoint_info(path: str | Path) -> dict:
 class TorchBackend:
     def __init__(self, path: str, fine_stride: bool = True) -> None:
         info = checkpoint_info(path)
+        if info is None:
+            raise ModelError(f"checkpoint {path} is not a .safetensors file with the 'overfeat.model' description 'overfeat train' writes; export it with explicit flags and evaluate the ONNX file")
         self.source = str(path)
         self.model = build_model(info["arch"], info["num_classes"], info["heads"], info["width"], loc_per_class=info["box_per_class"], fine_stride=fine_stride)
         load_checkpoint(self.model, path)

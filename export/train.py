@@ -80,10 +80,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Targets:
-    """Per-window targets: cls/det labels (class, BACKGROUND or IGNORE), boxes [N, C, 4] + mask."""
+    """Per-window targets: label (class, BACKGROUND or IGNORE; both classification heads use it),
+    boxes [N, C, 4] and their mask [N, C]."""
 
-    cls: np.ndarray
-    det: np.ndarray
+    label: np.ndarray
     boxes: np.ndarray
     box_mask: np.ndarray
 
@@ -118,7 +118,7 @@ def window_targets(boxes: np.ndarray, labels: np.ndarray, origins: np.ndarray, w
         has = of_c.max(axis=1) >= 0
         box_t[has, c] = encoded[np.flatnonzero(has), best[has]]
         box_m[has, c] = True
-    return Targets(label, label.copy(), box_t, box_m)
+    return Targets(label, box_t, box_m)
 
 
 def _generate(args: tuple[int, str, int]):
@@ -202,12 +202,12 @@ class WindowSampler:
                     crop = crop.flip(-1)
                     local = np.stack([S - local[:, 2], local[:, 1], S - local[:, 0], local[:, 3]], axis=1) if len(local) else local
                 t = window_targets(local, labels, np.zeros((1, 2)), S, self.classes)
-                if (stage == "regressor" and not t.box_mask.any()) or (stage != "regressor" and t.cls[0] == IGNORE):
+                if (stage == "regressor" and not t.box_mask.any()) or (stage != "regressor" and t.label[0] == IGNORE):
                     continue  # a window that teaches this stage nothing
                 crops.append(F.interpolate(crop, size=(S, S), mode="bilinear", antialias=True, align_corners=False))
                 rows.append(t)
             x = (torch.cat(crops).float() - self.mean) / self.std
-            yield x, Targets(*(np.concatenate([getattr(r, f) for r in rows]) for f in ("cls", "det", "boxes", "box_mask")))
+            yield x, Targets(*(np.concatenate([getattr(r, f) for r in rows]) for f in ("label", "boxes", "box_mask")))
 
 
 def _classifier_loss(logits: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, float]:
@@ -310,13 +310,13 @@ def train_shapes(config: TrainConfig, progress: Progress | None = None) -> tuple
                 features = trunk(torch.cat([x, xd]))
             out = heads[stage](features[: len(x)]).flatten(1)
             if stage == "classifier":
-                loss, metric = _classifier_loss(out, t.cls)
-                det_loss, _ = _detector_loss(heads["detector"](features[len(x) :]).flatten(1), td.det, model.num_classes)
+                loss, metric = _classifier_loss(out, t.label)
+                det_loss, _ = _detector_loss(heads["detector"](features[len(x) :]).flatten(1), td.label, model.num_classes)
                 loss = loss + det_loss
             elif stage == "regressor":
                 loss, metric = _regressor_loss(out, t.boxes, t.box_mask)
             else:
-                loss, metric = _detector_loss(out, t.det, model.num_classes)
+                loss, metric = _detector_loss(out, t.label, model.num_classes)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

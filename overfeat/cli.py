@@ -84,7 +84,7 @@ def _run_export(args: argparse.Namespace) -> int:
     with progress.step("loading PyTorch"):
         from overfeat.export import DEFAULT_CHECK_SIZES, build_model, export_onnx, load_checkpoint
         from overfeat.export.torch_backend import checkpoint_info
-    info = checkpoint_info(args.checkpoint) if args.checkpoint and args.checkpoint.endswith(".safetensors") and _has_model_info(args.checkpoint) else {}
+    info = (checkpoint_info(args.checkpoint) if args.checkpoint else None) or {}
     for flag, key, given in (("--arch", "arch", args.arch), ("--num-classes", "num_classes", args.num_classes), ("--heads", "heads", args.heads), ("--width", "width", args.width)):
         if info and given is not None and given != info[key]:
             raise InputError(f"{flag} {given} contradicts checkpoint {args.checkpoint}, which was trained with {info[key]}; leave {flag} out")
@@ -112,17 +112,6 @@ def _run_export(args: argparse.Namespace) -> int:
     print(report.table())
     print(f"wrote {args.output}")
     return 0
-
-
-def _has_model_info(path: str) -> bool:
-    """Whether a safetensors file carries the model description 'overfeat train' writes."""
-    try:
-        from safetensors import safe_open
-
-        with safe_open(path, "pt") as f:
-            return "overfeat.model" in (f.metadata() or {})
-    except Exception:  # unreadable: load_checkpoint reports it properly
-        return False
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:

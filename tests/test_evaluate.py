@@ -84,11 +84,12 @@ def test_eval_cli_refuses_bad_data(small_onnx, tmp_path, capsys):
 
 def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path):
     """A dataset of the small model's 5 classes: the figures exist and are fractions."""
+    from overfeat.cli import main
     from overfeat.datasets.coco import read_coco
     from overfeat.runtime import Predictor
     from overfeat.runtime.evaluate import evaluate
 
-    assert __import__("overfeat.cli").cli.main(["datasets", "shapes", "--out", str(tmp_path), "--split", "test", "--count", "3", "--kind", "multi"]) == 0
+    assert main(["datasets", "shapes", "--out", str(tmp_path), "--split", "test", "--count", "3", "--kind", "multi"]) == 0
     data = json.loads((tmp_path / "test.json").read_text())
     data["annotations"] = [a for a in data["annotations"] if a["category_id"] <= 5]
     data["categories"] = data["categories"][:5]
