@@ -115,7 +115,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="print an ONNX model's metadata, inputs, outputs and map sizes")
+    p = sub.add_parser("inspect", help="print an ONNX model's metadata, inputs, outputs and map sizes; check Q/DQ files against TensorRT's rules (exit 1 on a violation)")
     p.add_argument("model", help="an ONNX file written by 'overfeat export'")
     p.set_defaults(func=_run_inspect)
 
@@ -123,8 +123,9 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 def _run_inspect(args: argparse.Namespace) -> int:
     from overfeat.inspect_model import inspect_onnx
 
-    print(inspect_onnx(args.model).report())
-    return 0
+    info = inspect_onnx(args.model)
+    print(info.report())
+    return 0 if info.qdq is None or info.qdq.ok else 1
 
 
 def _pyramid(text: str):
@@ -289,6 +290,88 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_check(p: argparse.ArgumentParser, default_source: str) -> None:
+    g = p.add_argument_group("accuracy check against the fp32 model")
+    g.add_argument("--check", metavar="DATA", help=f"held-out images: a directory, a COCO JSON (labelled: adds the eval metrics) or shapes:SPLIT:N (default: {default_source})")
+    g.add_argument("--check-images", type=_positive_int, default=100, help="held-out images used (default 100)")
+    g.add_argument("--no-check", action="store_true", help="write the converted model without checking it")
+    g.add_argument("--min-top1-agreement", type=float, default=0.99, help="least share of images whose top-1 class stays the same (default 0.99)")
+    g.add_argument("--max-map-drop", type=float, default=0.01, help="largest drop of detection mAP@0.5, labelled images only (default 0.01, one point)")
+    p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
+    p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
+    p.add_argument("--report", help="the report JSON (default: <output>.check.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _check_config(args: argparse.Namespace):
+    from overfeat.calibration.gate import GateConfig
+    from overfeat.calibration.pipeline import CheckConfig
+
+    if args.no_check:
+        if args.check:
+            raise InputError("--check and --no-check contradict each other; give one")
+        return None
+    return CheckConfig(args.check, args.check_images, args.seed, GateConfig(args.min_top1_agreement, args.max_map_drop))
+
+
+def _stem(output: str) -> str:
+    return output[:-5] if output.endswith(".onnx") else output
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="INT8: calibrate, quantize to Q/DQ by TensorRT's rules, check against fp32")
+    p.add_argument("--model", required=True, help="the fp32 ONNX file from 'overfeat export'")
+    p.add_argument("--images", required=True, help="calibration images: a directory, a COCO JSON or shapes:SPLIT:N")
+    p.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="entropy", help="activation range method (default entropy)")
+    p.add_argument("--percentile", type=float, default=None, help="percentile method: the percentile of |activation| kept (default 99.99)")
+    p.add_argument("--max-images", type=_positive_int, default=64, help="calibration images used (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image sampling (default 0)")
+    p.add_argument("--exclude", default="", help="comma-separated Conv node names kept in float")
+    p.add_argument("--auto-exclude", action="store_true", help="when the check fails, keep the most sensitive layers in float until it passes")
+    p.add_argument("--cache", help="activation range cache (default: <output>.calib.json); reused for the same model, method and images")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write a range cache")
+    p.add_argument("--output", required=True, help="the INT8 ONNX file to write")
+    _add_check(p, "the images after the calibration images")
+    p.set_defaults(func=_run_calibrate)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from overfeat.calibration.pipeline import CalibrateConfig, calibrate
+    from overfeat.calibration.ranges import Method
+    from overfeat.fileio import check_output_path
+
+    check_output_path(args.output, "--output")
+    if args.cache and args.no_cache:
+        raise InputError("--cache and --no-cache contradict each other; give one")
+    cache = None if args.no_cache else args.cache or _stem(args.output) + ".calib.json"
+    config = CalibrateConfig(
+        Method(args.method, args.percentile), args.images, args.max_images, args.seed, args.pyramid, not args.no_flip,
+        tuple(e.strip() for e in args.exclude.split(",") if e.strip()), args.auto_exclude, cache, _check_config(args),
+    )
+    report = calibrate(args.model, args.output, config, Progress(enabled=not args.quiet), args.report or _stem(args.output) + ".check.json")
+    print(report.table())
+    return 0 if report.written else 1
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="FP16: weights and activations fp16, inputs/outputs fp32, checked against fp32")
+    p.add_argument("--precision", choices=("fp16",), required=True, help="target precision (INT8: 'overfeat calibrate')")
+    p.add_argument("--model", required=True, help="the fp32 ONNX file from 'overfeat export'")
+    p.add_argument("--output", required=True, help="the converted ONNX file to write")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out image order (default 0)")
+    _add_check(p, "none; give one or --no-check")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from overfeat.calibration.pipeline import convert
+
+    report = convert(args.model, args.output, args.precision, _check_config(args), args.pyramid, not args.no_flip,
+                     Progress(enabled=not args.quiet), args.report or _stem(args.output) + ".check.json")
+    print(report.table())
+    return 0 if report.written else 1
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a reduced-width accurate model on the shapes dataset (cls, then loc, then det)")
     p.add_argument("--out", required=True, help="the .safetensors checkpoint to write (fp16)")
@@ -333,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_datasets(sub)
     _add_eval(sub)
     _add_train(sub)
+    _add_calibrate(sub)
+    _add_convert(sub)
     return parser
 
 

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from overfeat.calibration.structure import QdqSummary, check_qdq
 from overfeat.errors import InputError, ModelError
 from overfeat.metadata import ModelMeta
 
@@ -25,6 +26,7 @@ class ModelInfo:
     outputs: tuple[TensorInfo, ...]
     opset: int
     op_counts: dict[str, int]
+    qdq: QdqSummary | None = None  # the structural check, for files holding Q/DQ nodes
 
     def report(self) -> str:
         m = self.meta
@@ -47,6 +49,8 @@ class ModelInfo:
         for size in m.pyramid:
             h, w = m.map_size(size)
             lines.append(f"           {size[0]:>4}x{size[1]:<4} -> {h:>3} x {w:<3} {h * w:>5}")
+        if self.qdq is not None:
+            lines.append(self.qdq.report())
         return "\n".join(lines)
 
 
@@ -78,4 +82,5 @@ def inspect_onnx(path: str | os.PathLike[str]) -> ModelInfo:
     for node in model.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    return ModelInfo(str(path), meta, info(model.graph.input), info(model.graph.output), opset, counts)
+    qdq = check_qdq(model) if counts.get("QuantizeLinear") or counts.get("DequantizeLinear") else None
+    return ModelInfo(str(path), meta, info(model.graph.input), info(model.graph.output), opset, counts, qdq)

@@ -142,6 +142,82 @@ def _pyramid_name(spec) -> str:
     return spec if isinstance(spec, str) else str(spec) if isinstance(spec, int) else ",".join(f"{h}x{w}" for h, w in spec)
 
 
+class Scorer:
+    """Accumulates per-image results into an :class:`Evaluation`.
+
+    ``add`` takes an image's ground truth (boxes [K, 4], labels [K] as model class indices) and
+    the results :meth:`Predictor.predict` (or :meth:`Predictor.decode`) gave for it.
+    """
+
+    def __init__(self, meta, tasks: Sequence[str]) -> None:
+        self.meta, self.tasks = meta, tuple(tasks)
+        self.top1 = self.top5 = self.located = self.labelled = self.images = 0
+        self.detections: list[Detections] = []
+        self.truths: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def wanted(self, labels: np.ndarray) -> tuple[str, ...]:
+        """The tasks an image with these labels is scored on (classify and localize need one class)."""
+        return tuple(t for t in self.tasks if t == "detect" or _single(labels))
+
+    def add(self, boxes: np.ndarray, labels: np.ndarray, results: dict[str, Result]) -> None:
+        self.images += 1
+        if _single(labels):
+            self.labelled += 1
+            truth = int(labels[0])
+            if "classify" in results:
+                ranked = [c.label for c in results["classify"].classes]
+                self.top1 += ranked[:1] == [truth]
+                self.top5 += truth in ranked[:5]
+            if "localize" in results:
+                self.located += any(b.label == truth and iou(np.asarray(b.box), boxes).max() >= IOU_THRESHOLD for b in results["localize"].boxes[:5])
+        if "detect" in results:
+            self.detections.append(Detections.from_result(results["detect"]))
+            self.truths.append((boxes, labels))
+
+    def fill(self, out: Evaluation) -> Evaluation:
+        """Set ``out``'s figures from what was added."""
+        out.labelled_images = self.labelled
+        if self.labelled and "classify" in self.tasks:
+            out.top1_error, out.top5_error = 1 - self.top1 / self.labelled, 1 - self.top5 / self.labelled
+        if self.labelled and "localize" in self.tasks:
+            out.localization_error = 1 - self.located / self.labelled
+        if "detect" in self.tasks:
+            ap = average_precision(self.detections, self.truths, self.meta.num_classes)
+            out.ap = {name: (None if np.isnan(v) else round(float(v), 4)) for name, v in zip(self.meta.classes, ap, strict=True)}
+            present = ap[~np.isnan(ap)]
+            out.mean_ap = float(present.mean()) if len(present) else None
+        return out
+
+
+def _single(labels: np.ndarray) -> bool:
+    return len(labels) > 0 and bool(np.all(labels == labels[0]))
+
+
+def default_tasks(meta) -> tuple[str, ...]:
+    """Every task the model's heads allow."""
+    return tuple(t for t in TASKS if all(h in meta.heads for h in _TASK_HEADS[t]))
+
+
+def check_tasks(predictor: Predictor, tasks: Sequence[str] | None) -> tuple[str, ...]:
+    """``tasks`` validated against the model (default: all its heads allow)."""
+    tasks = default_tasks(predictor.meta) if tasks is None else tuple(tasks)
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise InputError(f"unknown task {bad[0] if bad else tasks!r}: expected some of {list(TASKS)}")
+    for task in tasks:
+        predictor.check_task(task)
+    return tasks
+
+
+def class_map(meta, dataset_classes: Sequence[str]) -> np.ndarray:
+    """Index of each dataset class among the model's classes; refuses classes the model lacks."""
+    model_index = {name: i for i, name in enumerate(meta.classes)}
+    missing = [name for name in dataset_classes if name not in model_index]
+    if missing:
+        raise InputError(f"dataset classes {missing[:5]} are not among the model's classes {list(meta.classes)[:12]}; evaluate with a dataset of the model's classes")
+    return np.asarray([model_index[name] for name in dataset_classes], dtype=np.int64)
+
+
 def evaluate(
     predictor: Predictor,
     dataset: Dataset,
@@ -153,56 +229,23 @@ def evaluate(
 ) -> Evaluation:
     """Run ``tasks`` (default: all the model's heads allow) on every image of ``dataset``."""
     meta = predictor.meta
-    model_index = {name: i for i, name in enumerate(meta.classes)}
-    missing = [name for name in dataset.classes if name not in model_index]
-    if missing:
-        raise InputError(f"dataset classes {missing[:5]} are not among the model's classes {list(meta.classes)[:12]}; evaluate with a dataset of the model's classes")
-    to_model = np.asarray([model_index[name] for name in dataset.classes], dtype=np.int64)
-    if tasks is None:
-        tasks = tuple(t for t in TASKS if all(h in meta.heads for h in _TASK_HEADS[t]))
-    bad = [t for t in tasks if t not in TASKS]
-    if bad or not tasks:
-        raise InputError(f"unknown task {bad[0] if bad else tasks!r}: expected some of {list(TASKS)}")
-    for task in tasks:
-        predictor.check_task(task)
+    to_model = class_map(meta, dataset.classes)
+    tasks = check_tasks(predictor, tasks)
     if not dataset.records:
         raise InputError("the dataset has no images")
     progress = progress or Progress(enabled=False)
-    top1 = top5 = located = labelled = 0
-    detections, truths = [], []
+    scorer = Scorer(meta, tasks)
     seconds = 0.0
     for record in progress.track(dataset.records, "evaluating"):
         labels = to_model[record.labels]
-        single = len(labels) > 0 and np.all(labels == labels[0])
-        wanted = tuple(t for t in tasks if t == "detect" or single)
+        wanted = scorer.wanted(labels)
         if not wanted:
             continue
         results = predictor.predict(record.path, wanted, top_k=5, score_threshold=score_threshold)
         seconds += sum(results[wanted[0]].timings.get(k, 0.0) for k in ("preprocess", "inference"))
         seconds += sum(r.timings.get("decode", 0.0) + r.timings.get("merge", 0.0) for r in results.values())
-        if single:
-            labelled += 1
-            truth = int(labels[0])
-            if "classify" in results:
-                ranked = [c.label for c in results["classify"].classes]
-                top1 += ranked[:1] == [truth]
-                top5 += truth in ranked[:5]
-            if "localize" in results:
-                located += any(b.label == truth and iou(np.asarray(b.box), record.boxes).max() >= IOU_THRESHOLD for b in results["localize"].boxes[:5])
-        if "detect" in results:
-            detections.append(Detections.from_result(results["detect"]))
-            truths.append((record.boxes, labels))
-    pyramid = predictor.pyramid
-    out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(pyramid), predictor.flip, meta.fine_stride, meta.classes, labelled)
-    if labelled and "classify" in tasks:
-        out.top1_error, out.top5_error = 1 - top1 / labelled, 1 - top5 / labelled
-    if labelled and "localize" in tasks:
-        out.localization_error = 1 - located / labelled
-    if "detect" in tasks:
-        ap = average_precision(detections, truths, meta.num_classes)
-        out.ap = {name: (None if np.isnan(v) else round(float(v), 4)) for name, v in zip(meta.classes, ap, strict=True)}
-        present = ap[~np.isnan(ap)]
-        out.mean_ap = float(present.mean()) if len(present) else None
+        scorer.add(record.boxes, labels, results)
+    out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(predictor.pyramid), predictor.flip, meta.fine_stride, meta.classes)
+    scorer.fill(out)
     out.seconds_per_image = seconds / max(1, len(dataset.records))
     return out
-

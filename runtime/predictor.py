@@ -35,7 +35,7 @@ from .backends import Backend, create_backend
 from .boxes import decode_boxes, nms
 from .image import DEFAULT_MAX_PIXELS, as_rgb, load_image
 from .merge import MergeConfig, greedy_merge
-from .pyramid import PyramidSpec, Scale, make_batch, pyramid_sizes, scales
+from .pyramid import PyramidSpec, Scale, pyramid_batches, pyramid_sizes
 from .results import BoxResult, ClassScore, Result
 
 ImageInput = str | os.PathLike | np.ndarray
@@ -95,9 +95,12 @@ class Predictor:
         """Run every pyramid scale on an RGB array; the dense maps per scale."""
         timings = timings if timings is not None else {}
         maps = []
-        for scale in scales(self.pyramid, self.meta, image.shape[:2]):
+        batches = pyramid_batches(image, self.pyramid, self.meta, self.flip)
+        while True:
             with _timed(timings, "preprocess"):
-                batch = make_batch(image, scale.size, self.meta, self.flip)
+                scale, batch = next(batches, (None, None))
+            if scale is None:
+                break
             with _timed(timings, "inference"):
                 outputs = self.backend.run({INPUT_NAME: batch})
             h, w = self.meta.map_size(scale.size)
@@ -158,6 +161,29 @@ class Predictor:
         array, source = self.load(image)
         shared: dict[str, float] = {}
         maps = self.dense(array, shared)
+        return self.decode(maps, tasks, image_size=array.shape[:2], source=source, timings=shared,
+                           top_k=top_k, max_boxes=max_boxes, min_score=min_score, score_threshold=score_threshold,
+                           method=method, iou_threshold=iou_threshold)
+
+    def decode(
+        self,
+        maps: list[ScaleMaps],
+        tasks: tuple[str, ...],
+        *,
+        image_size: tuple[int, int],
+        source: str | None = None,
+        timings: dict[str, float] | None = None,
+        top_k: int = 5,
+        max_boxes: int | None = None,
+        min_score: float = 0.2,
+        score_threshold: float = 0.5,
+        method: str = "merge",
+        iou_threshold: float = 0.5,
+    ) -> dict[str, Result]:
+        """The task results from dense maps already computed by :meth:`dense` (arguments as
+        :meth:`predict`, which validates them)."""
+        max_boxes = top_k if max_boxes is None else max_boxes
+        shared = timings or {}
         results = {}
         for task in tasks:
             timings = dict(shared)
@@ -177,7 +203,7 @@ class Predictor:
                     boxes, scores, labels = self._detection_candidates(maps, score_threshold)
                 with _timed(timings, "merge"):
                     found = self._merge_detections(boxes, scores, labels, method, iou_threshold)
-            results[task] = Result(task, source, array.shape[:2], tuple(m.scale.size for m in maps), self.flip, classes, found, timings)
+            results[task] = Result(task, source, tuple(image_size), tuple(m.scale.size for m in maps), self.flip, classes, found, timings)
         return results
 
     def _merge_detections(self, boxes, scores, labels, method: str, iou_threshold: float) -> tuple[BoxResult, ...]:

@@ -19,7 +19,7 @@ with the model's mean and std.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,3 +89,10 @@ def make_batch(image: np.ndarray, size: tuple[int, int], meta: ModelMeta, flip: 
     chw = ((resized - mean) * inv_std).transpose(2, 0, 1)
     batch = np.stack([chw, chw[:, :, ::-1]]) if flip else chw[None]
     return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+def pyramid_batches(image: np.ndarray, spec: PyramidSpec, meta: ModelMeta, flip: bool) -> Iterator[tuple[Scale, np.ndarray]]:
+    """Each scale of an RGB image [H, W, 3] with the batch it runs as: the one preprocessing
+    path shared by the runtime and INT8 calibration."""
+    for scale in scales(spec, meta, image.shape[:2]):
+        yield scale, make_batch(image, scale.size, meta, flip)

@@ -18,7 +18,8 @@ def fmt(key: str, value) -> str:
 
 
 def main(out: Path) -> str:
-    ev = {(backend, kind): json.loads((out / f"eval-{backend}-{kind}.json").read_text()) for backend in ("onnxruntime", "torch") for kind in ("single", "multi")}
+    ev = {(backend, kind): json.loads((out / f"eval-{backend}-{kind}.json").read_text()) for backend in ("onnxruntime", "int8", "torch") for kind in ("single", "multi")}
+    check = json.loads((out / "int8-check.json").read_text())["check"]
     first = ev["onnxruntime", "single"]
     lines = [
         "# overfeat demo report",
@@ -27,19 +28,24 @@ def main(out: Path) -> str:
         f"{'with' if first['flip'] else 'without'} flips, {'fine' if first['fine_stride'] else 'coarse'} stride. "
         f"Test images: {first['images']} single-object and {ev['onnxruntime', 'multi']['images']} multi-object (generated with a seed the training never saw).",
         "",
-        "| metric | ONNX Runtime | PyTorch | target |",
-        "|---|---|---|---|",
+        "| metric | ONNX Runtime fp32 | ONNX Runtime int8 | PyTorch | target |",
+        "|---|---|---|---|---|",
     ]
     for key, name, kind in ROWS:
         target = f"{TARGETS[key][0]} {fmt(key, TARGETS[key][1])}" if key in TARGETS else ""
-        lines.append(f"| {name} | {fmt(key, ev['onnxruntime', kind][key])} | {fmt(key, ev['torch', kind][key])} | {target} |")
+        lines.append(f"| {name} | {fmt(key, ev['onnxruntime', kind][key])} | {fmt(key, ev['int8', kind][key])} | {fmt(key, ev['torch', kind][key])} | {target} |")
+    agreement = check["agreement"]
+    verdict = "passed" if check["passed"] else "failed (" + "; ".join(check["failures"]) + "); the INT8 model above was written with --no-check for this comparison only"
+    lines += ["", f"INT8 (percentile calibration on 64 generated validation images) against fp32 on {check['images']} single-object test images: "
+              f"top-1 agreement {agreement['top1']:.1%}, top-5 overlap {agreement['top5_overlap']:.1%}, "
+              f"localize top-box IoU {agreement['localize_iou']:.2f}. The default gate (top-1 agreement ≥ 99%, mAP within 1 point) {verdict}."]
     lines += ["", "Per-class AP (ONNX Runtime, multi-object images):", "",
               "| " + " | ".join(ev["onnxruntime", "multi"]["ap"]) + " |", "|" + "---|" * len(ev["onnxruntime", "multi"]["ap"]),
               "| " + " | ".join(fmt("mean_ap", v) for v in ev["onnxruntime", "multi"]["ap"].values()) + " |", "",
               "Timings (seconds per image: preprocessing, inference, decoding and merging; this machine's CPU):", "",
-              "| images | ONNX Runtime | PyTorch |", "|---|---|---|"]
+              "| images | ONNX Runtime fp32 | ONNX Runtime int8 | PyTorch |", "|---|---|---|---|"]
     for kind in ("single", "multi"):
-        lines.append(f"| {kind} | {ev['onnxruntime', kind]['seconds_per_image']:.3f} | {ev['torch', kind]['seconds_per_image']:.3f} |")
+        lines.append(f"| {kind} | {ev['onnxruntime', kind]['seconds_per_image']:.3f} | {ev['int8', kind]['seconds_per_image']:.3f} | {ev['torch', kind]['seconds_per_image']:.3f} |")
     lines += ["", "Annotated pictures:", ""]
     for task in ("localize", "detect"):
         for png in sorted((out / "drawn" / task).glob("*.png")):

@@ -1,0 +1,182 @@
+"""Accuracy gates: a converted model against its fp32 source, on held-out images.
+
+:func:`compare` runs both models through the runtime (the same pyramid, flips and decoding as
+``overfeat infer``) on each image and measures:
+
+- **raw**: per output tensor, the largest and mean absolute difference over every scale, and
+  the largest difference relative to the fp32 output's largest magnitude;
+- **task agreement**: top-1 agreement and top-5 overlap of ``classify``; IoU of the two top
+  boxes of ``localize`` (0 when their classes differ); for ``detect``, the share of the fp32
+  model's boxes that the candidate reproduces (same class, IoU ≥ 0.5) and their mean IoU;
+- **task metrics**, when the images are labelled: the ``overfeat eval`` figures of both.
+
+:class:`GateConfig` holds the limits (defaults: top-1 agreement ≥ 99%, detection mAP within
+1 point of fp32); ``Comparison.failures`` lists each limit missed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from overfeat.errors import InputError
+from overfeat.progress import Progress
+
+from .source import ImageSet
+
+MIN_CHECK_IMAGES = 10
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    min_top1_agreement: float = 0.99
+    max_map_drop: float = 0.01  # in mAP units: 0.01 is one point
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_top1_agreement <= 1:
+            raise InputError(f"--min-top1-agreement must be within 0..1, got {self.min_top1_agreement}")
+        if not 0 <= self.max_map_drop <= 1:
+            raise InputError(f"--max-map-drop must be within 0..1 (0.01 = one mAP point), got {self.max_map_drop}")
+
+
+@dataclass
+class Comparison:
+    reference: str
+    candidate: str
+    images: int
+    tasks: tuple[str, ...]
+    gate: GateConfig
+    outputs: dict[str, dict[str, float]] = field(default_factory=dict)
+    agreement: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"fp32": {...}, "candidate": {...}}
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference, "candidate": self.candidate, "images": self.images, "tasks": list(self.tasks),
+            "gate": {"min_top1_agreement": self.gate.min_top1_agreement, "max_map_drop": self.gate.max_map_drop},
+            "outputs": self.outputs, "agreement": self.agreement, "metrics": self.metrics,
+            "passed": self.passed, "failures": self.failures,
+        }
+
+    def table(self) -> str:
+        lines = [f"accuracy check: {self.candidate} against {self.reference} on {self.images} held-out images"]
+        for name, e in self.outputs.items():
+            lines.append(f"  {name:<11} max |error| {e['max_abs']:.4g}  mean |error| {e['mean_abs']:.3g}  relative {e['relative']:.3%}")
+        labels = {"top1": "top-1 agreement", "top5_overlap": "top-5 overlap", "localize_iou": "localize top-box IoU",
+                  "detect_recall": "detect boxes kept (IoU ≥ 0.5)", "detect_iou": "detect mean IoU"}
+        for key, value in self.agreement.items():
+            lines.append(f"  {labels[key]:<30} {value:.2%}" if key in ("top1", "top5_overlap", "detect_recall") else f"  {labels[key]:<30} {value:.3f}")
+        if self.metrics:
+            ref, cand = self.metrics["fp32"], self.metrics["candidate"]
+            for key, label in (("top1_error", "top-1 error"), ("top5_error", "top-5 error"), ("localization_error", "localization error"), ("mean_ap", "mAP@0.5")):
+                if ref.get(key) is not None:
+                    fmt = "{:.4f}" if key == "mean_ap" else "{:.2%}"
+                    lines.append(f"  {label:<30} fp32 {fmt.format(ref[key])}  candidate {fmt.format(cand[key])}")
+        lines.append("gate PASS" if self.passed else "gate FAIL: " + "; ".join(self.failures))
+        return "\n".join(lines)
+
+
+def compare(
+    reference: str,
+    candidate: str,
+    images: ImageSet,
+    count: int,
+    start: int = 0,
+    *,
+    pyramid="paper",
+    flip: bool = True,
+    config: GateConfig | None = None,
+    score_threshold: float = 0.1,
+    progress: Progress | None = None,
+) -> Comparison:
+    """Compare ``candidate`` with ``reference`` (both ONNX files) on up to ``count`` images of
+    ``images`` from position ``start`` on."""
+    from overfeat.runtime import Predictor
+    from overfeat.runtime.evaluate import Evaluation, Scorer, class_map, default_tasks
+
+    config = config or GateConfig()
+    progress = progress or Progress(enabled=False)
+    with Predictor.from_path(reference, "onnxruntime", pyramid=pyramid, flip=flip) as ref, \
+            Predictor.from_path(candidate, "onnxruntime", pyramid=pyramid, flip=flip) as cand:
+        if ref.meta.classes != cand.meta.classes or ref.meta.heads != cand.meta.heads:
+            raise InputError(f"{candidate} and {reference} differ in classes or heads; compare a model with its own conversion")
+        tasks = default_tasks(ref.meta)
+        to_model = class_map(ref.meta, images.classes) if images.classes else None
+        scorers = {"fp32": Scorer(ref.meta, tasks), "candidate": Scorer(ref.meta, tasks)} if to_model is not None else {}
+        raw: dict[str, list[float]] = {}
+        agree: dict[str, list[float]] = {k: [] for k in ("top1", "top5_overlap", "localize_iou", "detect_recall", "detect_iou")}
+        n = 0
+        for _name, image, truth in progress.track(images.take(count, start), "checking", total=count):
+            n += 1
+            maps_ref, maps_cand = ref.dense(image), cand.dense(image)
+            for a, b in zip(maps_ref, maps_cand, strict=True):
+                for key in a.outputs:
+                    x, y = a.outputs[key].astype(np.float64), b.outputs[key].astype(np.float64)
+                    stats = raw.setdefault(key, [0.0, 0.0, 0.0, 0.0])  # max abs error, sum abs error, count, max |ref|
+                    diff = np.abs(x - y)
+                    stats[0] = max(stats[0], float(diff.max()))
+                    stats[1] += float(diff.sum())
+                    stats[2] += diff.size
+                    stats[3] = max(stats[3], float(np.abs(x).max()))
+            kwargs = {"image_size": image.shape[:2], "top_k": 5, "score_threshold": score_threshold}
+            r, c = ref.decode(maps_ref, tasks, **kwargs), cand.decode(maps_cand, tasks, **kwargs)
+            _agreement(r, c, agree)
+            if scorers and truth is not None:
+                labels = to_model[truth[1]]
+                wanted = scorers["fp32"].wanted(labels)
+                scorers["fp32"].add(truth[0], labels, {t: r[t] for t in wanted})
+                scorers["candidate"].add(truth[0], labels, {t: c[t] for t in wanted})
+    if n < MIN_CHECK_IMAGES:
+        raise InputError(f"the accuracy check read {n} images, expected at least {MIN_CHECK_IMAGES}; give more held-out images (--check)")
+    out = Comparison(reference, candidate, n, tasks, config)
+    out.outputs = {k: {"max_abs": s[0], "mean_abs": s[1] / s[2], "relative": s[0] / max(s[3], 1e-12)} for k, s in raw.items()}
+    out.agreement = {k: float(np.mean(v)) for k, v in agree.items() if v}
+    if scorers:
+        for key, scorer in scorers.items():
+            ev = scorer.fill(Evaluation(reference if key == "fp32" else candidate, images.spec, n, str(pyramid), flip, ref.meta.fine_stride, ref.meta.classes))
+            out.metrics[key] = {k: getattr(ev, k) for k in ("top1_error", "top5_error", "localization_error", "mean_ap")}
+    _judge(out)
+    return out
+
+
+def _agreement(r, c, agree: dict[str, list[float]]) -> None:
+    from overfeat.runtime.boxes import iou
+
+    if "classify" in r:
+        a, b = [x.label for x in r["classify"].classes], [x.label for x in c["classify"].classes]
+        agree["top1"].append(float(a[:1] == b[:1]))
+        agree["top5_overlap"].append(len(set(a) & set(b)) / max(1, len(a)))
+    if "localize" in r:
+        a, b = r["localize"].boxes, c["localize"].boxes
+        if a:
+            same = b and a[0].label == b[0].label
+            agree["localize_iou"].append(float(iou(np.asarray([a[0].box]), np.asarray([b[0].box]))[0, 0]) if same else 0.0)
+    if "detect" in r:
+        for box in r["detect"].boxes[:20]:
+            mine = [x.box for x in c["detect"].boxes if x.label == box.label]
+            best = float(iou(np.asarray([box.box]), np.asarray(mine)).max()) if mine else 0.0
+            agree["detect_recall"].append(float(best >= 0.5))
+            agree["detect_iou"].append(best)
+
+
+def _judge(out: Comparison) -> None:
+    gate = out.gate
+    checked = False
+    if "top1" in out.agreement:
+        checked = True
+        if out.agreement["top1"] < gate.min_top1_agreement:
+            out.failures.append(f"top-1 agreement {out.agreement['top1']:.2%} < {gate.min_top1_agreement:.2%}")
+    if out.metrics and out.metrics["fp32"].get("mean_ap") is not None:
+        checked = True
+        drop = out.metrics["fp32"]["mean_ap"] - out.metrics["candidate"]["mean_ap"]
+        if drop > gate.max_map_drop:
+            out.failures.append(f"mAP@0.5 dropped by {drop:.4f} (fp32 {out.metrics['fp32']['mean_ap']:.4f}), more than {gate.max_map_drop:.4f}")
+    if not checked:
+        out.failures.append("no gate applies: the model has no cls head and the images have no detection labels")

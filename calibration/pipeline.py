@@ -1,0 +1,285 @@
+"""``overfeat calibrate`` and ``overfeat convert``: convert, check against fp32, and only then write.
+
+INT8 (:func:`calibrate`): ranges (from the cache when it matches, else collected and cached)
+→ Q/DQ model → accuracy check on held-out images. When the check fails, the layers are ranked
+by sensitivity; with ``auto_exclude`` the most sensitive are kept in float, one more at a
+time, until the check passes, and the cost in speed is measured. FP16 (:func:`convert`):
+conversion → accuracy check. The converted model reaches ``output`` only when it passes (or
+when the check is switched off); the report is written either way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from overfeat.errors import InputError
+from overfeat.fileio import atomic_path, check_output_path, sha256_file, write_json
+from overfeat.metadata import ModelMeta
+from overfeat.progress import Progress
+
+from .gate import MIN_CHECK_IMAGES, Comparison, GateConfig, compare
+from .int8 import check_exclude, quantize_int8
+from .ranges import Method, Ranges, collect_ranges, load_ranges, save_ranges
+from .sensitivity import rank_layers, time_model
+from .source import MIN_IMAGES, ImageSet, calibration_feeds, open_images
+
+SENSITIVITY_IMAGES = 4  # calibration images whose feeds measure each layer's sensitivity
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """The accuracy check: held-out images (None: those after the calibration images) and limits."""
+
+    images: str | None = None
+    count: int = 100
+    seed: int = 0
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    method: Method
+    images: str
+    max_images: int = 64
+    seed: int = 0
+    pyramid: Any = "paper"
+    flip: bool = True
+    exclude: tuple[str, ...] = ()
+    auto_exclude: bool = False
+    cache: str | None = None  # None: no cache
+    check: CheckConfig | None = field(default_factory=CheckConfig)  # None: no accuracy check
+
+    def __post_init__(self) -> None:
+        if self.max_images < MIN_IMAGES:
+            raise InputError(f"--max-images {self.max_images}: calibration needs at least {MIN_IMAGES} images")
+        if self.auto_exclude and self.check is None:
+            raise InputError("--auto-exclude needs the accuracy check; leave out --no-check")
+
+
+@dataclass
+class Report:
+    model: str
+    output: str
+    precision: str
+    written: bool = False
+    calibration: dict[str, Any] = field(default_factory=dict)
+    excluded: list[str] = field(default_factory=list)
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    speed: dict[str, float] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # --auto-exclude: each exclusion set tried
+    check: Comparison | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "check"}
+        out["check"] = self.check.to_dict() if self.check else None
+        return out
+
+    def table(self) -> str:
+        lines = []
+        if self.calibration:
+            c = self.calibration
+            lines.append(f"calibration  {c['method']} on {c['count']} images ({c['feeds']} feeds){' from cache ' + c['cache'] if c.get('from_cache') else ''}")
+            if c["skipped"]:
+                lines.append(f"  skipped {len(c['skipped'])} unreadable files: " + ", ".join(name for name, _ in c["skipped"][:10]) + (" ..." if len(c["skipped"]) > 10 else ""))
+        if self.sensitivity:
+            lines.append("sensitivity (error with the layer kept in float; smaller = more sensitive):")
+            lines += [f"  {s['node']:<28} {s['error']:.4f}" for s in self.sensitivity[:8]]
+        if self.excluded:
+            lines.append(f"kept in float: {', '.join(self.excluded)}")
+        if self.speed:
+            s = self.speed
+            lines.append(f"speed at {s['size']}: fp32 {s['fp32'] * 1e3:.1f} ms, int8 {s['int8'] * 1e3:.1f} ms, int8 with exclusions {s['int8_excluded'] * 1e3:.1f} ms "
+                         f"({s['int8_excluded'] / s['int8']:.2f}× the time of full int8)")
+        if self.check:
+            lines.append(self.check.table())
+        else:
+            lines.append("accuracy check: not run (--no-check)")
+        lines.append(f"wrote {self.output}" if self.written else f"{self.output} was not written: the converted model failed the accuracy check")
+        return "\n".join(lines)
+
+
+def _fp32_meta(model: str) -> ModelMeta:
+    from overfeat.inspect_model import inspect_onnx
+
+    meta = inspect_onnx(model).meta
+    if meta.precision != "fp32":
+        raise InputError(f"model {model} is already {meta.precision}; convert the fp32 model exported by 'overfeat export'")
+    return meta
+
+
+def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progress | None = None, report_path: str | None = None) -> Report:
+    progress = progress or Progress(enabled=False)
+    check_output_path(output, "--output")
+    meta = _fp32_meta(model)
+    images = open_images(config.images, config.seed)
+    if len(images.items) < MIN_IMAGES:
+        raise InputError(f"images {config.images} hold {len(images.items)} images, calibration needs at least {MIN_IMAGES}")
+    if config.check is not None and config.check.images is None:
+        _check_images(config, images, Ranges("", config.method, {}, {}, end=min(config.max_images, len(images.items)), data_count=config.max_images))
+    import onnx
+
+    exclude = list(check_exclude(onnx.load(model, load_external_data=False), config.exclude))
+    with progress.step(f"hashing {model}"):
+        sha = sha256_file(model)
+    data = {"images": config.images, "fingerprint": images.fingerprint(), "max_images": config.max_images,
+            "seed": config.seed, "pyramid": str(config.pyramid), "flip": config.flip}
+    ranges = load_ranges(config.cache, sha, config.method, data) if config.cache else None
+    report = Report(model, output, "int8")
+    if ranges is not None:
+        progress.info(f"reusing the {config.method.label} ranges in {config.cache}")
+    else:
+        ranges = _collect(model, meta, images, config, sha, data, progress)
+        if config.cache:
+            save_ranges(config.cache, ranges)
+    report.calibration = {"method": config.method.label, "count": ranges.data_count, "feeds": ranges.feeds, "skipped": [list(s) for s in ranges.skipped],
+                          "from_cache": ranges.from_cache, "cache": config.cache}
+    with tempfile.TemporaryDirectory(prefix="overfeat-calibrate-") as tmp:
+        candidate = str(Path(tmp) / "candidate.int8.onnx")
+        with progress.step(f"quantizing ({len(exclude)} layers kept in float)"):
+            quantize_int8(model, ranges, candidate, exclude)
+        if config.check is not None:
+            check_images, start = _check_images(config, images, ranges)
+            report.check = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate, progress=progress)
+            if not report.check.passed:
+                feeds = [f for _, image, _ in images.take(SENSITIVITY_IMAGES) for f in calibration_feeds(image, meta, config.pyramid, config.flip)]
+                _, ranked = rank_layers(model, ranges, feeds, exclude, progress)
+                report.sensitivity = [{"node": s.node, "error": s.error} for s in ranked]
+                if config.auto_exclude:
+                    _auto_exclude(model, candidate, ranges, exclude, ranked, images, config, report, progress)
+            if exclude:
+                report.speed = _speed(model, ranges, candidate, meta, images, config, tmp)
+        report.excluded = exclude
+        if report.check is not None:
+            report.check.candidate = output
+        if report.check is None or report.check.passed:
+            _place(candidate, output)
+            report.written = True
+    if report_path:
+        write_json(report_path, report.to_dict())
+    return report
+
+
+def _collect(model: str, meta: ModelMeta, images: ImageSet, config: CalibrateConfig, sha: str, data: dict, progress: Progress) -> Ranges:
+    read: list[str] = []
+    feeds = [0]
+
+    def per_image():
+        for name, image, _ in progress.track(images.take(config.max_images), "calibrating", total=min(config.max_images, len(images.items))):
+            read.append(name)
+            batch = list(calibration_feeds(image, meta, config.pyramid, config.flip))
+            feeds[0] += len(batch)
+            yield batch
+
+    values = collect_ranges(model, per_image(), config.method, progress)
+    if len(read) < MIN_IMAGES:
+        skipped = "; ".join(f"{n} ({r})" for n, r in images.skipped[:5])
+        raise InputError(f"only {len(read)} of the images could be read, calibration needs at least {MIN_IMAGES}" + (f"; unreadable: {skipped}" if skipped else ""))
+    return Ranges(sha, config.method, data, values, list(images.skipped), end=images.next, data_count=len(read), feeds=feeds[0])
+
+
+def _check_images(config: CalibrateConfig, images: ImageSet, ranges: Ranges) -> tuple[ImageSet, int]:
+    check = config.check
+    if check.images is not None:
+        return open_images(check.images, check.seed), 0
+    left = len(images.items) - ranges.end
+    if left < MIN_CHECK_IMAGES:
+        raise InputError(
+            f"images {config.images} hold {left} images beyond the {ranges.data_count} used for calibration; the accuracy check needs at least "
+            f"{MIN_CHECK_IMAGES} held-out images: give --check DATA, more images, or --no-check"
+        )
+    return images, ranges.end
+
+
+def _auto_exclude(model, candidate, ranges, exclude, ranked, images, config, report, progress) -> None:
+    """Keep the k most sensitive layers in float, for the smallest k that passes."""
+    check_images, start = _check_images(config, images, ranges)
+    fixed = list(exclude)
+
+    def attempt(k: int) -> Comparison:
+        layers = fixed + [s.node for s in ranked[:k]]
+        with progress.step(f"quantizing with {len(layers)} layers kept in float"):
+            quantize_int8(model, ranges, candidate, layers)
+        result = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate, progress=progress)
+        report.attempts.append({"excluded": layers, "passed": result.passed, "failures": result.failures, "agreement": result.agreement})
+        return result
+
+    results: dict[int, Comparison] = {}
+
+    def passes(k: int) -> bool:
+        results[k] = attempt(k)
+        return results[k].passed
+
+    k = smallest_passing(len(ranked) - 1, passes)  # never all layers: that would leave no INT8 model
+    best = None if k is None else (k, results[k])
+    if best is None:
+        report.check.failures.append(f"--auto-exclude: the gate fails even with all but one of the {len(ranked) + len(fixed)} layers in float; no INT8 model of this network passes")
+        return
+    exclude[:] = fixed + [s.node for s in ranked[: best[0]]]
+    with progress.step(f"quantizing with {len(exclude)} layers kept in float"):
+        quantize_int8(model, ranges, candidate, exclude)
+    report.check = best[1]
+
+
+def smallest_passing(most: int, passes) -> int | None:
+    """The smallest k in 1..``most`` with ``passes(k)``, for a monotone ``passes`` (False up to
+    some k, True from there on); None when even ``most`` fails. Bisection: at most
+    1 + ⌈log2(most)⌉ calls."""
+    if most < 1 or not passes(most):
+        return None
+    lo, hi = 1, most  # passes(hi) holds; the answer lies in lo..hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def _speed(model, ranges, candidate, meta, images, config, tmp) -> dict[str, Any]:
+    """Time of one mid-pyramid feed: fp32, full int8, int8 with the exclusions (side by side)."""
+    plain = str(Path(tmp) / "plain.int8.onnx")
+    quantize_int8(model, ranges, plain, ())
+    _, image, _ = next(images.take(1))
+    feeds = list(calibration_feeds(image, meta, config.pyramid, config.flip))
+    feed = feeds[len(feeds) // 2]
+    size = "x".join(str(v) for v in feed["image"].shape[2:])
+    return {"size": size, "fp32": time_model(model, feed), "int8": time_model(plain, feed), "int8_excluded": time_model(candidate, feed)}
+
+
+def _place(candidate: str, output: str | os.PathLike[str]) -> None:
+    with atomic_path(output) as tmp:
+        shutil.copyfile(candidate, tmp)
+
+
+def convert(model: str, output: str, precision: str, check: CheckConfig | None, pyramid: Any = "paper", flip: bool = True,
+            progress: Progress | None = None, report_path: str | None = None) -> Report:
+    """``overfeat convert --precision fp16``."""
+    from .fp16 import convert_fp16
+
+    progress = progress or Progress(enabled=False)
+    if precision != "fp16":
+        raise InputError(f"--precision {precision}: convert writes fp16; INT8 needs calibration ('overfeat calibrate')")
+    check_output_path(output, "--output")
+    _fp32_meta(model)
+    if check is not None and check.images is None:
+        raise InputError("the fp16 accuracy check needs held-out images: give --check DATA (a directory, a COCO JSON or shapes:SPLIT:N), or --no-check")
+    report = Report(model, output, "fp16")
+    with tempfile.TemporaryDirectory(prefix="overfeat-convert-") as tmp:
+        candidate = str(Path(tmp) / "candidate.fp16.onnx")
+        with progress.step("converting to fp16"):
+            convert_fp16(model, candidate)
+        if check is not None:
+            report.check = compare(model, candidate, open_images(check.images, check.seed), check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress)
+            report.check.candidate = output
+        if report.check is None or report.check.passed:
+            _place(candidate, output)
+            report.written = True
+    if report_path:
+        write_json(report_path, report.to_dict())
+    return report

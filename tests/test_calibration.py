@@ -1,0 +1,469 @@
+"""INT8 and FP16 as ONNX transforms, on the committed shapes model: structure (Q/DQ counts,
+zero points, TensorRT's rules), numbers (closeness to fp32 in ONNX Runtime), the range cache,
+calibration images, the accuracy gate and the CLI's behaviour."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from overfeat.cli import main
+from tests.conftest import needs_export
+
+pytestmark = needs_export
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+FAST = ["--pyramid", "2", "--no-flip", "--quiet"]  # two scales, no mirror: the same code, less work
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("calibration")
+    assert main(["export", "--checkpoint", str(CHECKPOINT), "--output", str(out / "model.onnx"), "--quiet", "--check-sizes", ""]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8(shapes):
+    """The shapes model in INT8 (minmax, 8 calibration images), written without the check."""
+    path = shapes / "model.int8.onnx"
+    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8",
+                 "--method", "minmax", "--output", str(path), "--no-check", *FAST]) == 0
+    return path
+
+
+def _session(path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), providers=["CPUExecutionProvider"])
+
+
+def _feeds(seed: int, sizes=((245, 281), (317, 389))):
+    rng = np.random.default_rng(seed)
+    return [{"image": rng.normal(0, 1, (2, 3, h, w)).astype(np.float32)} for h, w in sizes]
+
+
+def _relative_l2(a, b) -> float:
+    return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b.astype(np.float64)))
+
+
+# ---------------------------------------------------------------------------- INT8 structure
+
+
+def test_int8_follows_tensorrt_rules_node_by_node(shapes, int8):
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    from overfeat.calibration.structure import check_qdq
+
+    model = onnx.load(str(int8))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    qs = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    dqs = [n for n in graph.node if n.op_type == "DequantizeLinear"]
+    # every Conv reads a dequantized activation and a dequantized weight, and a float bias
+    for conv in convs:
+        act, weight = producer[conv.input[0]], producer[conv.input[1]]
+        assert act.op_type == weight.op_type == "DequantizeLinear", conv.name
+        assert weight.input[0] in inits and inits[weight.input[0]].data_type == TensorProto.INT8
+        scale = numpy_helper.to_array(inits[weight.input[1]])
+        assert scale.shape == (inits[weight.input[0]].dims[0],)  # one scale per output channel
+        assert next(a.i for a in weight.attribute if a.name == "axis") == 0
+        assert numpy_helper.to_array(inits[act.input[1]]).size == 1  # per-tensor activation
+        if len(conv.input) > 2:
+            assert conv.input[2] in inits and inits[conv.input[2]].data_type == TensorProto.FLOAT
+    # the weight DQs are one per Conv; the other DQs each read a QuantizeLinear
+    weight_dqs = [d for d in dqs if d.input[0] in inits]
+    assert len(weight_dqs) == len(convs) == 15
+    assert len(dqs) - len(weight_dqs) == len(qs) > 0
+    for node in qs + dqs:
+        zero = inits[node.input[2]]
+        assert zero.data_type == TensorProto.INT8 and not numpy_helper.to_array(zero).any(), node.name
+    for output in graph.output:
+        assert producer[output.name].op_type == "Conv", output.name
+    summary = check_qdq(model)
+    assert summary.ok and summary.violations == ()
+    assert (summary.quantize, summary.dequantize, summary.quantized_convs) == (len(qs), len(dqs), 15)
+
+
+def test_int8_carries_the_metadata_over(shapes, int8):
+    import onnx
+
+    source = {p.key: p.value for p in onnx.load(str(shapes / "model.onnx"), load_external_data=False).metadata_props}
+    props = {p.key: p.value for p in onnx.load(str(int8), load_external_data=False).metadata_props}
+    assert json.loads(props.pop("overfeat.precision")) == "int8"
+    record = json.loads(props.pop("overfeat.quantization"))
+    assert record["method"] == "minmax" and record["excluded"] == [] and record["calibration"]["images"] == "shapes:val:8"
+    source.pop("overfeat.precision")
+    assert props == source
+
+
+def test_int8_output_is_close_to_fp32(shapes, int8):
+    fp32, q = _session(shapes / "model.onnx"), _session(int8)
+    for feed in _feeds(3):
+        for name, a, b in zip(("scores", "boxes", "det_scores"), q.run(None, feed), fp32.run(None, feed), strict=True):
+            assert a.dtype == np.float32
+            assert _relative_l2(a, b) < 0.25, name  # measured 0.05-0.11 on this narrow model
+            assert _relative_l2(a, b) > 0, name  # it is really quantized
+
+
+def test_output_qdq_pairs_are_removed_without_changing_more_than_their_rounding(shapes):
+    """Before the removal an output is DQ(Q(x)); after, x: they differ by at most half a step."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+    from onnxruntime.quantization.registry import QDQRegistry
+
+    from overfeat.calibration.int8 import _float_outputs
+    from overfeat.calibration.ranges import Method, Ranges, collect_ranges
+    from overfeat.calibration.structure import check_qdq
+
+    source = shapes / "model.onnx"
+    ranges = Ranges("x", Method("minmax"), {}, collect_ranges(source, [_feeds(4)], Method("minmax")))
+    quantizer = QDQQuantizer(load_model_with_shape_infer(source), True, False, QuantType.QInt8, QuantType.QInt8, ranges.tensors_data(),
+                             [], [], list(QDQRegistry), {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+    quantizer.quantize_model()
+    before = quantizer.model.model
+    assert {v.rule for v in check_qdq(before).violations} == {"float-outputs"}
+    steps = {}
+    producer = {o: n for n in before.graph.node for o in n.output}
+    inits = {i.name: i for i in before.graph.initializer}
+    for out in before.graph.output:
+        steps[out.name] = float(numpy_helper.to_array(inits[producer[out.name].input[1]]))
+    after = onnx.ModelProto()
+    after.CopyFrom(before)
+    _float_outputs(after)
+    assert check_qdq(after).ok
+    assert len(after.graph.node) == len(before.graph.node) - 2 * len(steps)
+    a, b = _session(before.SerializeToString()), _session(after.SerializeToString())
+    feed = _feeds(5, ((245, 245),))[0]
+    for name, x, y in zip([o.name for o in before.graph.output], a.run(None, feed), b.run(None, feed), strict=True):
+        clipped = np.clip(y, -127 * steps[name], 127 * steps[name])
+        assert np.abs(x - clipped).max() <= steps[name] / 2 * (1 + 1e-4), name
+
+
+# ---------------------------------------------------------------------------- the rule checker
+
+
+def _qdq_conv(zero_point=0, zero_type=None, weight_axis=0, weight_scales=4, act_scales=1, bias_dq=False, output_dq=False, drop_zero=False):
+    """A one-Conv Q/DQ graph by hand, with one rule broken on request."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    zero_type = zero_type or np.int8
+    inits = [
+        numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.int8), "w_q"),
+        numpy_helper.from_array(np.full(weight_scales, 0.1, np.float32), "w_scale"),
+        numpy_helper.from_array(np.zeros(weight_scales, np.int8), "w_zero"),
+        numpy_helper.from_array(np.full(act_scales, 0.05, np.float32).reshape(() if act_scales == 1 else (act_scales,)), "x_scale"),
+        numpy_helper.from_array(np.array(zero_point, zero_type), "x_zero"),
+        numpy_helper.from_array(np.zeros(4, np.float32), "bias"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale"] + ([] if drop_zero else ["x_zero"]), ["x_q"], name="q_in"),
+        helper.make_node("DequantizeLinear", ["x_q", "x_scale"] + ([] if drop_zero else ["x_zero"]), ["x_dq"], name="dq_in"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], name="dq_weight", axis=weight_axis),
+    ]
+    bias = "bias"
+    if bias_dq:
+        inits += [numpy_helper.from_array(np.zeros(4, np.int32), "b_q"), numpy_helper.from_array(np.float32(0.005), "b_scale"),
+                  numpy_helper.from_array(np.int32(0), "b_zero")]
+        nodes.append(helper.make_node("DequantizeLinear", ["b_q", "b_scale", "b_zero"], ["b_dq"], name="dq_bias"))
+        bias = "b_dq"
+    nodes.append(helper.make_node("Conv", ["x_dq", "w", bias], ["y" if not output_dq else "y_f"], name="conv"))
+    if output_dq:
+        nodes += [helper.make_node("QuantizeLinear", ["y_f", "x_scale", "x_zero"], ["y_q"], name="q_out"),
+                  helper.make_node("DequantizeLinear", ["y_q", "x_scale", "x_zero"], ["y"], name="dq_out")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize(
+    ("broken", "rule", "node"),
+    [
+        ({}, None, None),
+        ({"zero_point": 3}, "int8-zero-point", "q_in"),
+        ({"zero_type": np.uint8}, "int8-zero-point", "q_in"),
+        ({"drop_zero": True}, "int8-zero-point", "q_in"),
+        ({"weight_axis": 1}, "per-channel-weights", "dq_weight"),
+        ({"weight_scales": 1}, "per-channel-weights", "dq_weight"),
+        ({"act_scales": 3}, "per-tensor-activations", "q_in"),
+        ({"bias_dq": True}, "float-bias", "dq_bias"),
+        ({"output_dq": True}, "float-outputs", "dq_out"),
+    ],
+)
+def test_the_checker_names_each_violating_node(broken, rule, node):
+    from overfeat.calibration.structure import check_qdq
+
+    summary = check_qdq(_qdq_conv(**broken))
+    if rule is None:
+        assert summary.ok and summary.quantized_convs == 1
+    else:
+        assert rule in {v.rule for v in summary.violations}
+        assert node in {v.node for v in summary.violations if v.rule == rule}
+        assert f"{node}: {rule}" in summary.report()
+
+
+def test_inspect_exits_1_on_a_rule_violation(tmp_path, capsys, shapes):
+    import onnx
+
+    model = _qdq_conv(zero_point=3)
+    source = onnx.load(str(shapes / "model.onnx"), load_external_data=False)
+    model.metadata_props.extend(source.metadata_props)
+    onnx.save(model, str(tmp_path / "bad.onnx"))
+    assert main(["inspect", str(tmp_path / "bad.onnx")]) == 1
+    out = capsys.readouterr().out
+    assert "q_in: int8-zero-point" in out and "dq_in: int8-zero-point" in out
+
+
+# ---------------------------------------------------------------------------- FP16
+
+
+def test_fp16_weights_and_activations_half_io_float(shapes, tmp_path):
+    import onnx
+    from onnx import TensorProto
+
+    out = tmp_path / "model.fp16.onnx"
+    assert main(["convert", "--precision", "fp16", "--model", str(shapes / "model.onnx"), "--output", str(out), "--no-check", "--quiet"]) == 0
+    model = onnx.load(str(out))
+    floats = [i for i in model.graph.initializer if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+    assert floats and all(i.data_type == TensorProto.FLOAT16 for i in floats)
+    assert all(v.type.tensor_type.elem_type == TensorProto.FLOAT for v in [*model.graph.input, *model.graph.output])
+    assert json.loads({p.key: p.value for p in model.metadata_props}["overfeat.precision"]) == "fp16"
+    fp32, half = _session(shapes / "model.onnx"), _session(out)
+    for feed in _feeds(6):
+        for a, b in zip(half.run(None, feed), fp32.run(None, feed), strict=True):
+            assert _relative_l2(a, b) < 1e-2
+
+
+# ---------------------------------------------------------------------------- cache
+
+
+def test_range_cache_is_reused_and_a_stale_one_refused(shapes, tmp_path, capsys):
+    import onnx
+
+    model = str(shapes / "model.onnx")
+    cache = tmp_path / "ranges.json"
+    args = ["calibrate", "--model", model, "--images", "shapes:val:8", "--max-images", "8", "--method", "percentile",
+            "--cache", str(cache), "--no-check", "--pyramid", "1", "--no-flip"]
+    assert main([*args, "--output", str(tmp_path / "a.onnx")]) == 0
+    first = json.loads(cache.read_text())
+    assert first["method"] == "percentile" and first["percentile"] == 99.99 and first["count"] == 8 and first["ranges"]
+    capsys.readouterr()
+    assert main([*args, "--output", str(tmp_path / "b.onnx")]) == 0
+    captured = capsys.readouterr()
+    assert "reusing the percentile-99.99 ranges" in captured.err and "calibrating [" not in captured.err
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    # another model with the same cache: refused, nothing written
+    other = tmp_path / "other.onnx"
+    changed = onnx.load(model)
+    changed.graph.initializer[0].raw_data = bytes(len(changed.graph.initializer[0].raw_data))  # other weights
+    onnx.save(changed, str(other))
+    assert main([*args[:1], "--model", str(other), *args[3:], "--output", str(tmp_path / "c.onnx")]) == 2
+    assert "stale" in capsys.readouterr().err and not (tmp_path / "c.onnx").exists()
+    # the same model with another method or other images: refused
+    assert main([*args[:7], "--method", "minmax", *args[9:], "--output", str(tmp_path / "d.onnx")]) == 2
+    assert "holds percentile-99.99 ranges" in capsys.readouterr().err
+    assert main([*args[:3], "--images", "shapes:val:9", *args[5:], "--output", str(tmp_path / "e.onnx")]) == 2
+    assert "other calibration data" in capsys.readouterr().err
+
+
+def test_malformed_cache_is_refused(shapes, tmp_path, capsys):
+    cache = tmp_path / "ranges.json"
+    cache.write_text("{not json")
+    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--cache", str(cache),
+                 "--no-check", "--output", str(tmp_path / "x.onnx"), "--quiet"]) == 2
+    assert "malformed" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def _write_pngs(folder: Path, count: int, seed: int) -> None:
+    from overfeat.datasets.png import encode_png
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (folder / f"{i:03d}.png").write_bytes(encode_png(rng.integers(0, 256, (240 + 7 * i, 250, 3), dtype=np.uint8)))
+
+
+def test_a_directory_with_corrupt_files_skips_and_lists_them(shapes, tmp_path, capsys):
+    _write_pngs(tmp_path / "images", 9, seed=7)
+    (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (tmp_path / "images" / "notes.txt").write_text("not an image")
+    out = tmp_path / "m.int8.onnx"
+    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", str(tmp_path / "images"), "--max-images", "9",
+                 "--no-check", "--output", str(out), *FAST]) == 0
+    text = capsys.readouterr().out
+    assert "skipped 1 unreadable files:" in text and "broken.png" in text
+    cache = json.loads((tmp_path / "m.int8.calib.json").read_text())
+    assert cache["count"] == 9 and [Path(name).name for name, _ in cache["skipped"]] == ["broken.png"]
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        ("empty", "holds no image files"),
+        ("few", "calibration needs at least 8"),
+        ("shapes:val", "expected shapes:SPLIT:N"),
+        ("shapes:nope:5", "expected shapes:SPLIT:N"),
+        ("missing", "not a directory, a COCO .json file"),
+    ],
+)
+def test_bad_calibration_images_are_refused(shapes, tmp_path, capsys, images, message):
+    (tmp_path / "empty").mkdir()
+    _write_pngs(tmp_path / "few", 5, seed=8)
+    spec = str(tmp_path / images) if images in ("empty", "few", "missing") else images
+    out = tmp_path / "x.onnx"
+    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", spec, "--no-check", "--output", str(out), "--quiet"]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_too_few_readable_images_after_skipping(shapes, tmp_path, capsys):
+    _write_pngs(tmp_path / "images", 6, seed=9)
+    for i in range(3):
+        (tmp_path / "images" / f"bad{i}.png").write_bytes(b"garbage")
+    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", str(tmp_path / "images"), "--no-check",
+                 "--output", str(tmp_path / "x.onnx"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "only 6 of the images could be read" in err and "bad0.png" in err
+
+
+def test_calibration_feeds_are_the_runtime_batches(shapes):
+    from overfeat.calibration.source import calibration_feeds, open_images
+    from overfeat.inspect_model import inspect_onnx
+    from overfeat.runtime.pyramid import make_batch, pyramid_sizes
+
+    meta = inspect_onnx(shapes / "model.onnx").meta
+    images = open_images("shapes:test:3", seed=2)
+    for _, image, truth in images.take(3):
+        assert truth is not None and len(truth[0]) == len(truth[1]) > 0
+        feeds = list(calibration_feeds(image, meta, "paper", True))
+        sizes = pyramid_sizes("paper", meta, image.shape[:2])
+        assert [f["image"].shape for f in feeds] == [(2, 3, *s) for s in sizes]
+        for feed, size in zip(feeds, sizes, strict=True):
+            np.testing.assert_array_equal(feed["image"], make_batch(image, size, meta, True))
+
+
+def test_image_order_is_seeded_and_take_resumes(tmp_path):
+    from overfeat.calibration.source import open_images
+
+    _write_pngs(tmp_path / "images", 12, seed=10)
+    a, b = open_images(str(tmp_path / "images"), seed=1), open_images(str(tmp_path / "images"), seed=1)
+    assert [i.name for i in a.items] == [i.name for i in b.items]
+    assert [i.name for i in a.items] != [i.name for i in open_images(str(tmp_path / "images"), seed=2).items]
+    first = [name for name, _, _ in a.take(5)]
+    rest = [name for name, _, _ in a.take(100, a.next)]
+    assert first + rest == [i.name for i in a.items] and a.next == 12
+
+
+# ---------------------------------------------------------------------------- gate and auto-exclude
+
+
+def test_the_same_model_passes_with_exact_agreement(shapes):
+    from overfeat.calibration.gate import compare
+    from overfeat.calibration.source import open_images
+
+    model = str(shapes / "model.onnx")
+    result = compare(model, model, open_images("shapes:test:10", seed=3), 10, pyramid=1, flip=False)
+    assert result.passed and result.images == 10
+    assert all(e["max_abs"] == 0 for e in result.outputs.values())
+    assert result.agreement["top1"] == result.agreement["top5_overlap"] == result.agreement["detect_recall"] == 1.0
+    assert result.metrics["fp32"] == result.metrics["candidate"]
+
+
+def test_a_failed_gate_exits_1_keeps_the_report_and_writes_no_model(shapes, tmp_path, capsys):
+    out = tmp_path / "m.int8.onnx"
+    code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
+                 "--check", "shapes:test:12", "--check-images", "12", "--min-top1-agreement", "1.0", "--max-map-drop", "0", *FAST,
+                 "--output", str(out)])
+    report = json.loads((tmp_path / "m.int8.check.json").read_text())
+    assert report["check"]["images"] == 12 and report["written"] == (code == 0)
+    if code == 0:
+        pytest.fail(f"INT8 of the shapes model matched fp32 exactly on 12 images; the gate cannot be shown failing: {report['check']}")
+    assert code == 1 and not out.exists()
+    assert report["check"]["failures"] and not report["check"]["passed"]
+    ranked = [s["node"] for s in report["sensitivity"]]
+    assert len(ranked) == 15 and len(set(ranked)) == 15  # every Conv layer ranked
+    assert "was not written" in capsys.readouterr().out
+
+
+def test_auto_exclude_keeps_the_most_sensitive_layers_until_the_gate_holds(shapes, tmp_path):
+    out = tmp_path / "m.int8.onnx"
+    code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
+                 "--check", "shapes:test:10", "--check-images", "10", "--min-top1-agreement", "1.0", "--max-map-drop", "0.05", "--auto-exclude",
+                 *FAST, "--output", str(out)])
+    report = json.loads((tmp_path / "m.int8.check.json").read_text())
+    ranked = [s["node"] for s in report["sensitivity"]]
+    assert report["attempts"], "the full INT8 model failed, so exclusions were tried"
+    for attempt in report["attempts"]:
+        assert attempt["excluded"] == ranked[: len(attempt["excluded"])]  # always a prefix of the ranking
+    if code == 0:
+        import onnx
+
+        from overfeat.calibration.structure import check_qdq
+
+        assert report["check"]["passed"] and report["excluded"] == ranked[: len(report["excluded"])]
+        passing = [a for a in report["attempts"] if a["passed"]]
+        assert len(report["excluded"]) == min(len(a["excluded"]) for a in passing)
+        summary = check_qdq(onnx.load(str(out)))
+        assert summary.ok and set(summary.float_convs) == set(report["excluded"])
+        assert set(report["speed"]) == {"size", "fp32", "int8", "int8_excluded"}
+    else:
+        assert code == 1 and not out.exists() and any("--auto-exclude" in f for f in report["check"]["failures"])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_bisection_finds_the_smallest_passing_prefix_like_a_linear_scan(seed):
+    from overfeat.calibration.pipeline import smallest_passing
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 16))
+    threshold = int(rng.integers(1, n + 2)) if n else 1  # passes from here on (monotone); n + 1: never
+    calls = []
+
+    def passes(k: int) -> bool:
+        calls.append(k)
+        return k >= threshold
+
+    linear = next((k for k in range(1, n) if passes(k)), None)
+    calls.clear()
+    assert smallest_passing(n - 1, passes) == linear
+    assert len(calls) <= max(1, int(np.ceil(np.log2(max(n, 2)))) + 1)
+
+
+# ---------------------------------------------------------------------------- CLI errors
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--check", "shapes:test:10", "--no-check"], "contradict"),
+        (["--exclude", "no_such_node", "--no-check"], "is not a Conv node"),
+        (["--method", "minmax", "--percentile", "99", "--no-check"], "--percentile applies to the percentile method"),
+        (["--max-images", "3", "--no-check"], "calibration needs at least 8"),
+        (["--auto-exclude", "--no-check"], "--auto-exclude needs the accuracy check"),
+        (["--min-top1-agreement", "1.5"], "within 0..1"),
+        (["--images", "shapes:val:8", "--max-images", "8"], "held-out images"),
+    ],
+)
+def test_calibrate_refuses_bad_arguments(shapes, tmp_path, capsys, extra, message):
+    out = tmp_path / "x.onnx"
+    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:12", *extra, "--output", str(out), "--quiet"]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_convert_refuses_without_check_data_and_non_fp32_models(shapes, int8, tmp_path, capsys):
+    out = tmp_path / "x.onnx"
+    assert main(["convert", "--precision", "fp16", "--model", str(shapes / "model.onnx"), "--output", str(out)]) == 2
+    assert "--check DATA" in capsys.readouterr().err
+    assert main(["convert", "--precision", "fp16", "--model", str(int8), "--output", str(out), "--no-check"]) == 2
+    assert "already int8" in capsys.readouterr().err and not out.exists()
