@@ -52,7 +52,7 @@ def speed(repeat: int, work: Path) -> dict:
     rng = np.random.default_rng(0)
     feeds = [{"image": rng.normal(0, 1, (2, 3, h, w)).astype(np.float32)} for h, w in PAPER]
     times = {name: [[] for _ in PAPER] for name in sessions}
-    for name, session in sessions.items():  # warm-up
+    for session in sessions.values():  # warm-up
         for feed in feeds:
             session.run(None, feed)
     for r in range(repeat):

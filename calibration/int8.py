@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from overfeat.errors import BuildError, InputError
-from overfeat.fileio import atomic_path
+from overfeat.fileio import atomic_path, private_link
 
 from .ranges import Ranges
 
@@ -54,7 +55,8 @@ def quantized_model(source: str | os.PathLike[str], ranges: Ranges, exclude: Seq
 
     original = onnx.load(str(source))
     exclude = check_exclude(original, exclude)
-    model = load_model_with_shape_infer(Path(source))
+    with tempfile.TemporaryDirectory(prefix="overfeat-int8-") as tmp:  # shape inference writes beside its input
+        model = load_model_with_shape_infer(private_link(source, tmp))
     try:
         quantizer = QDQQuantizer(
             model, True, False, QuantType.QInt8, QuantType.QInt8, ranges.tensors_data(),

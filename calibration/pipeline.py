@@ -2,8 +2,8 @@
 
 INT8 (:func:`calibrate`): ranges (from the cache when it matches, else collected and cached)
 → Q/DQ model → accuracy check on held-out images. When the check fails, the layers are ranked
-by sensitivity; with ``auto_exclude`` the most sensitive are kept in float, one more at a
-time, until the check passes, and the cost in speed is measured. FP16 (:func:`convert`):
+by sensitivity; with ``auto_exclude`` the fewest most-sensitive layers that make the check
+pass are kept in float (a bisection over the ranking), and the cost in speed is measured. FP16 (:func:`convert`):
 conversion → accuracy check. The converted model reaches ``output`` only when it passes (or
 when the check is switched off); the report is written either way.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,10 @@ class CheckConfig:
     count: int = 100
     seed: int = 0
     gate: GateConfig = field(default_factory=GateConfig)
+
+    def __post_init__(self) -> None:
+        if self.count < MIN_CHECK_IMAGES:
+            raise InputError(f"--check-images {self.count}: the accuracy check needs at least {MIN_CHECK_IMAGES} held-out images")
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,11 @@ class Report:
             lines.append(self.check.table())
         else:
             lines.append("accuracy check: not run (--no-check)")
-        lines.append(f"wrote {self.output}" if self.written else f"{self.output} was not written: the converted model failed the accuracy check")
+        if self.written:
+            lines.append(f"wrote {self.output}")
+        else:
+            older = " (the file of that name is from an earlier run)" if Path(self.output).exists() else ""
+            lines.append(f"{self.output} was not written{older}: the converted model failed the accuracy check")
         return "\n".join(lines)
 
 
@@ -112,21 +120,49 @@ def _fp32_meta(model: str) -> ModelMeta:
     return meta
 
 
+def _outputs(model: str, output: str, *others: tuple[str | None, str]) -> None:
+    """Refuse unwritable outputs before any work, and an output that would replace the model."""
+    check_output_path(output, "--output")
+    if Path(output).resolve() == Path(model).resolve():
+        raise InputError(f"--output {output} is the model itself; write the converted model to another file")
+    for path, what in others:
+        if path:
+            check_output_path(path, what)
+
+
+def _gate_applies(meta: ModelMeta, check: ImageSet | None) -> None:
+    """Refuse a check that could never pass: no cls head to agree on and no labels to score."""
+    if check is not None and "cls" not in meta.heads and not (check.classes and "det" in meta.heads):
+        raise InputError(f"the model's heads {list(meta.heads)} have no classification to compare, and the check images {check.spec} have no labels: give labelled --check data (a COCO JSON)")
+
+
+def _same_set(a: str, b: str) -> bool:
+    if a.startswith("shapes:") or b.startswith("shapes:"):
+        return a.split(":")[:2] == b.split(":")[:2]
+    return Path(a).resolve() == Path(b).resolve()
+
+
 def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progress | None = None, report_path: str | None = None) -> Report:
     progress = progress or Progress(enabled=False)
-    check_output_path(output, "--output")
+    _outputs(model, output, (config.cache, "--cache"), (report_path, "--report"))
     meta = _fp32_meta(model)
     images = open_images(config.images, config.seed)
     if len(images.items) < MIN_IMAGES:
         raise InputError(f"images {config.images} hold {len(images.items)} images, calibration needs at least {MIN_IMAGES}")
-    if config.check is not None and config.check.images is None:
-        _check_images(config, images, Ranges("", config.method, {}, {}, end=min(config.max_images, len(images.items)), data_count=config.max_images))
+    if config.check is not None:
+        if config.check.images is not None and _same_set(config.check.images, config.images):
+            if config.images.startswith("shapes:"):
+                raise InputError(f"--check {config.check.images} is the calibration split; check on another split (e.g. shapes:test:N)")
+            config = replace(config, check=replace(config.check, images=None))  # the same set: check on the images after the calibration ones
+        used = min(config.max_images, len(images.items))
+        check_set, _ = _check_images(config, images, Ranges("", config.method, {}, {}, end=used, data_count=used))
+        _gate_applies(meta, check_set)
     import onnx
 
     exclude = list(check_exclude(onnx.load(model, load_external_data=False), config.exclude))
     with progress.step(f"hashing {model}"):
         sha = sha256_file(model)
-    data = {"images": config.images, "fingerprint": images.fingerprint(), "max_images": config.max_images,
+    data = {"images": images.spec, "fingerprint": images.fingerprint(), "max_images": config.max_images,
             "seed": config.seed, "pyramid": str(config.pyramid), "flip": config.flip}
     ranges = load_ranges(config.cache, sha, config.method, data) if config.cache else None
     report = Report(model, output, "int8")
@@ -185,7 +221,10 @@ def _collect(model: str, meta: ModelMeta, images: ImageSet, config: CalibrateCon
 def _check_images(config: CalibrateConfig, images: ImageSet, ranges: Ranges) -> tuple[ImageSet, int]:
     check = config.check
     if check.images is not None:
-        return open_images(check.images, check.seed), 0
+        held_out = open_images(check.images, check.seed)
+        if len(held_out.items) < MIN_CHECK_IMAGES:
+            raise InputError(f"--check {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
+        return held_out, 0
     left = len(images.items) - ranges.end
     if left < MIN_CHECK_IMAGES:
         raise InputError(
@@ -217,7 +256,9 @@ def _auto_exclude(model, candidate, ranges, exclude, ranked, images, config, rep
     k = smallest_passing(len(ranked) - 1, passes)  # never all layers: that would leave no INT8 model
     best = None if k is None else (k, results[k])
     if best is None:
-        report.check.failures.append(f"--auto-exclude: the gate fails even with all but one of the {len(ranked) + len(fixed)} layers in float; no INT8 model of this network passes")
+        quantize_int8(model, ranges, candidate, fixed)  # back to the model the report describes
+        tried = f"even with all but one of the {len(ranked) + len(fixed)} layers in float" if ranked[1:] else "and there is no layer left to keep in float"
+        report.check.failures.append(f"--auto-exclude: the gate fails {tried}; no INT8 model of this network passes")
         return
     exclude[:] = fixed + [s.node for s in ranked[: best[0]]]
     with progress.step(f"quantizing with {len(exclude)} layers kept in float"):
@@ -265,17 +306,21 @@ def convert(model: str, output: str, precision: str, check: CheckConfig | None, 
     progress = progress or Progress(enabled=False)
     if precision != "fp16":
         raise InputError(f"--precision {precision}: convert writes fp16; INT8 needs calibration ('overfeat calibrate')")
-    check_output_path(output, "--output")
-    _fp32_meta(model)
+    _outputs(model, output, (report_path, "--report"))
+    meta = _fp32_meta(model)
     if check is not None and check.images is None:
         raise InputError("the fp16 accuracy check needs held-out images: give --check DATA (a directory, a COCO JSON or shapes:SPLIT:N), or --no-check")
+    held_out = open_images(check.images, check.seed) if check is not None else None
+    if held_out is not None and len(held_out.items) < MIN_CHECK_IMAGES:
+        raise InputError(f"--check {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
+    _gate_applies(meta, held_out)
     report = Report(model, output, "fp16")
     with tempfile.TemporaryDirectory(prefix="overfeat-convert-") as tmp:
         candidate = str(Path(tmp) / "candidate.fp16.onnx")
         with progress.step("converting to fp16"):
             convert_fp16(model, candidate)
         if check is not None:
-            report.check = compare(model, candidate, open_images(check.images, check.seed), check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress)
+            report.check = compare(model, candidate, held_out, check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress)
             report.check.candidate = output
         if report.check is None or report.check.passed:
             _place(candidate, output)

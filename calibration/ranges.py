@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from overfeat.errors import InputError, ModelError
-from overfeat.fileio import write_json
+from overfeat.fileio import private_link, write_json
 from overfeat.progress import Progress
 
 METHODS = ("entropy", "minmax", "percentile")
@@ -144,7 +144,7 @@ def collect_ranges(
     kind = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method.name]
     with tempfile.TemporaryDirectory(prefix="overfeat-calibrate-") as tmp:
         calibrator = create_calibrator(
-            Path(model_path), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            private_link(model_path, tmp), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),  # it writes beside its input
             calibrate_method=kind, providers=providers, extra_options=options,
         )
         fed = 0

@@ -43,6 +43,7 @@ class ImageItem:
 
     name: str
     read: Callable[[], tuple[np.ndarray, Truth | None]]
+    stamp: str = ""  # size and modification time of a file: a replaced file changes the fingerprint
 
 
 @dataclass
@@ -73,8 +74,9 @@ class ImageSet:
             yield item.name, image, truth
 
     def fingerprint(self) -> str:
-        """A short hash of the set's name and its candidates in order (what a cache was made from)."""
-        return hashlib.sha256("\n".join([self.spec, *(item.name for item in self.items)]).encode()).hexdigest()[:16]
+        """A short hash of the set's name and its candidates in order, with each file's size and
+        modification time (what a cache was made from)."""
+        return hashlib.sha256("\n".join([self.spec, *(f"{item.name} {item.stamp}" for item in self.items)]).encode()).hexdigest()[:16]
 
 
 def open_images(spec: str, seed: int = 0, max_pixels: int | None = None) -> ImageSet:
@@ -92,18 +94,26 @@ def open_images(spec: str, seed: int = 0, max_pixels: int | None = None) -> Imag
         dataset = read_coco(path)
         classes = dataset.classes
         items = [
-            ImageItem(str(r.path), lambda r=r: (load_image(r.path, limit), (r.boxes, r.labels)))
+            ImageItem(str(r.path), lambda r=r: (load_image(r.path, limit), (r.boxes, r.labels)), _stamp(r.path))
             for r in dataset.records
         ]
     elif path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        items = [ImageItem(str(p), lambda p=p: (load_image(p, limit), None)) for p in files]
+        items = [ImageItem(str(p), lambda p=p: (load_image(p, limit), None), _stamp(p)) for p in files]
         if not items:
             raise InputError(f"image directory {path} holds no image files ({' '.join(IMAGE_SUFFIXES)}); give a directory of images, a COCO JSON file or shapes:SPLIT:N")
     else:
         raise InputError(f"images {spec!r}: not a directory, a COCO .json file or shapes:SPLIT:N")
     order = np.random.default_rng(seed).permutation(len(items))
-    return ImageSet(spec, [items[i] for i in order], classes)
+    return ImageSet(str(path.resolve()), [items[i] for i in order], classes)
+
+
+def _stamp(path: Path) -> str:
+    try:
+        info = path.stat()
+    except OSError:
+        return "missing"
+    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 def _shapes(spec: str, seed: int) -> ImageSet:

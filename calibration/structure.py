@@ -1,12 +1,14 @@
 """The Q/DQ structural checker: does an INT8 ONNX file follow TensorRT's rules?
 
-Rules (DESIGN.md, "Precision lives in the ONNX file"), each checked on every node:
+Rules (the project's design notes, "Precision lives in the ONNX file"), each checked on every node:
 
 - ``opset``: the default-domain opset is at least 13 (per-axis QuantizeLinear/DequantizeLinear).
-- ``int8-zero-point``: every QuantizeLinear and DequantizeLinear has an explicit zero point,
-  int8, all zero (symmetric). A missing zero point means uint8 in ONNX, so it is refused too.
-- ``per-channel-weights``: the DequantizeLinear of a Conv weight has one scale per output
-  channel on ``axis`` 0.
+- ``int8-zero-point``: every QuantizeLinear and DequantizeLinear works on int8 with a zero point
+  of 0 (symmetric). Without a zero point, ONNX quantizes to uint8 unless ``output_dtype`` says
+  int8, and dequantizes with 0 in the input's type: those are accepted only for int8.
+- ``per-channel-weights``: the DequantizeLinear of a Conv weight (and its QuantizeLinear, when
+  the weight is quantized in the graph) has one scale per output channel on ``axis`` 0 (the
+  ONNX default is 1; negative axes count from the end).
 - ``per-tensor-activations``: a Q/DQ of an activation (anything not a weight) has one scale.
 - ``float-bias``: a Conv bias is a float initializer, not dequantized.
 - ``float-outputs``: no graph output is produced by a QuantizeLinear or DequantizeLinear.
@@ -67,62 +69,81 @@ def check_qdq(model) -> QdqSummary:
     consts = {n.output[0]: n.attribute[0].t for n in graph.node if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
     tensors = {**consts, **inits}
     producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    index = {id(node): i for i, node in enumerate(graph.node)}
     violations: list[Violation] = []
 
-    def name_of(node, index: int) -> str:
-        return node.name or f"{node.op_type}#{index}"
+    def label(node) -> str:
+        return node.name or f"{node.op_type}#{index[id(node)]}"
+
+    def array(name: str):
+        return numpy_helper.to_array(tensors[name]) if name in tensors else None
+
+    def attribute(node, name: str, default: int) -> int:
+        return next((a.i for a in node.attribute if a.name == name), default)
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
         violations.append(Violation("(model)", "opset", f"opset {opset}, expected at least 13 for per-channel Q/DQ"))
 
-    def array(name: str):
-        return numpy_helper.to_array(tensors[name]) if name in tensors else None
-
-    weight_dq = set()
-    for index, node in enumerate(graph.node):
-        if node.op_type == "Conv" and len(node.input) > 1:
-            w = producer.get(node.input[1])
-            if w is not None and w.op_type == "DequantizeLinear":
-                weight_dq.add(id(w))
-                scale = array(w.input[1])
-                axis = next((a.i for a in w.attribute if a.name == "axis"), 1)
-                channels = array(w.input[0]).shape[0] if array(w.input[0]) is not None else None
+    weights: set[int] = set()  # the Q and DQ nodes of Conv weights
+    for conv in (n for n in graph.node if n.op_type == "Conv"):
+        if len(conv.input) > 1 and (dq := producer.get(conv.input[1])) is not None and dq.op_type == "DequantizeLinear":
+            pair = [dq]
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":  # a float weight quantized in the graph
+                pair.append(q)
+            source = array(pair[-1].input[0])
+            channels = source.shape[0] if source is not None and source.ndim else None
+            for node in pair:
+                weights.add(id(node))
+                scale = array(node.input[1])
+                axis = attribute(node, "axis", 1)
+                axis = axis + source.ndim if source is not None and axis < 0 else axis
                 if scale is None or scale.ndim != 1 or axis != 0 or (channels is not None and scale.shape[0] != channels):
-                    got = "?" if scale is None else f"scale shape {list(scale.shape)}, axis {axis}"
-                    violations.append(Violation(name_of(w, index), "per-channel-weights", f"weight of Conv {node.name!r}: got {got}, expected {channels} scales on axis 0"))
-            if len(node.input) > 2 and node.input[2]:
-                b = producer.get(node.input[2])
-                if b is not None and b.op_type == "DequantizeLinear":
-                    violations.append(Violation(name_of(b, index), "float-bias", f"bias of Conv {node.name!r} is dequantized, expected a float initializer"))
-    for index, node in enumerate(graph.node):
+                    got = "a non-constant scale" if scale is None else f"scale shape {list(scale.shape)}, axis {axis}"
+                    violations.append(Violation(label(node), "per-channel-weights", f"weight of Conv {conv.name!r}: got {got}, expected {channels} scales on axis 0"))
+        if len(conv.input) > 2 and conv.input[2] and (b := producer.get(conv.input[2])) is not None and b.op_type == "DequantizeLinear":
+            violations.append(Violation(label(b), "float-bias", f"bias of Conv {conv.name!r} is dequantized, expected a float initializer"))
+
+    for node in graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        label = name_of(node, index)
-        if len(node.input) < 3 or not node.input[2]:
-            violations.append(Violation(label, "int8-zero-point", "no zero point (ONNX then means uint8), expected an int8 zero point of 0"))
+        has_zero = len(node.input) > 2 and bool(node.input[2])
+        if not has_zero:
+            if node.op_type == "QuantizeLinear" and attribute(node, "output_dtype", 0) != TensorProto.INT8:
+                violations.append(Violation(label(node), "int8-zero-point", "no zero point and no output_dtype (ONNX then quantizes to uint8), expected an int8 zero point of 0"))
+            if node.op_type == "DequantizeLinear" and _input_type(node, tensors, producer, TensorProto) not in (TensorProto.INT8, None):
+                violations.append(Violation(label(node), "int8-zero-point", "no zero point and a non-int8 input, expected int8 data with zero point 0"))
         else:
             zp = tensors.get(node.input[2])
             if zp is None:
-                violations.append(Violation(label, "int8-zero-point", f"zero point {node.input[2]!r} is not a constant"))
+                violations.append(Violation(label(node), "int8-zero-point", f"zero point {node.input[2]!r} is not a constant"))
             elif zp.data_type != TensorProto.INT8:
-                violations.append(Violation(label, "int8-zero-point", f"zero point type {TensorProto.DataType.Name(zp.data_type)}, expected INT8"))
+                violations.append(Violation(label(node), "int8-zero-point", f"zero point type {TensorProto.DataType.Name(zp.data_type)}, expected INT8"))
             elif np.any(numpy_helper.to_array(zp) != 0):
-                violations.append(Violation(label, "int8-zero-point", f"zero point {numpy_helper.to_array(zp).ravel()[:4].tolist()}, expected 0 (symmetric)"))
-        if id(node) not in weight_dq:
+                violations.append(Violation(label(node), "int8-zero-point", f"zero point {numpy_helper.to_array(zp).ravel()[:4].tolist()}, expected 0 (symmetric)"))
+        if id(node) not in weights:
             scale = array(node.input[1])
             if scale is None or scale.size != 1:
-                violations.append(Violation(label, "per-tensor-activations", f"activation {node.input[0]!r}: got {'a non-constant scale' if scale is None else f'{scale.size} scales'}, expected one"))
+                violations.append(Violation(label(node), "per-tensor-activations", f"activation {node.input[0]!r}: got {'a non-constant scale' if scale is None else f'{scale.size} scales'}, expected one"))
     for output in graph.output:
         node = producer.get(output.name)
         if node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            violations.append(Violation(node.name or node.op_type, "float-outputs", f"graph output {output.name!r} comes from {node.op_type}, expected the float result of its layer"))
+            violations.append(Violation(label(node), "float-outputs", f"graph output {output.name!r} comes from {node.op_type}, expected the float result of its layer"))
     counts = Counter(n.op_type for n in graph.node)
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    quantized = [n for n in convs if all((p := producer.get(n.input[i])) is not None and p.op_type == "DequantizeLinear" for i in (0, 1))]
-    floats = tuple(n.name for n in convs if n not in quantized)
+    quantized = {id(n) for n in convs if all((p := producer.get(n.input[i])) is not None and p.op_type == "DequantizeLinear" for i in (0, 1))}
+    floats = tuple(label(n) for n in convs if id(n) not in quantized)
     return QdqSummary(counts["QuantizeLinear"], counts["DequantizeLinear"], len(quantized), floats, tuple(violations))
+
+
+def _input_type(dq, tensors, producer, TensorProto) -> int | None:
+    """The element type a DequantizeLinear reads, where the graph says it (None: unknown)."""
+    if dq.input[0] in tensors:
+        return tensors[dq.input[0]].data_type
+    q = producer.get(dq.input[0])
+    if q is not None and q.op_type == "QuantizeLinear":
+        if len(q.input) > 2 and q.input[2] in tensors:
+            return tensors[q.input[2]].data_type
+        return next((a.i for a in q.attribute if a.name == "output_dtype"), TensorProto.UINT8)
+    return None

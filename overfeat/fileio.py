@@ -67,3 +67,18 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def private_link(path: str | os.PathLike[str], directory: str | os.PathLike[str]) -> Path:
+    """A link to ``path`` inside ``directory`` (a copy where links are not allowed), for tools
+    that write files beside their input: they then write into ``directory``, not beside the
+    user's file."""
+    source = Path(path).resolve()
+    link = Path(directory) / source.name
+    try:
+        link.symlink_to(source)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, link)
+    return link

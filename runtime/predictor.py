@@ -182,6 +182,8 @@ class Predictor:
     ) -> dict[str, Result]:
         """The task results from dense maps already computed by :meth:`dense` (arguments as
         :meth:`predict`, which validates them)."""
+        if method not in ("merge", "nms"):
+            raise InputError(f"detection method {method!r}: expected 'merge' or 'nms'")
         max_boxes = top_k if max_boxes is None else max_boxes
         shared = timings or {}
         results = {}

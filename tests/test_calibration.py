@@ -152,24 +152,34 @@ def test_output_qdq_pairs_are_removed_without_changing_more_than_their_rounding(
 # ---------------------------------------------------------------------------- the rule checker
 
 
-def _qdq_conv(zero_point=0, zero_type=None, weight_axis=0, weight_scales=4, act_scales=1, bias_dq=False, output_dq=False, drop_zero=False):
-    """A one-Conv Q/DQ graph by hand, with one rule broken on request."""
+def _qdq_conv(zero_point=0, zero_type=None, weight_axis=0, weight_scales=4, act_scales=1, bias_dq=False, output_dq=False, drop_zero=False,
+              weight_pair=False, int8_output_dtype=False):
+    """A one-Conv Q/DQ graph by hand, with one rule broken (or one valid variant) on request.
+
+    ``drop_zero`` leaves out the activation zero points (with ``int8_output_dtype`` the Q says
+    int8 through ``output_dtype``, opset 21); ``weight_pair`` quantizes a float weight in the graph
+    (QuantizeLinear → DequantizeLinear); ``weight_axis=None`` leaves the axis at its default."""
     from onnx import TensorProto, helper, numpy_helper
 
     zero_type = zero_type or np.int8
+    weight = "w_f" if weight_pair else "w_q"
+    axis = {} if weight_axis is None else {"axis": weight_axis}
     inits = [
-        numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.int8), "w_q"),
+        numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32 if weight_pair else np.int8), weight),
         numpy_helper.from_array(np.full(weight_scales, 0.1, np.float32), "w_scale"),
         numpy_helper.from_array(np.zeros(weight_scales, np.int8), "w_zero"),
         numpy_helper.from_array(np.full(act_scales, 0.05, np.float32).reshape(() if act_scales == 1 else (act_scales,)), "x_scale"),
         numpy_helper.from_array(np.array(zero_point, zero_type), "x_zero"),
         numpy_helper.from_array(np.zeros(4, np.float32), "bias"),
     ]
+    q_options = {"output_dtype": TensorProto.INT8} if int8_output_dtype else {}
     nodes = [
-        helper.make_node("QuantizeLinear", ["x", "x_scale"] + ([] if drop_zero else ["x_zero"]), ["x_q"], name="q_in"),
+        helper.make_node("QuantizeLinear", ["x", "x_scale"] + ([] if drop_zero else ["x_zero"]), ["x_q"], name="q_in", **q_options),
         helper.make_node("DequantizeLinear", ["x_q", "x_scale"] + ([] if drop_zero else ["x_zero"]), ["x_dq"], name="dq_in"),
-        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], name="dq_weight", axis=weight_axis),
     ]
+    if weight_pair:
+        nodes.append(helper.make_node("QuantizeLinear", [weight, "w_scale", "w_zero"], ["w_q"], name="q_weight", **axis))
+    nodes.append(helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], name="dq_weight", **axis))
     bias = "bias"
     if bias_dq:
         inits += [numpy_helper.from_array(np.zeros(4, np.int32), "b_q"), numpy_helper.from_array(np.float32(0.005), "b_scale"),
@@ -182,7 +192,7 @@ def _qdq_conv(zero_point=0, zero_type=None, weight_axis=0, weight_scales=4, act_
                   helper.make_node("DequantizeLinear", ["y_q", "x_scale", "x_zero"], ["y"], name="dq_out")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21 if int8_output_dtype else 18)])
 
 
 @pytest.mark.parametrize(
@@ -197,6 +207,11 @@ def _qdq_conv(zero_point=0, zero_type=None, weight_axis=0, weight_scales=4, act_
         ({"act_scales": 3}, "per-tensor-activations", "q_in"),
         ({"bias_dq": True}, "float-bias", "dq_bias"),
         ({"output_dq": True}, "float-outputs", "dq_out"),
+        ({"weight_axis": None}, "per-channel-weights", "dq_weight"),  # the ONNX default axis is 1
+        ({"weight_pair": True}, None, None),
+        ({"weight_pair": True, "weight_axis": 1}, "per-channel-weights", "q_weight"),
+        ({"weight_axis": -4}, None, None),
+        ({"drop_zero": True, "int8_output_dtype": True}, None, None),  # int8 by output_dtype; DQ of int8 data
     ],
 )
 def test_the_checker_names_each_violating_node(broken, rule, node):
@@ -467,3 +482,72 @@ def test_convert_refuses_without_check_data_and_non_fp32_models(shapes, int8, tm
     assert "--check DATA" in capsys.readouterr().err
     assert main(["convert", "--precision", "fp16", "--model", str(int8), "--output", str(out), "--no-check"]) == 2
     assert "already int8" in capsys.readouterr().err and not out.exists()
+
+
+def test_exclude_keeps_exactly_those_convs_in_float(shapes, tmp_path):
+    import onnx
+
+    from overfeat.calibration.structure import check_qdq
+
+    out = tmp_path / "m.int8.onnx"
+    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
+                 "--exclude", "node_conv2d_3,node_conv2d_14", "--no-check", *FAST, "--output", str(out)]) == 0
+    model = onnx.load(str(out))
+    summary = check_qdq(model)
+    assert summary.ok and summary.float_convs == ("node_conv2d_3", "node_conv2d_14") and summary.quantized_convs == 13
+    assert json.loads({p.key: p.value for p in model.metadata_props}["overfeat.quantization"])["excluded"] == ["node_conv2d_3", "node_conv2d_14"]
+
+
+def test_cache_made_with_another_seed_or_pyramid_is_refused(shapes, tmp_path, capsys):
+    base = ["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
+            "--cache", str(tmp_path / "c.json"), "--no-check", "--no-flip", "--quiet"]
+    assert main([*base, "--pyramid", "1", "--output", str(tmp_path / "a.onnx")]) == 0
+    assert main([*base, "--pyramid", "2", "--output", str(tmp_path / "b.onnx")]) == 2
+    assert "other calibration data (pyramid '1' → '2')" in capsys.readouterr().err
+    assert main([*base, "--pyramid", "1", "--seed", "3", "--output", str(tmp_path / "b.onnx")]) == 2
+    assert "seed 0 → 3" in capsys.readouterr().err and not (tmp_path / "b.onnx").exists()
+
+
+def test_a_replaced_image_invalidates_the_cache(shapes, tmp_path, capsys):
+    import os
+
+    _write_pngs(tmp_path / "images", 8, seed=11)
+    base = ["calibrate", "--model", str(shapes / "model.onnx"), "--images", str(tmp_path / "images"), "--max-images", "8", "--method", "minmax",
+            "--cache", str(tmp_path / "c.json"), "--no-check", *FAST]
+    assert main([*base, "--output", str(tmp_path / "a.onnx")]) == 0
+    replaced = tmp_path / "images" / "003.png"
+    _write_pngs(tmp_path / "other", 1, seed=12)
+    os.replace(tmp_path / "other" / "000.png", replaced)
+    assert main([*base, "--output", str(tmp_path / "b.onnx")]) == 2
+    assert "other calibration data (fingerprint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--check-images", "5"], "needs at least 10 held-out images"),
+        (["--check", "shapes:val:30"], "is the calibration split"),
+        (["--check", "shapes:test:4"], "holds 4 images"),
+        (["--report", "/no/such/dir/r.json"], "does not exist"),
+    ],
+)
+def test_check_problems_are_refused_before_any_work(shapes, tmp_path, capsys, extra, message):
+    out = tmp_path / "x.onnx"
+    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:12", *extra, "--output", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and not out.exists() and not (tmp_path / "x.calib.json").exists()
+
+
+def test_output_may_not_replace_the_model(shapes, capsys):
+    model = str(shapes / "model.onnx")
+    assert main(["convert", "--precision", "fp16", "--model", model, "--output", model, "--no-check"]) == 2
+    assert "is the model itself" in capsys.readouterr().err
+
+
+def test_a_gate_that_cannot_apply_is_refused(tmp_path, capsys):
+    model = tmp_path / "det.onnx"
+    assert main(["export", "--arch", "accurate", "--random-init", "--heads", "det,loc", "--num-classes", "3", "--width", "0.0625",
+                 "--output", str(model), "--check-sizes", "", "--quiet"]) == 0
+    _write_pngs(tmp_path / "images", 12, seed=13)
+    assert main(["convert", "--precision", "fp16", "--model", str(model), "--output", str(tmp_path / "x.onnx"), "--check", str(tmp_path / "images")]) == 2
+    assert "have no labels: give labelled --check data" in capsys.readouterr().err
