@@ -17,7 +17,7 @@ overfeat export --checkpoint "$model" --output "$out/model.onnx"
 # INT8: calibrate on generated validation images, gate against fp32 on the single-object test
 # images. A model that fails the gate is not written; the demo then writes it with --no-check
 # (the ranges come from the cache) only to show its figures next to fp32 in the report.
-int8=(calibrate --model "$out/model.onnx" --images shapes:val:64 --method percentile --output "$out/model.int8.onnx")
+int8=(calibrate --model "$out/model.onnx" --images shapes:val:64 --method minmax --output "$out/model.int8.onnx")
 code=0
 overfeat "${int8[@]}" --check "$out/data/single/test.json" --check-images "$count" --report "$out/int8-check.json" || code=$?
 if [ "$code" -eq 1 ]; then  # the gate failed (exit 1); anything else is an error that ends the demo

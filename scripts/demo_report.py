@@ -36,7 +36,7 @@ def main(out: Path) -> str:
         lines.append(f"| {name} | {fmt(key, ev['onnxruntime', kind][key])} | {fmt(key, ev['int8', kind][key])} | {fmt(key, ev['torch', kind][key])} | {target} |")
     agreement = check["agreement"]
     verdict = "passed" if check["passed"] else "failed (" + "; ".join(check["failures"]) + "); the INT8 model above was written with --no-check for this comparison only"
-    lines += ["", f"INT8 (percentile calibration on 64 generated validation images) against fp32 on {check['images']} single-object test images: "
+    lines += ["", f"INT8 (minmax calibration on 64 generated validation images) against fp32 on {check['images']} single-object test images: "
               f"top-1 agreement {agreement['top1']:.1%}, top-5 overlap {agreement['top5_overlap']:.1%}, "
               f"localize top-box IoU {agreement['localize_iou']:.2f}. The default gate (top-1 agreement ≥ 99%, mAP within 1 point) {verdict}."]
     lines += ["", "Per-class AP (ONNX Runtime, multi-object images):", "",
