@@ -10,7 +10,6 @@ when the check is switched off); the report is written either way.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -179,25 +178,19 @@ def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progre
         with progress.step(f"quantizing ({len(exclude)} layers kept in float)"):
             quantize_int8(model, ranges, candidate, exclude)
         if config.check is not None:
-            check_images, start = _check_images(config, images, ranges)
+            # a separate check set as opened above; else the calibration set after the images calibration read
+            check_images, start = (check_set, 0) if config.check.images is not None else _check_images(config, images, ranges)
             report.check = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate, progress=progress)
             if not report.check.passed:
                 feeds = [f for _, image, _ in images.take(SENSITIVITY_IMAGES) for f in calibration_feeds(image, meta, config.pyramid, config.flip)]
                 _, ranked = rank_layers(model, ranges, feeds, exclude, progress)
                 report.sensitivity = [{"node": s.node, "error": s.error} for s in ranked]
                 if config.auto_exclude:
-                    _auto_exclude(model, candidate, ranges, exclude, ranked, images, config, report, progress)
+                    _auto_exclude(model, candidate, ranges, exclude, ranked, (check_images, start), config, report, progress)
             if exclude:
                 report.speed = _speed(model, ranges, candidate, meta, images, config, tmp)
         report.excluded = exclude
-        if report.check is not None:
-            report.check.candidate = output
-        if report.check is None or report.check.passed:
-            _place(candidate, output)
-            report.written = True
-    if report_path:
-        write_json(report_path, report.to_dict())
-    return report
+        return _finish(report, candidate, report_path)
 
 
 def _collect(model: str, meta: ModelMeta, images: ImageSet, config: CalibrateConfig, sha: str, data: dict, progress: Progress) -> Ranges:
@@ -234,9 +227,9 @@ def _check_images(config: CalibrateConfig, images: ImageSet, ranges: Ranges) -> 
     return images, ranges.end
 
 
-def _auto_exclude(model, candidate, ranges, exclude, ranked, images, config, report, progress) -> None:
+def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, config, report, progress) -> None:
     """Keep the k most sensitive layers in float, for the smallest k that passes."""
-    check_images, start = _check_images(config, images, ranges)
+    check_images, start = held_out
     fixed = list(exclude)
 
     def attempt(k: int) -> Comparison:
@@ -293,9 +286,17 @@ def _speed(model, ranges, candidate, meta, images, config, tmp) -> dict[str, Any
     return {"size": size, "fp32": time_model(model, feed), "int8": time_model(plain, feed), "int8_excluded": time_model(candidate, feed)}
 
 
-def _place(candidate: str, output: str | os.PathLike[str]) -> None:
-    with atomic_path(output) as tmp:
-        shutil.copyfile(candidate, tmp)
+def _finish(report: Report, candidate: str, report_path: str | None) -> Report:
+    """Put the candidate at the output if it passed (or was not checked); write the report."""
+    if report.check is not None:
+        report.check.candidate = report.output
+    if report.check is None or report.check.passed:
+        with atomic_path(report.output) as tmp:
+            shutil.copyfile(candidate, tmp)
+        report.written = True
+    if report_path:
+        write_json(report_path, report.to_dict())
+    return report
 
 
 def convert(model: str, output: str, precision: str, check: CheckConfig | None, pyramid: Any = "paper", flip: bool = True,
@@ -321,10 +322,4 @@ def convert(model: str, output: str, precision: str, check: CheckConfig | None, 
             convert_fp16(model, candidate)
         if check is not None:
             report.check = compare(model, candidate, held_out, check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress)
-            report.check.candidate = output
-        if report.check is None or report.check.passed:
-            _place(candidate, output)
-            report.written = True
-    if report_path:
-        write_json(report_path, report.to_dict())
-    return report
+        return _finish(report, candidate, report_path)
