@@ -47,16 +47,15 @@ def quantize_int8(source: str | os.PathLike[str], ranges: Ranges, output: str | 
 
 def quantized_model(source: str | os.PathLike[str], ranges: Ranges, exclude: Sequence[str] = ()):
     """The INT8 Q/DQ ``onnx.ModelProto`` of ``source`` (not written)."""
-    import onnx
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
     from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
     from onnxruntime.quantization.registry import QDQRegistry
 
-    original = onnx.load(str(source))
-    exclude = check_exclude(original, exclude)
     with tempfile.TemporaryDirectory(prefix="overfeat-int8-") as tmp:  # shape inference writes beside its input
         model = load_model_with_shape_infer(private_link(source, tmp))
+    exclude = check_exclude(model, exclude)
+    meta = {p.key: p.value for p in model.metadata_props if p.key.startswith("overfeat.")}  # not the quantizer's own keys
     try:
         quantizer = QDQQuantizer(
             model, True, False, QuantType.QInt8, QuantType.QInt8, ranges.tensors_data(),
@@ -68,7 +67,6 @@ def quantized_model(source: str | os.PathLike[str], ranges: Ranges, exclude: Seq
         raise BuildError(f"INT8 quantization of {source} failed: {type(exc).__name__}: {str(exc)[:200]}") from None
     result = quantizer.model.model
     _float_outputs(result)
-    meta = {p.key: p.value for p in original.metadata_props}
     meta["overfeat.precision"] = json.dumps("int8")
     meta["overfeat.quantization"] = json.dumps({
         "method": ranges.method.name, "percentile": ranges.method.percentile, "calibration": ranges.data,

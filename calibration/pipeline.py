@@ -154,7 +154,7 @@ def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progre
                 raise InputError(f"--check {config.check.images} is the calibration split; check on another split (e.g. shapes:test:N)")
             config = replace(config, check=replace(config.check, images=None))  # the same set: check on the images after the calibration ones
         used = min(config.max_images, len(images.items))
-        check_set, _ = _check_images(config, images, Ranges("", config.method, {}, {}, end=used, data_count=used))
+        check_set, _ = _check_images(config, images, used, used)
         _gate_applies(meta, check_set)
     import onnx
 
@@ -179,11 +179,11 @@ def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progre
             quantize_int8(model, ranges, candidate, exclude)
         if config.check is not None:
             # a separate check set as opened above; else the calibration set after the images calibration read
-            check_images, start = (check_set, 0) if config.check.images is not None else _check_images(config, images, ranges)
+            check_images, start = (check_set, 0) if config.check.images is not None else _check_images(config, images, ranges.end, ranges.data_count)
             report.check = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate, progress=progress)
             if not report.check.passed:
                 feeds = [f for _, image, _ in images.take(SENSITIVITY_IMAGES) for f in calibration_feeds(image, meta, config.pyramid, config.flip)]
-                _, ranked = rank_layers(model, ranges, feeds, exclude, progress)
+                ranked = rank_layers(model, ranges, feeds, exclude, progress)
                 report.sensitivity = [{"node": s.node, "error": s.error} for s in ranked]
                 if config.auto_exclude:
                     _auto_exclude(model, candidate, ranges, exclude, ranked, (check_images, start), config, report, progress)
@@ -211,20 +211,22 @@ def _collect(model: str, meta: ModelMeta, images: ImageSet, config: CalibrateCon
     return Ranges(sha, config.method, data, values, list(images.skipped), end=images.next, data_count=len(read), feeds=feeds[0])
 
 
-def _check_images(config: CalibrateConfig, images: ImageSet, ranges: Ranges) -> tuple[ImageSet, int]:
+def _check_images(config: CalibrateConfig, images: ImageSet, end: int, used: int) -> tuple[ImageSet, int]:
+    """The held-out set and its start: ``--check`` data, or ``images`` from ``end`` on (the
+    position after the ``used`` calibration images)."""
     check = config.check
     if check.images is not None:
         held_out = open_images(check.images, check.seed)
         if len(held_out.items) < MIN_CHECK_IMAGES:
             raise InputError(f"--check {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
         return held_out, 0
-    left = len(images.items) - ranges.end
+    left = len(images.items) - end
     if left < MIN_CHECK_IMAGES:
         raise InputError(
-            f"images {config.images} hold {left} images beyond the {ranges.data_count} used for calibration; the accuracy check needs at least "
+            f"images {config.images} hold {left} images beyond the {used} used for calibration; the accuracy check needs at least "
             f"{MIN_CHECK_IMAGES} held-out images: give --check DATA, more images, or --no-check"
         )
-    return images, ranges.end
+    return images, end
 
 
 def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, config, report, progress) -> None:

@@ -53,8 +53,8 @@ def rank_layers(
     feeds: Sequence[dict[str, np.ndarray]],
     excluded: Sequence[str] = (),
     progress: Progress | None = None,
-) -> tuple[float, list[LayerSensitivity]]:
-    """(error of the INT8 model with ``excluded`` in float, the other layers most sensitive first)."""
+) -> list[LayerSensitivity]:
+    """The layers not in ``excluded``, most sensitive first."""
     import onnx
 
     progress = progress or Progress(enabled=False)
@@ -66,10 +66,9 @@ def rank_layers(
             quantize_int8(source, ranges, path, exclude)
             return output_error(reference, _session(path), feeds)
 
-        base = error(excluded)
         ranked = [LayerSensitivity(node, error([*excluded, node])) for node in progress.track(layers, "sensitivity")]
     ranked.sort(key=lambda s: (s.error, layers.index(s.node)))
-    return base, ranked
+    return ranked
 
 
 def time_model(path: str | os.PathLike[str], feed: dict[str, np.ndarray], repeat: int = 5) -> float:
