@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,6 @@ from overfeat.fileio import sha256_file, write_json
 from overfeat.metadata import ModelMeta
 
 FORMAT_VERSION = 1
-HARDWARE_LEVELS = ("none", "ampere+", "same-compute-capability")
 
 
 @dataclass(frozen=True)
@@ -177,8 +177,32 @@ def check_compatible(manifest: Manifest, tensorrt_version: str, compute_capabili
 
 
 def rebuild_command(manifest: Manifest) -> str:
+    """The ``overfeat build`` command that rebuilds these engines with the same options."""
     out = manifest.directory if manifest.path else Path("engines")
-    return f"overfeat build --model {manifest.onnx_file} --output {out}"
+    return " ".join(["overfeat build --model", shlex.quote(manifest.onnx_file), "--output", shlex.quote(str(out)), *build_arguments(manifest.build)])
+
+
+def build_arguments(build: Mapping[str, Any]) -> list[str]:
+    """The command-line flags that reproduce the recorded build options (defaults left out)."""
+    args: list[str] = []
+    pyramid = build.get("pyramid", "paper")
+    if pyramid != "paper":
+        args += ["--pyramid", str(pyramid) if isinstance(pyramid, (str, int)) else ",".join(f"{h}x{w}" for h, w in pyramid)]
+    if build.get("batch", 2) != 2:
+        args += ["--batch", str(build["batch"])]
+    if build.get("dynamic"):
+        args += ["--dynamic", str(build["dynamic"])]
+    if build.get("orientations", "both") != "both":
+        args += ["--orientations", str(build["orientations"])]
+    if build.get("workspace"):
+        args += ["--workspace", f"{build['workspace']}B"]
+    if build.get("opt_level") is not None:
+        args += ["--opt-level", str(build["opt_level"])]
+    if build.get("hardware_compatibility", "none") != "none":
+        args += ["--hardware-compat", str(build["hardware_compatibility"])]
+    if build.get("version_compatible"):
+        args.append("--version-compatible")
+    return args
 
 
 def _version(text: str) -> tuple[int, ...]:
