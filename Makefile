@@ -12,11 +12,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-demo: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) -e ".[export,ort,images]"
+	$(PIP) -e ".[export,ort,images,validate]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) -e ".[export,ort,images,dev]"
+	$(PIP) -e ".[export,ort,images,validate,dev]"
 	touch $@
 
 test: $(VENV)/.installed-test

@@ -127,7 +127,7 @@ def compare(
                     stats[3] = max(stats[3], float(np.abs(x).max()))
             kwargs = {"image_size": image.shape[:2], "top_k": 5, "score_threshold": score_threshold}
             r, c = ref.decode(maps_ref, tasks, **kwargs), cand.decode(maps_cand, tasks, **kwargs)
-            _agreement(r, c, agree)
+            agreement(r, c, agree)
             if scorers and truth is not None:
                 labels = to_model[truth[1]]
                 wanted = scorers["fp32"].wanted(labels)
@@ -146,7 +146,8 @@ def compare(
     return out
 
 
-def _agreement(r, c, agree: dict[str, list[float]]) -> None:
+def agreement(r, c, agree: dict[str, list[float]]) -> None:
+    """Append how the candidate's task results ``c`` agree with the reference's ``r`` to ``agree``."""
     from overfeat.runtime.boxes import iou
 
     if "classify" in r:

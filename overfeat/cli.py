@@ -460,6 +460,56 @@ def _run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tolerance(text: str):
+    from overfeat.engines.validate import Tolerance
+
+    try:
+        return Tolerance.parse(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="candidates (checkpoint, ONNX fp32/fp16/int8, TensorRT manifest) against a reference, through Polygraphy; exit 1 on a failure")
+    p.add_argument("--reference", required=True, help="model.onnx or a .safetensors checkpoint from 'overfeat train'")
+    p.add_argument("--candidate", action="append", required=True, help="a model to check (repeat for more): .onnx, .safetensors or an engine manifest.json")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="a directory of images, a COCO JSON, or shapes:SPLIT:N")
+    source.add_argument("--random", type=_positive_int, help="this many random images instead")
+    p.add_argument("--max-images", type=_positive_int, default=10, help="images taken from --images (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="order of --images, content of --random (default 0)")
+    p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
+    p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
+    p.add_argument("--tolerance", type=_tolerance, action="append", default=[], metavar="PREC=STAT:ATOL:RTOL",
+                   help="raw-output tolerance of a precision, ATOL as a fraction of the output's range "
+                        "(defaults fp32=elemwise:0.0001:0.001, fp16=elemwise:0.02:0.01, int8=mean:0.025:0)")
+    p.add_argument("--min-top5-overlap", type=float, default=None, help="also fail a candidate whose top-5 classes overlap the reference's less (0..1)")
+    p.add_argument("--min-box-iou", type=float, default=None, help="also fail a candidate whose top boxes have a lower mean IoU with the reference's (0..1)")
+    p.add_argument("--fail-on-skip", action="store_true", help="a candidate that cannot run here (TensorRT without a GPU) fails the run")
+    p.add_argument("--json", help="write the report to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_run_validate)
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from overfeat.engines.validate import DEFAULT_TOLERANCES, ValidateConfig, validate, write_report
+    from overfeat.fileio import check_output_path
+
+    if args.json:
+        check_output_path(args.json, "--json")
+    config = ValidateConfig(
+        images=args.images, random=args.random, max_images=args.max_images, pyramid=args.pyramid, flip=not args.no_flip,
+        seed=args.seed, tolerances={**DEFAULT_TOLERANCES, **dict(args.tolerance)},
+        min_top5_overlap=args.min_top5_overlap, min_box_iou=args.min_box_iou, fail_on_skip=args.fail_on_skip,
+    )
+    report = validate(args.reference, args.candidate, config, Progress(enabled=not args.quiet))
+    print(report.summary())
+    if args.json:
+        write_report(report, args.json)
+        print(f"wrote {args.json}")
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="overfeat", description="Export, build and run OverFeat networks.")
     parser.add_argument("--version", action="version", version=f"overfeat {__version__}")
@@ -473,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(sub)
     _add_convert(sub)
     _add_build(sub)
+    _add_validate(sub)
     return parser
 
 
@@ -495,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-_EXTRA = {"onnxruntime": "ort", "torch": "export", "onnx": "export", "onnxscript": "export", "safetensors": "export"}
+_EXTRA = {"polygraphy": "validate", "onnxruntime": "ort", "torch": "export", "onnx": "export", "onnxscript": "export", "safetensors": "export"}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo pipeline, from the committed shapes model to an accuracy report. Writes only under
 # out/demo/ (cleared first): the test images, the exported ONNX model and its INT8 version, the
-# evaluation JSON of ONNX Runtime (fp32, int8) and of PyTorch, annotated pictures and report.md.
+# evaluation JSON of ONNX Runtime (fp32, int8) and of PyTorch, the validation report, the TensorRT
+# build plan, annotated pictures and report.md.
 set -euo pipefail
 out=out/demo
 model=models/shapes-accurate-w16.safetensors
@@ -33,6 +34,14 @@ for kind in single multi; do
     overfeat eval --model "$model" --data "$out/data/$kind" --task "$tasks" --json "$out/eval-torch-$kind.json"
 done
 
+# Raw outputs of PyTorch and INT8 against the exported model through Polygraphy (exit 1 when a
+# candidate is outside its tolerance: reported, not fatal here), and the TensorRT build plan
+# (--dry-run: this machine has no GPU).
+code=0
+overfeat validate --reference "$out/model.onnx" --candidate "$model" --candidate "$out/model.int8.onnx" \
+    --images "$out/data/single" --max-images 10 --json "$out/validate.json" > "$out/validate.txt" || code=$?
+[ "$code" -le 1 ] || exit "$code"
+overfeat build --model "$out/model.onnx" --output "$out/engines" --dry-run > "$out/engines-plan.txt"
 overfeat infer --model "$out/model.onnx" --task localize --draw "$out/drawn/localize" --json "$out/infer-localize.json" \
     "$out"/data/single/test/00000[0-3].png > /dev/null
 overfeat infer --model "$out/model.onnx" --task detect --draw "$out/drawn/detect" --json "$out/infer-detect.json" \
@@ -46,5 +55,7 @@ echo "demo artifacts in $out/:"
 echo "  model.onnx             the exported model (parity report: model.parity.json)"
 echo "  model.int8.onnx        INT8 (Q/DQ) of it; accuracy gate: int8-check.json, ranges: model.int8.calib.json"
 echo "  eval-*.json            accuracy through ONNX Runtime (fp32, int8) and through PyTorch"
+echo "  validate.json/.txt     PyTorch and INT8 against model.onnx through Polygraphy (raw outputs and task agreement)"
+echo "  engines-plan.txt       the TensorRT engines 'overfeat build' would build on a GPU (--dry-run)"
 echo "  drawn/                 annotated pictures (localize: single-object images, detect: multi-object)"
 echo "  report.md              accuracy table and timings"

@@ -46,6 +46,9 @@ def main(out: Path) -> str:
               "| images | ONNX Runtime fp32 | ONNX Runtime int8 | PyTorch |", "|---|---|---|---|"]
     for kind in ("single", "multi"):
         lines.append(f"| {kind} | {ev['onnxruntime', kind]['seconds_per_image']:.3f} | {ev['int8', kind]['seconds_per_image']:.3f} | {ev['torch', kind]['seconds_per_image']:.3f} |")
+    if (out / "validate.txt").is_file():
+        lines += ["", "`overfeat validate` (Polygraphy's Comparator; raw outputs against the exported model, per-precision tolerances):", "",
+                  "```", (out / "validate.txt").read_text().rstrip(), "```"]
     lines += ["", "Annotated pictures:", ""]
     for task in ("localize", "detect"):
         for png in sorted((out / "drawn" / task).glob("*.png")):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.util import find_spec
+from pathlib import Path
 
 import pytest
 
@@ -24,18 +25,25 @@ def small_onnx(tmp_path_factory):
     return path, model
 
 
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+
+
+@pytest.fixture(scope="session")
+def shapes_onnx(tmp_path_factory):
+    """The committed shapes checkpoint exported to ONNX (fp32), in a directory of its own."""
+    from overfeat.cli import main
+
+    out = tmp_path_factory.mktemp("shapes")
+    assert main(["export", "--checkpoint", str(CHECKPOINT), "--output", str(out / "model.onnx"), "--quiet", "--check-sizes", ""]) == 0
+    return out / "model.onnx"
+
+
 def gpu_reason() -> str | None:
-    """Why GPU tests cannot run here, or None when TensorRT and a CUDA device are present."""
-    from overfeat.runtime.backends import REGISTRY
+    """Why GPU tests cannot run here, or None when TensorRT and a CUDA device are present
+    (the same check that makes 'overfeat validate' skip TensorRT candidates)."""
+    from overfeat.runtime.backends.tensorrt import unavailable
 
-    if not REGISTRY["tensorrt"].is_available():
-        return "needs TensorRT and cuda-python (pip install 'overfeat[gpu]') on a machine with an NVIDIA GPU"
-    from overfeat.runtime.backends.tensorrt import _cudart
-
-    err, count = _cudart().cudaGetDeviceCount()
-    if int(err) != 0 or count < 1:
-        return f"no CUDA device visible (cudaGetDeviceCount: error {int(err)}, {count} devices)"
-    return None
+    return unavailable()
 
 
 def requires_gpu(test):

@@ -7,7 +7,7 @@ import sys
 HEAVY = ["torch", "onnx", "onnxruntime", "tensorrt", "polygraphy", "cuda", "PIL", "matplotlib", "safetensors"]
 LIGHT = ["overfeat", "overfeat.cli", "overfeat.datasets.shapes", "overfeat.datasets.coco", "overfeat.geometry", "overfeat.metadata", "overfeat.fileio", "overfeat.progress",
          "overfeat.runtime.backends.onnxruntime", "overfeat.runtime.backends.tensorrt", "overfeat.runtime.draw",
-         "overfeat.engines.manifest",
+         "overfeat.engines.manifest", "overfeat.engines.plan", "overfeat.engines.build", "overfeat.engines.compiler", "overfeat.engines.validate",
          "overfeat.inspect_model", "overfeat.runtime", "overfeat.engines", "overfeat.calibration"]
 
 

@@ -21,6 +21,18 @@ from overfeat.errors import BackendError, InputError, ModelError
 from overfeat.metadata import INPUT_NAME
 
 
+def unavailable() -> str | None:
+    """Why TensorRT engines cannot run here (library or GPU missing), or None when they can."""
+    from . import REGISTRY
+
+    if not REGISTRY["tensorrt"].is_available():
+        return "TensorRT and cuda-python are not installed here (pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU)"
+    err, count = _cudart().cudaGetDeviceCount()
+    if int(err) != 0 or count < 1:
+        return f"no CUDA device is visible (cudaGetDeviceCount: error {int(err)}, {count} devices)"
+    return None
+
+
 def _cudart():
     try:
         from cuda.bindings import runtime as cudart
