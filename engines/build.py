@@ -11,7 +11,8 @@ honest at every moment:
   the previous build is left whole;
 - ``manifest.json`` is written last, atomically: a directory without one is an unfinished
   build, and the runtime refuses it;
-- plans the previous manifest listed and the new one does not are removed after it is written.
+- plans the previous manifest listed, or with the names this module gives plans, that the new one
+  does not list are removed after it is written (a failed build's leftovers included).
 
 The compiler is anything with the :class:`Compiler` shape; :class:`overfeat.engines.tensorrt.
 TensorRTCompiler` is the real one, and the tests use a stand-in (TensorRT cannot run on CPUs).
@@ -21,19 +22,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
 from overfeat import __version__
 from overfeat.errors import InputError, OverfeatError
-from overfeat.fileio import atomic_path, sha256_file
+from overfeat.fileio import atomic_path, check_output_path, sha256_file
 from overfeat.progress import Progress
 
 from .manifest import Manifest, PlanEntry
 from .plan import BuildPlan, EngineSpec
 
 MANIFEST = "manifest.json"
+PLAN_NAME = re.compile(r"(scale_\d+x\d+_b\d+|dynamic_\d+x\d+-\d+x\d+_b1-\d+)\.plan")  # the names plan.py gives
 TIMING_CACHE = "timing.cache"
 
 
@@ -76,7 +79,7 @@ def build_engines(plan: BuildPlan, output: str | os.PathLike[str], compiler: Com
     previous = _previous(out / MANIFEST)  # plan files of the build already there, or None
     replaced = previous or []
     onnx_sha = sha256_file(plan.onnx)
-    cache = timing_cache_path(plan, out)
+    cache = check_output_path(timing_cache_path(plan, out), "--timing-cache")  # before anything is replaced
     entries = []
     for number, spec in enumerate(plan.engines, 1):
         with progress.step(f"building {spec.label} ({number}/{len(plan.engines)}, {plan.precision})"):
@@ -95,8 +98,10 @@ def build_engines(plan: BuildPlan, output: str | os.PathLike[str], compiler: Com
                         compiler.gpu_name, compiler.compute_capability, build, tuple(entries), str(out / MANIFEST))
     manifest.save(out / MANIFEST)
     kept = {e.file for e in entries}
-    for name in replaced:
-        if name not in kept and Path(name).name == name and (out / name).is_file():  # never outside the directory
+    # plans of the previous build, and plans a failed build left behind (its manifest was gone)
+    stale = {name for name in replaced if Path(name).name == name} | {p.name for p in out.glob("*.plan") if PLAN_NAME.fullmatch(p.name)}
+    for name in sorted(stale - kept):
+        if (out / name).is_file():
             (out / name).unlink()
     return manifest
 

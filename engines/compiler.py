@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from overfeat.errors import BackendError, BuildError
+from overfeat.errors import BackendError, BuildError, InputError
 
 from .plan import BuildPlan, EngineSpec
 
@@ -91,7 +91,11 @@ class TensorRTCompiler:
         if not self.parser.parse_from_file(str(Path(plan.onnx).resolve())):
             raise BuildError(f"TensorRT could not parse {plan.onnx}: {parser_errors(self.parser)}")
         config = self.builder.create_builder_config()
-        data = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
+        try:
+            data = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
+        except OSError as exc:
+            raise InputError(f"--timing-cache {timing_cache} cannot be read ({exc.strerror})") from None
+        self.timing_cache_path = timing_cache
         self.cache = config.create_timing_cache(data)
         if self.cache is None:
             raise BuildError(f"TensorRT could not read the timing cache {timing_cache}; delete it or pass another --timing-cache")
@@ -112,7 +116,8 @@ class TensorRTCompiler:
             config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, member)
         if o.version_compatible:
             config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-        config.set_timing_cache(self.cache, False)
+        if not config.set_timing_cache(self.cache, False):
+            raise BuildError(f"TensorRT refused the timing cache {self.timing_cache_path} (made on another GPU or TensorRT version); delete it or pass another --timing-cache")
         return config
 
     def build(self, spec: EngineSpec) -> bytes:

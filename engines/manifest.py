@@ -156,17 +156,19 @@ def verify_plans(manifest: Manifest) -> None:
 def check_compatible(manifest: Manifest, tensorrt_version: str, compute_capability: str, gpu_name: str = "this GPU") -> None:
     """Refuse plans built for another TensorRT version or GPU architecture.
 
-    TensorRT loads a plan only with the version that built it, unless it was built
-    version-compatible (then any later version of the same or a newer major); and only on the
+    TensorRT loads a plan only with the exact version that built it (build number included),
+    unless it was built version-compatible (then the same or a later version, of the same major
+    or the next: 10.x plans load in 11.x); and only on the
     compute capability it was built for, unless built hardware-compatible ("ampere+": compute
     capability 8.0 or later).
     """
     built_for = f"TensorRT {manifest.tensorrt_version} on {manifest.gpu_name} (compute capability {manifest.compute_capability})"
     here = f"TensorRT {tensorrt_version} on {gpu_name} (compute capability {compute_capability})"
-    if manifest.build.get("version_compatible"):
-        version_ok = _version(tensorrt_version) >= _version(manifest.tensorrt_version)
-    else:
-        version_ok = _version(tensorrt_version)[:3] == _version(manifest.tensorrt_version)[:3]
+    here_v, built_v = _version(tensorrt_version), _version(manifest.tensorrt_version)
+    if manifest.build.get("version_compatible"):  # the same or a later version, of the same major or the next
+        version_ok = here_v >= built_v and 0 <= here_v[0] - built_v[0] <= 1
+    else:  # the exact version, build number included
+        version_ok = here_v[:4] == built_v[:4]
     level = manifest.build.get("hardware_compatibility", "none")
     if level == "ampere+":
         hardware_ok = _version(compute_capability) >= (8, 0)

@@ -173,6 +173,11 @@ class ValidationReport:
         return "\n".join(lines)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1):]
 
@@ -282,13 +287,22 @@ def validate(reference: str, candidates: list[str], config: ValidateConfig, prog
         if m.skip:
             reports[i].status, reports[i].reason = "skip", m.skip
     results = RunResults()
-    names = ["reference", *(f"candidate{i}:{Path(m.path).name}" for i, m in runnable)]
-    for name, model in zip(names, [ref, *(m for _, m in runnable)], strict=True):
-        with progress.step(f"running {model.path} ({model.kind}, {model.precision}) on {len(feeds)} batches"):
-            results.extend(Comparator.run([_runner(model, name)], data_loader=feeds))
-    reference_out = results[names[0]]
+    try:
+        with progress.step(f"running the reference {ref.path} ({ref.kind}, {ref.precision}) on {len(feeds)} batches"):
+            results.extend(Comparator.run([_runner(ref, "reference")], data_loader=feeds))
+    except Exception as exc:  # noqa: BLE001 - Polygraphy, ONNX Runtime and PyTorch each raise their own
+        raise InputError(f"the reference {ref.path} could not run on these inputs: {_first_line(exc)}") from None
+    ran = []
+    for i, model in runnable:
+        try:
+            with progress.step(f"running {model.path} ({model.kind}, {model.precision}) on {len(feeds)} batches"):
+                results.extend(Comparator.run([_runner(model, f"candidate{i}:{Path(model.path).name}")], data_loader=feeds))
+            ran.append(i)
+        except Exception as exc:  # noqa: BLE001 - a candidate that cannot run fails; the others are still judged
+            reports[i].status, reports[i].reason = "fail", f"could not run: {_first_line(exc)}"
+    reference_out = results["reference"]
     scale_of = {k: max(float(np.abs(it[k]).max()) for it in reference_out) for k in ref.meta.output_names}
-    for position, (i, _model) in enumerate(runnable, 1):
+    for position, i in enumerate(ran, 1):
         _judge(reports[i], results, position, scale_of, ref.meta, images, where, config, compare_func, Comparator)
     pyramid = config.pyramid if isinstance(config.pyramid, (str, int)) else ",".join(f"{h}x{w}" for h, w in config.pyramid)
     return ValidationReport(reference, label, len(images), len(feeds), str(pyramid), config.flip, reports, config.fail_on_skip)

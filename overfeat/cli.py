@@ -546,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-_EXTRA = {"polygraphy": "validate", "onnxruntime": "ort", "torch": "export", "onnx": "export", "onnxscript": "export", "safetensors": "export"}
+_EXTRA = {"tensorrt": "gpu", "cuda": "gpu", "polygraphy": "validate", "onnxruntime": "ort", "torch": "export", "onnx": "export", "onnxscript": "export", "safetensors": "export"}
 
 
 if __name__ == "__main__":

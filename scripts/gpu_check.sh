@@ -10,16 +10,19 @@
 # and prints one table. Everything is written under out/gpu/ (cleared first).
 #
 #   bash scripts/gpu_check.sh            # IMAGES=40 by default: test images per split
+#   CUDA_MAJOR=13 bash scripts/gpu_check.sh   # cuda-python to match TensorRT's CUDA (default 12)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.venv-gpu
 out=out/gpu
 images=${IMAGES:-40}
+cuda_major=${CUDA_MAJOR:-12}
 model=models/shapes-accurate-w16.safetensors
 
 command -v nvidia-smi > /dev/null || { echo "gpu_check: no nvidia-smi here; this script needs an NVIDIA GPU" >&2; exit 2; }
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --progress-bar off --constraint constraints.txt -e ".[export,gpu,images,dev]"
+"$venv/bin/python" -m pip install --quiet --progress-bar off --constraint constraints.txt -e ".[export,gpu,images,dev]" \
+    "cuda-python>=$cuda_major.0,<$((cuda_major + 1))"  # the same CUDA major as TensorRT's wheels
 export PATH="$PWD/$venv/bin:$PATH"
 
 rm -rf "$out"

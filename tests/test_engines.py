@@ -211,6 +211,27 @@ def test_rebuild_removes_only_the_plans_it_dropped(small_onnx, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, "timing.cache", "notes.txt", *(p.file for p in landscape.plans)])
 
 
+def test_leftovers_of_a_failed_build_are_removed_by_the_next(small_onnx, tmp_path):
+    path, _ = small_onnx
+    out = tmp_path / "engines"
+    build_engines(plan_build(path, BuildOptions()), out, StandIn())  # 11 plans
+    landscape = plan_build(path, BuildOptions(orientations="landscape"))
+    with pytest.raises(BuildError):
+        build_engines(landscape, out, StandIn(fail_on=landscape.engines[2].file))  # manifest gone, portrait plans left
+    done = build_engines(landscape, out, StandIn())
+    assert sorted(p.name for p in out.glob("*.plan")) == sorted(p.file for p in done.plans)
+
+
+def test_a_bad_timing_cache_path_is_refused_before_anything_is_replaced(small_onnx, tmp_path):
+    path, _ = small_onnx
+    out = tmp_path / "engines"
+    build_engines(plan_build(path, BuildOptions(pyramid=[(245, 245)])), out, StandIn(tag="old"))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(InputError, match="--timing-cache .*directory .* does not exist"):
+        build_engines(plan_build(path, BuildOptions(pyramid=[(245, 245)], timing_cache=str(tmp_path / "no" / "t.cache"))), out, StandIn(tag="new"))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_output_must_be_a_directory(small_onnx, tmp_path):
     path, _ = small_onnx
     (tmp_path / "file").write_text("x")

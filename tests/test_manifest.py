@@ -58,6 +58,8 @@ def test_changed_or_missing_plans_are_refused(tmp_path):
         ({}, "10.13.3.9", "8.9", False),  # ... and only on that GPU architecture
         ({"version_compatible": True}, "11.4.0.106", "8.6", True),
         ({"version_compatible": True}, "10.8.0.43", "8.6", False),  # never an older TensorRT
+        ({"version_compatible": True}, "12.0.0.1", "8.6", False),  # nor two majors later
+        ({}, "10.13.3.10", "8.6", False),  # another build of the same release
         ({"hardware_compatibility": "ampere+"}, "10.13.3.9", "8.9", True),
         ({"hardware_compatibility": "ampere+"}, "10.13.3.9", "7.5", False),
     ],

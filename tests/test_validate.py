@@ -119,6 +119,21 @@ def test_polygraphy_verdicts_equal_a_numpy_count(shapes_onnx, variants):
     assert 0 < report.candidates[0].outputs["scores"]["failed_batches"] < len(maps) or report.candidates[0].outputs["det_scores"]["failed_batches"] > 0
 
 
+def test_a_candidate_that_cannot_run_fails_alone(shapes_onnx, variants, tmp_path, capsys):
+    """A fixed batch of 2 cannot take --no-flip's batch of 1: that candidate fails with the
+    reason, the others are still judged, and the run exits 1 (no traceback)."""
+    import onnx
+
+    model = onnx.load(str(shapes_onnx))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
+    fixed = tmp_path / "batch2.onnx"
+    onnx.save(model, str(fixed))
+    code = main(["validate", "--reference", str(shapes_onnx), "--candidate", str(fixed), "--candidate", str(variants["same"]),
+                 "--random", "1", "--no-flip", *FAST])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAIL: could not run:" in out and "1 passed, 1 failed" in out
+
+
 def test_task_agreement_gates_only_when_asked(shapes_onnx, variants):
     loose = validate(str(shapes_onnx), [str(variants["off_int8"])], ValidateConfig(random=2, pyramid=2))
     overlap = loose.candidates[0].agreement["top5_overlap"]

@@ -46,7 +46,9 @@ def _onnxruntime_available() -> bool:
 
 
 def _tensorrt_available() -> bool:
-    return find_spec("tensorrt") is not None and find_spec("cuda") is not None
+    if find_spec("tensorrt") is None or find_spec("cuda") is None:
+        return False
+    return find_spec("cuda.bindings") is not None or find_spec("cuda.cudart") is not None  # cuda-python, not another cuda.* package
 
 
 def _torch_available() -> bool:

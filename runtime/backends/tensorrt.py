@@ -62,6 +62,8 @@ class _Engine:
         if self.engine is None:
             raise BackendError(f"TensorRT could not deserialize plan {plan.file} (see TensorRT's log above)")
         self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise BackendError(f"TensorRT could not create an execution context for plan {plan.file} (out of GPU memory?)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) != trt.TensorIOMode.INPUT]
         self.input_dtype = trt.nptype(self.engine.get_tensor_dtype(INPUT_NAME))
