@@ -19,6 +19,7 @@ def count_macs(path: str | os.PathLike[str], sizes: list[tuple[int, int]], batch
     import onnx
 
     model = onnx.load(str(path))
+    _topological(model.graph)  # shape inference reads nodes in order; quantizers append their Q/DQ nodes last
     shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
     producers = {out: node for node in model.graph.node for out in node.output}
 
@@ -59,3 +60,20 @@ def count_macs(path: str | os.PathLike[str], sizes: list[tuple[int, int]], batch
             total += elements * per_output
         result[(h, w)] = total
     return result
+
+
+def _topological(graph) -> None:
+    """Reorder ``graph.node`` so that every node comes after the producers of its inputs."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ModelError("the graph has a cycle or an input nobody produces; cannot count its MACs")
+        taken = {id(n) for n in ready}
+        for node in ready:
+            available.update(node.output)
+        ordered += ready
+        pending = [n for n in pending if id(n) not in taken]
+    del graph.node[:]
+    graph.node.extend(ordered)

@@ -510,6 +510,46 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="latency per scale and end to end, side by side, against the machine's GEMM ceiling")
+    p.add_argument("--model", action="append", default=[], help="an ONNX file (ONNX Runtime) or engine manifest.json (TensorRT); repeat for more")
+    p.add_argument("--torch", default=None, help="also a PyTorch eager baseline: a .safetensors checkpoint from 'overfeat train'")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="a directory of image files, a COCO JSON, or shapes:SPLIT:N")
+    source.add_argument("--random", type=_positive_int, help="this many random images")
+    p.add_argument("--max-images", type=_positive_int, default=4, help="images taken from --images (default 4)")
+    p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), a number of scales, or HxW,HxW,...")
+    p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
+    p.add_argument("--repeat", type=_positive_int, default=3, help="counted rounds (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="images and random batches (default 0)")
+    p.add_argument("--windows", action="store_true", help="also time dense against per-window evaluation at the largest scale (equal outputs checked)")
+    p.add_argument("--json", help="write the figures to this JSON file")
+    p.add_argument("--plot", help="write a PNG: latency per scale for each candidate and the end-to-end split")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from overfeat.bench.run import BenchConfig
+    from overfeat.bench.suite import Inputs, benchmark, plot, table
+    from overfeat.fileio import check_output_path, write_json
+
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            check_output_path(path, flag)
+    inputs = Inputs(images=args.images, random=args.random, max_images=args.max_images)
+    config = BenchConfig(pyramid=args.pyramid, flip=not args.no_flip, repeat=args.repeat, warmup=args.warmup, seed=args.seed)
+    report = benchmark(args.model, inputs, config, torch=args.torch, windows=args.windows, progress=Progress(enabled=not args.quiet))
+    print(table(report))
+    if args.json:
+        write_json(args.json, report)
+        print(f"wrote {args.json}")
+    if args.plot:
+        print(f"wrote {plot(report, args.plot)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="overfeat", description="Export, build and run OverFeat networks.")
     parser.add_argument("--version", action="version", version=f"overfeat {__version__}")
@@ -524,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_build(sub)
     _add_validate(sub)
+    _add_bench(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ HEAVY = ["torch", "onnx", "onnxruntime", "tensorrt", "polygraphy", "cuda", "PIL"
 LIGHT = ["overfeat", "overfeat.cli", "overfeat.datasets.shapes", "overfeat.datasets.coco", "overfeat.geometry", "overfeat.metadata", "overfeat.fileio", "overfeat.progress",
          "overfeat.runtime.backends.onnxruntime", "overfeat.runtime.backends.tensorrt", "overfeat.runtime.draw",
          "overfeat.engines.manifest", "overfeat.engines.plan", "overfeat.engines.build", "overfeat.engines.compiler", "overfeat.engines.validate",
+         "overfeat.bench", "overfeat.bench.run", "overfeat.bench.suite", "overfeat.bench.macs", "overfeat.bench.ceiling", "overfeat.bench.windows",
          "overfeat.inspect_model", "overfeat.runtime", "overfeat.engines", "overfeat.calibration"]
 
 

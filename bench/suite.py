@@ -1,0 +1,222 @@
+"""``overfeat bench``: the whole measurement, its table, JSON and plot.
+
+:func:`benchmark` times every candidate (:mod:`.run`), counts the model's multiply-accumulates
+per scale (:mod:`.macs`), measures the machine's GEMM rates (:mod:`.ceiling`) and, when asked,
+dense against per-window evaluation at the largest scale (:mod:`.windows`). Each candidate's
+achieved rate is its pyramid's MACs over its summed per-scale median inference time; its
+*floor* is the same MACs over the GEMM rate of its precision (int8 for int8 files, fp32 for the
+rest), and ``end-to-end / floor`` says how far the whole image is from what the arithmetic
+alone would take.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from overfeat.errors import InputError
+from overfeat.progress import Progress
+
+from .run import BenchConfig, Candidate, machine, run_candidates, summarize
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    images: str | None = None  # a directory of image files, a COCO JSON or shapes:SPLIT:N
+    random: int | None = None
+    max_images: int = 4
+
+    def __post_init__(self) -> None:
+        if (self.images is None) == (self.random is None):
+            raise InputError("give the images: --images DATA or --random N (one of them)")
+        if self.max_images < 1 or (self.random is not None and self.random < 1):
+            raise InputError("--max-images and --random take a positive number")
+
+
+def candidates_from(models: list[str], torch: str | None) -> list[Candidate]:
+    from overfeat.runtime.backends import default_backend
+
+    out = []
+    for path in models:
+        if not Path(path).is_file():
+            raise InputError(f"--model {path} does not exist or is not a file")
+        backend = default_backend(path)
+        out.append(Candidate(path, backend, f"{'trt' if backend == 'tensorrt' else 'ort' if backend == 'onnxruntime' else 'torch'}:{Path(path).name}"))
+    if torch:
+        if not Path(torch).is_file():
+            raise InputError(f"--torch {torch} does not exist or is not a file")
+        out.append(Candidate(torch, "torch", f"torch:{Path(torch).name}"))
+    if not out:
+        raise InputError("give at least one --model")
+    return out
+
+
+def _image_files(inputs: Inputs, meta, seed: int, work: Path) -> list[str]:
+    """Image files to decode: a directory's own files, or generated images written as PNG."""
+    import numpy as np
+    from PIL import Image
+
+    if inputs.images and Path(inputs.images).is_dir():
+        files = sorted(str(p) for p in Path(inputs.images).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"--images {inputs.images}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        rng = np.random.default_rng(seed)
+        return [files[i] for i in sorted(rng.permutation(len(files))[: inputs.max_images])]
+    if inputs.random is not None:
+        rng = np.random.default_rng(seed)
+        sizes = rng.integers(meta.window, 2 * meta.window + 1, (inputs.random, 2))
+        arrays = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+    else:
+        from overfeat.calibration.source import open_images
+
+        arrays = [image for _, image, _ in open_images(inputs.images, seed).take(inputs.max_images)]
+    files = []
+    for i, array in enumerate(arrays):
+        Image.fromarray(array).save(work / f"{i:03d}.png")
+        files.append(str(work / f"{i:03d}.png"))
+    return files
+
+
+def _onnx_of(candidate: Candidate) -> str | None:
+    """The ONNX file whose graph a candidate runs (for counting MACs)."""
+    if candidate.backend == "onnxruntime":
+        return candidate.path
+    if candidate.backend == "tensorrt":
+        from overfeat.engines.manifest import Manifest
+
+        onnx = Manifest.load(candidate.path).onnx_file
+        return onnx if Path(onnx).is_file() else None
+    return None
+
+
+def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: str | None = None, windows: bool = False,
+              progress: Progress | None = None) -> dict[str, Any]:
+    from overfeat.runtime.backends import create_backend
+    from overfeat.runtime.pyramid import pyramid_sizes
+
+    from .ceiling import fp32_gemm_rate, fp32_gemm_rate_onnxruntime, int8_gemm_rate
+    from .macs import count_macs
+
+    progress = progress or Progress(enabled=False)
+    candidates = candidates_from(models, torch)
+    first = next((c for c in candidates if c.backend == "onnxruntime"), None)
+    if windows and first is None:
+        raise InputError("--windows runs the per-window comparison in ONNX Runtime: give an ONNX --model")
+    probe = create_backend(candidates[0].path, candidates[0].backend)
+    meta = probe.meta
+    probe.close()
+    sizes = pyramid_sizes(config.pyramid, meta, (meta.window, meta.window + 1))
+    batch = 2 if config.flip else 1
+    macs: dict[str, dict[str, int]] = {}
+    for c in candidates:
+        onnx = _onnx_of(c) or (first.path if first else None)
+        if onnx and onnx not in macs:
+            with progress.step(f"counting MACs of {onnx}"):
+                macs[onnx] = {f"{h}x{w}": v for (h, w), v in count_macs(onnx, sizes, batch).items()}
+    with progress.step("measuring the GEMM rates (fp32 NumPy and ONNX Runtime, int8 ONNX Runtime)"):
+        measured = {"fp32_numpy": fp32_gemm_rate(), "fp32_onnxruntime": fp32_gemm_rate_onnxruntime(), "int8": int8_gemm_rate()}
+    rates = {"fp32": max(v for k, v in measured.items() if k.startswith("fp32") and v), "int8": measured["int8"]}
+    with tempfile.TemporaryDirectory(prefix="overfeat-bench-") as tmp:
+        files = _image_files(inputs, meta, config.seed, Path(tmp))
+        results = run_candidates(candidates, sizes, files, config, progress)
+    report: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        "pyramid": [f"{h}x{w}" for h, w in sizes], "batch": batch, "repeat": config.repeat, "warmup": config.warmup,
+        "images": len(files), "gemm_gmacs": {k: (v / 1e9 if v else None) for k, v in rates.items()},
+        "gemm_gmacs_measured": {k: (v / 1e9 if v else None) for k, v in measured.items()}, "macs": macs, "candidates": [],
+    }
+    for c, result in zip(candidates, results, strict=True):
+        row = summarize(result, sizes)
+        onnx = _onnx_of(c) or (first.path if first else None)
+        per_scale_macs = macs.get(onnx) if onnx else None
+        if per_scale_macs:
+            total = sum(per_scale_macs.values())
+            rate = rates["int8"] if row["precision"] == "int8" and rates["int8"] else rates["fp32"]
+            floor_ms = 1e3 * total / rate
+            row["gmacs_achieved"] = total / (row["pyramid_inference_ms"] / 1e3) / 1e9
+            row["ceiling_fraction"] = row["gmacs_achieved"] * 1e9 / rate
+            row["floor_ms"] = floor_ms
+            row["end_to_end_over_floor"] = row["end_to_end"]["median_ms"] / floor_ms
+        report["candidates"].append(row)
+    base = report["candidates"][0]["end_to_end"]["median_ms"]
+    for row in report["candidates"]:
+        row["speedup_vs_first"] = base / row["end_to_end"]["median_ms"]
+    if windows:
+        from .windows import compare_dense_and_windows
+
+        largest = max(sizes, key=lambda s: s[0] * s[1])
+        backend = create_backend(first.path, "onnxruntime")
+        try:
+            with progress.step(f"dense against per-window at {largest[0]}x{largest[1]} ({first.label})"):
+                report["windows"] = {"model": first.path, **compare_dense_and_windows(backend.run, backend.meta, largest, config.seed)}
+        finally:
+            backend.close()
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    g, m = report["gemm_gmacs"], report["gemm_gmacs_measured"]
+    lines = [f"overfeat bench, {report['date']}, {report['machine']['cpu']} ({report['machine']['cores']} cores)",
+             f"pyramid {', '.join(report['pyramid'])}, batch {report['batch']}; {report['images']} images; {report['repeat']} rounds after {report['warmup']} warm-up",
+             f"GEMM ceiling: fp32 {2 * g['fp32']:.0f} GFLOP/s (NumPy {2 * m['fp32_numpy']:.0f}"
+             + (f", ONNX Runtime {2 * m['fp32_onnxruntime']:.0f}" if m.get("fp32_onnxruntime") else "") + ")"
+             + (f", int8 {2 * g['int8']:.0f} GOP/s (ONNX Runtime MatMulInteger)" if g.get("int8") else ""), ""]
+    scales = report["pyramid"]
+    lines.append(f"{'candidate':<28} " + " ".join(f"{s:>9}" for s in scales) + f" {'pyramid':>9}   (median ms per scale, inference only)")
+    for row in report["candidates"]:
+        lines.append(f"{row['label'][:28]:<28} " + " ".join(f"{row['scales'][s]['median_ms']:>9.1f}" for s in scales) + f" {row['pyramid_inference_ms']:>9.1f}")
+    lines += ["", f"{'candidate':<28} {'prec':<5} {'e2e ms':>8} {'p90 ms':>8} {'img/s':>6} {'peak MiB':>9} {'GFLOP/s':>8} {'of ceil':>7} {'/floor':>7} {'speedup':>7}  outside inference"]
+    for row in report["candidates"]:
+        e = row["end_to_end"]
+        outside = 1 - e["split"].get("inference", 0)
+        split = ", ".join(f"{k} {v:.1%}" for k, v in e["split"].items() if k != "inference")
+        gflops = f"{2 * row['gmacs_achieved']:.0f}" if "gmacs_achieved" in row else "-"
+        ceil = f"{row['ceiling_fraction']:.0%}" if "ceiling_fraction" in row else "-"
+        floor = f"{row['end_to_end_over_floor']:.2f}x" if "end_to_end_over_floor" in row else "-"
+        lines.append(f"{row['label'][:28]:<28} {row['precision']:<5} {e['median_ms']:>8.1f} {e['p90_ms']:>8.1f} {e['images_per_s']:>6.2f} {row['peak_rss_mib']:>9.0f} "
+                     f"{gflops:>8} {ceil:>7} {floor:>7} {row['speedup_vs_first']:>6.2f}x  {outside:.1%} ({split})")
+    if "windows" in report:
+        w = report["windows"]
+        lines += ["", f"dense vs per-window at {w['size'][0]}x{w['size'][1]} ({w['windows']} windows, {w['context_px']} px context each): "
+                      f"dense {1e3 * w['dense_s']:.1f} ms, per-window {1e3 * w['per_window_s']:.0f} ms, {w['speedup']:.1f}x faster; "
+                      f"largest difference {w['max_relative_difference']:.1e} of the output range"]
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Latency per scale for each candidate, and each candidate's end-to-end time by stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from overfeat.fileio import atomic_path
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    scales = report["pyramid"]
+    for row in report["candidates"]:
+        left.plot(scales, [row["scales"][s]["median_ms"] for s in scales], marker="o", label=row["label"])
+    left.set(xlabel="input size (H x W)", ylabel="median latency per batch (ms)", title="inference per scale", yscale="log")
+    left.tick_params(axis="x", rotation=30)
+    left.legend(fontsize=8)
+    labels = [row["label"] for row in report["candidates"]]
+    bottom = [0.0] * len(labels)
+    stages = ("decode", "preprocess", "inference", "map_decode", "merge")
+    for stage in stages:
+        values = [row["end_to_end"]["median_ms"] * row["end_to_end"]["split"].get(stage, 0) for row in report["candidates"]]
+        right.barh(labels, values, left=bottom, label=stage)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    right.set(xlabel="median end-to-end time per image (ms), split by stage", title="end to end")
+    right.legend(fontsize=8)
+    fig.suptitle(f"overfeat bench, {report['machine']['cpu']}, {report['date'][:10]}", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
