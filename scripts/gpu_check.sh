@@ -5,7 +5,7 @@
 #   1. exports it to ONNX, converts it to FP16 and calibrates INT8;
 #   2. builds fp32/fp16/int8 engines for the paper pyramid (both orientations);
 #   3. validates each engine directory against the fp32 ONNX model in ONNX Runtime;
-#   4. evaluates each with 'overfeat eval' and times it with 'overfeat bench' (when present);
+#   4. evaluates each with 'overfeat eval' and times it with 'overfeat bench';
 #   5. runs the tests marked 'gpu';
 # and prints one table. Everything is written under out/gpu/ (cleared first).
 #
@@ -40,8 +40,6 @@ elif [ "$code" -ne 0 ]; then
     exit "$code"
 fi
 
-has_bench=0
-overfeat bench --help > /dev/null 2>&1 && has_bench=1
 status=0
 for precision in fp32 fp16 int8; do
     engines="$out/engines-$precision"
@@ -52,19 +50,17 @@ for precision in fp32 fp16 int8; do
         --max-images 10 --fail-on-skip --json "$out/validate-$precision.json" || status=1
     overfeat eval --model "$engines/manifest.json" --data "$out/data/single" --task classify,localize --json "$out/eval-$precision-single.json" --quiet
     overfeat eval --model "$engines/manifest.json" --data "$out/data/multi" --task detect --json "$out/eval-$precision-multi.json" --quiet
-    if [ "$has_bench" -eq 1 ]; then
-        overfeat bench --model "$engines/manifest.json" --random 4 --json "$out/bench-$precision.json" || status=1
-    fi
+    overfeat bench --model "$engines/manifest.json" --random 4 --json "$out/bench-$precision.json" --plot "$out/bench-$precision.png" || status=1
 done
 overfeat eval --model "$out/model.fp32.onnx" --data "$out/data/single" --task classify,localize --json "$out/eval-onnx-single.json" --quiet
 overfeat eval --model "$out/model.fp32.onnx" --data "$out/data/multi" --task detect --json "$out/eval-onnx-multi.json" --quiet
 "$venv/bin/python" -m pytest -m gpu -q || status=1
 
-"$venv/bin/python" - "$out" "$has_bench" <<'EOF'
+"$venv/bin/python" - "$out" <<'EOF'
 import json, sys
 from pathlib import Path
 
-out, has_bench = Path(sys.argv[1]), sys.argv[2] == "1"
+out = Path(sys.argv[1])
 load = lambda name: json.loads((out / name).read_text()) if (out / name).is_file() else None
 print()
 print(f"{'engines':<10} {'build s':>8} {'validate':<10} {'top-5 err':>9} {'loc err':>8} {'mAP@0.5':>8} {'s/image':>8} {'bench median ms':>16}")
@@ -74,16 +70,9 @@ for p in ("fp32", "fp16", "int8"):
     rows.append((f"trt {p}", seconds, load(f"validate-{p}.json"), load(f"eval-{p}-single.json"), load(f"eval-{p}-multi.json"), load(f"bench-{p}.json")))
 for name, seconds, val, single, multi, bench in rows:
     verdict = "-" if val is None else ("PASS" if val["passed"] else "FAIL")
-    median = "-"
-    if bench:
-        try:
-            median = f"{bench['candidates'][0]['end_to_end']['median'] * 1000:.1f}"
-        except (KeyError, IndexError, TypeError):
-            median = "see json"
+    median = f"{bench['candidates'][0]['end_to_end']['median_ms']:.1f}" if bench else "-"
     print(f"{name:<10} {seconds or '-':>8} {verdict:<10} {single['top5_error']:>9.2%} {single['localization_error']:>8.2%} {multi['mean_ap']:>8.4f} "
           f"{single['seconds_per_image']:>8.3f} {median:>16}")
-if not has_bench:
-    print("overfeat bench is not in this version: timings above are 'overfeat eval' seconds per image")
 EOF
 echo "gpu_check: artifacts in $out/; exit $status"
 exit "$status"

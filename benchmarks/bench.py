@@ -1,0 +1,81 @@
+"""Prepare the models ``docs/benchmarks.md`` reports and run ``overfeat bench`` on them.
+
+    python benchmarks/bench.py full --arch accurate [--repeat 3] [--windows] --json docs/bench-accurate.json --plot docs/bench-accurate.png
+    python benchmarks/bench.py full --arch fast [--repeat 3] --json docs/bench-fast.json --plot docs/bench-fast.png
+    python benchmarks/bench.py shapes [--repeat 3] --json docs/bench-shapes.json --plot docs/bench-shapes.png
+
+``full``: the paper's network at full width (cls head, 1000 classes, random weights: speed does
+not depend on them) saved as a safetensors checkpoint, exported from it (so PyTorch and ONNX
+hold the same weights), calibrated to INT8 (minmax on 8 generated images, no accuracy check);
+then fp32 and int8 in ONNX Runtime and the checkpoint in PyTorch eager, side by side, on 4
+random images at the six paper scales with flips.
+``shapes``: the committed shapes model exported, converted to FP16 and calibrated to INT8
+(minmax, 64 validation images, no check), with its checkpoint in PyTorch, on 4 generated test
+images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from overfeat.cli import main as cli  # noqa: E402
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+
+
+def _run(args: list[str]) -> None:
+    code = cli(args)
+    if code != 0:
+        raise SystemExit(f"overfeat {args[0]} failed with exit code {code}")
+
+
+def _full_checkpoint(arch: str, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from overfeat.export import build_model
+
+    model = build_model(arch, 1000, ("cls",), 1.0, seed=0)
+    info = {"arch": arch, "width": 1.0, "num_classes": 1000, "heads": ["cls"], "classes": [f"class_{i}" for i in range(1000)], "box_per_class": True}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata={"overfeat.model": json.dumps(info)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", choices=("full", "shapes"))
+    parser.add_argument("--arch", choices=("accurate", "fast"), default="accurate")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--windows", action="store_true")
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--plot", required=True)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="overfeat-bench-") as tmp:
+        work = Path(tmp)
+        if args.which == "full":
+            checkpoint = work / f"{args.arch}.safetensors"
+            _full_checkpoint(args.arch, checkpoint)
+            models = [work / f"{args.arch}.onnx", work / f"{args.arch}.int8.onnx"]
+            _run(["export", "--checkpoint", str(checkpoint), "--output", str(models[0]), "--check-sizes", "", "--quiet"])
+            _run(["calibrate", "--model", str(models[0]), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
+                  "--no-check", "--no-cache", "--output", str(models[1]), "--quiet"])
+            images = ["--random", "4"]
+        else:
+            checkpoint = CHECKPOINT
+            models = [work / "shapes.onnx", work / "shapes.int8.onnx", work / "shapes.fp16.onnx"]
+            _run(["export", "--checkpoint", str(checkpoint), "--output", str(models[0]), "--check-sizes", "", "--quiet"])
+            _run(["calibrate", "--model", str(models[0]), "--images", "shapes:val:64", "--method", "minmax", "--no-check", "--no-cache",
+                  "--output", str(models[1]), "--quiet"])
+            _run(["convert", "--precision", "fp16", "--model", str(models[0]), "--output", str(models[2]), "--no-check", "--quiet"])
+            images = ["--images", "shapes:test:4"]
+        bench = ["bench", *(a for m in models for a in ("--model", str(m))), "--torch", str(checkpoint), *images,
+                 "--repeat", str(args.repeat), "--json", args.json, "--plot", args.plot]
+        _run([*bench, "--windows"] if args.windows else bench)
+
+
+if __name__ == "__main__":
+    main()
