@@ -108,9 +108,12 @@ def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: 
     first = next((c for c in candidates if c.backend == "onnxruntime"), None)
     if windows and first is None:
         raise InputError("--windows runs the per-window comparison in ONNX Runtime: give an ONNX --model")
-    probe = create_backend(candidates[0].path, candidates[0].backend)
+    from overfeat.engines.validate import describe
+
+    probe = describe(candidates[0].path)  # the metadata without loading an ONNX model's weights into a session
     meta = probe.meta
-    probe.close()
+    if probe.backend is not None:
+        probe.backend.close()
     sizes = pyramid_sizes(config.pyramid, meta, (meta.window, meta.window + 1))
     batch = 2 if config.flip else 1
     macs: dict[str, dict[str, int]] = {}
