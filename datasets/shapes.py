@@ -5,7 +5,7 @@ regenerated alone. Images are 240–600 px per side with textured, noisy backgro
 random colour field, stripes and pixel noise). Objects take 10%–80% of the image's shorter side,
 with random aspect (0.6–1.6), rotation (squares and diamonds within ±20°, so that neither is the
 other turned by 45°), colour and texture; a third of them are partly hidden by
-an occluder. Kinds:
+an occluder, a bar across them (3–13 times as long as wide, so never a member of a class). Kinds:
 
 - ``single``: exactly one object (classification and localization);
 - ``multi``: 0–6 objects that may overlap (detection).
@@ -132,6 +132,28 @@ def _object_pixels(rng, h, w, name, side) -> np.ndarray:
     return mask
 
 
+def _bar_over(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """Full-image mask of a bar across part of the object ``mask``: a pole in front of it.
+
+    The bar is 3 to 13 times as long as it is wide (no square class member; nothing whose outline
+    is a class), through a random point of the object's box, at a random angle.
+    """
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    extent = max(np.ptp(ys), np.ptp(xs), 4)
+    cy, cx = rng.uniform(ys.min(), ys.max()), rng.uniform(xs.min(), xs.max())
+    half_width, half_length = rng.uniform(0.06, 0.125) * extent, rng.uniform(0.4, 0.8) * extent
+    angle = rng.uniform(0, np.pi)
+    y0, y1 = int(max(0, np.floor(cy - half_length))), int(min(h, np.ceil(cy + half_length)))
+    x0, x1 = int(max(0, np.floor(cx - half_length))), int(min(w, np.ceil(cx + half_length)))
+    yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5
+    u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+    v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+    bar = np.zeros((h, w), dtype=bool)
+    bar[y0:y1, x0:x1] = (np.abs(u) <= half_length) & (np.abs(v) <= half_width)
+    return bar
+
+
 def _colour_far_from(rng, reference: np.ndarray) -> np.ndarray:
     for _ in range(50):
         colour = rng.uniform(0, 255, 3)
@@ -177,11 +199,7 @@ def _draw(rng: np.random.Generator, kind: str) -> Sample | None:
         owner[mask] = k
         areas[k], labels[k] = int(mask.sum()), label
         if rng.random() < 1 / 3:  # an occluder over part of the object
-            ys, xs = np.nonzero(mask)
-            oy, ox = rng.uniform(ys.min(), ys.max()), rng.uniform(xs.min(), xs.max())
-            half = 0.25 * max(np.ptp(ys), np.ptp(xs), 4)
-            occ = np.zeros((h, w), dtype=bool)
-            occ[int(max(0, oy - half)) : int(oy + half), int(max(0, ox - half)) : int(ox + half)] = True
+            occ = _bar_over(rng, mask)
             if _keeps_visible(owner, occ, areas):
                 image[occ] = _colour_far_from(rng, colour)
                 owner[occ] = -1

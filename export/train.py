@@ -4,9 +4,10 @@ Three stages on 221×221 windows (the network's field of view, so each window gi
 output); each window is a region of an original image resized to 221×221, i.e. what the
 network sees at one pyramid scale (:class:`WindowSampler`):
 
-1. **classifier**: trunk and ``cls`` head, cross-entropy, on windows of single-object images.
-   A window is labelled with the class of the object it holds at least half of (of several,
-   the one with the highest IoU with the window). Windows holding less than
+1. **classifier**: trunk and ``cls`` head, cross-entropy, on windows of all training images.
+   A window is labelled with the class of the object it holds at least half of; windows holding
+   at least half of objects of two classes are skipped (a softmax has no single right answer
+   there), while for the ``det`` head the one with the highest IoU wins. Windows holding less than
    ``BACKGROUND_FRAC`` of every object are trained towards the uniform distribution, so that
    away from objects the classifier is undecided (its probabilities are the localizer's box
    confidences); windows in between are not used. In the same steps the ``det`` head (C
@@ -60,11 +61,11 @@ class TrainConfig:
 
     width: float = 1 / 16
     seed: int = 0
-    single: int = 1500  # training images with one object
-    multi: int = 1500  # training images with 0-6 objects
-    steps: tuple[int, int, int] = (3200, 1200, 600)  # per stage
+    single: int = 3000  # training images with one object
+    multi: int = 3000  # training images with 0-6 objects
+    steps: tuple[int, int, int] = (3600, 1200, 600)  # per stage
     batch: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-3  # peak of each stage's one-cycle schedule
     workers: int = 2
 
     def __post_init__(self) -> None:
@@ -74,6 +75,8 @@ class TrainConfig:
             raise InputError(f"need at least one single-object image and no negative counts, got single={self.single}, multi={self.multi}")
         if len(self.steps) != 3 or min(self.steps) < 1:
             raise InputError(f"steps must be three positive numbers (classifier, regressor, detector), got {self.steps}")
+        if not (0 < self.lr < 1):
+            raise InputError(f"lr must be in (0, 1), got {self.lr}")
         if self.batch < 2:
             raise InputError(f"batch must be at least 2 (stage 1 splits it between two heads), got {self.batch}")
 
@@ -147,7 +150,9 @@ class WindowSampler:
     - a *random window* picks a pyramid-like scale (the image's shorter side becomes 245–569
       pixels) and a random position.
 
-    Either may be mirrored. The targets follow from the boxes' overlap with the window
+    Either is then turned by one of the eight symmetries of the square and has its colour
+    channels permuted (:class:`Symmetry`), which multiplies the distinct objects the small
+    training pool shows. The targets follow from the boxes' overlap with the window
     (:func:`window_targets`), whatever kind of window it was drawn as.
     """
 
@@ -191,23 +196,61 @@ class WindowSampler:
         while True:
             crops, rows = [], []
             while len(crops) < n:
-                # the classifier learns from single-object images (the image label is unambiguous)
-                index = int(self.rng.integers(self.config.single if stage == "classifier" else len(self.pool)))
+                index = int(self.rng.integers(len(self.pool)))
                 image, boxes, labels = self.pool[index]
                 x1, y1, x2, y2 = self._region(index, stage)
                 fx, fy = S / (x2 - x1), S / (y2 - y1)
                 local = (boxes - np.array([x1, y1, x1, y1])) * np.array([fx, fy, fx, fy])
-                crop = torch.from_numpy(image[y1:y2, x1:x2]).permute(2, 0, 1)[None]
-                if self.rng.random() < 0.5:
-                    crop = crop.flip(-1)
-                    local = np.stack([S - local[:, 2], local[:, 1], S - local[:, 0], local[:, 3]], axis=1) if len(local) else local
-                t = window_targets(local, labels, np.zeros((1, 2)), S, self.classes)
+                symmetry = Symmetry.random(self.rng)
+                t = window_targets(symmetry.boxes(local, S), labels, np.zeros((1, 2)), S, self.classes)
                 if (stage == "regressor" and not t.box_mask.any()) or (stage != "regressor" and t.label[0] == IGNORE):
                     continue  # a window that teaches this stage nothing
-                crops.append(F.interpolate(crop, size=(S, S), mode="bilinear", antialias=True, align_corners=False))
+                if stage == "classifier" and t.box_mask[0].sum() > 1:
+                    continue  # objects of several classes: no single right answer for a softmax
+                crop = torch.from_numpy(image[y1:y2, x1:x2]).permute(2, 0, 1)[None]
+                window = F.interpolate(crop, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
+                crops.append(symmetry.pixels(window))  # resizing to a square commutes with each symmetry
                 rows.append(t)
             x = (torch.cat(crops).float() - self.mean) / self.std
             yield x, Targets(*(np.concatenate([getattr(r, f) for r in rows]) for f in ("label", "boxes", "box_mask")))
+
+
+@dataclass(frozen=True)
+class Symmetry:
+    """One of the eight symmetries of the square window and an order of the colour channels.
+
+    Each keeps every shape class what it is: squares and diamonds, the only classes drawn within
+    ±20° of upright, stay within it under mirrors and the transpose, and colours are uniform at
+    random. :meth:`boxes` moves boxes in the window's frame (0..``window``); :meth:`pixels`
+    turns the window's pixels [N, 3, S, S] the same way.
+    """
+
+    hflip: bool
+    vflip: bool
+    transpose: bool
+    channels: tuple[int, int, int] = (0, 1, 2)
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> Symmetry:
+        h, v, t = (bool(f) for f in rng.random(3) < 0.5)
+        return cls(h, v, t, tuple(int(c) for c in rng.permutation(3)))
+
+    def boxes(self, boxes: np.ndarray, window: int) -> np.ndarray:
+        S, b = float(window), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if self.hflip:
+            b = np.stack([S - b[:, 2], b[:, 1], S - b[:, 0], b[:, 3]], axis=1)
+        if self.vflip:
+            b = np.stack([b[:, 0], S - b[:, 3], b[:, 2], S - b[:, 1]], axis=1)
+        return b[:, [1, 0, 3, 2]] if self.transpose else b
+
+    def pixels(self, window: torch.Tensor) -> torch.Tensor:
+        if self.hflip:
+            window = window.flip(-1)
+        if self.vflip:
+            window = window.flip(-2)
+        if self.transpose:
+            window = window.transpose(-1, -2)
+        return window[:, list(self.channels)]
 
 
 def _classifier_loss(logits: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, float]:

@@ -377,9 +377,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="the .safetensors checkpoint to write (fp16)")
     p.add_argument("--width", type=float, default=1 / 16, help="channel width multiplier (default 1/16)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--single", type=_positive_int, default=1500, help="single-object training images (default 1500)")
-    p.add_argument("--multi", type=int, default=1500, help="multi-object training images (default 1500)")
-    p.add_argument("--steps", default="3200,1200,600", help="steps of the classifier, regressor, detector stages (default 3200,1200,600)")
+    p.add_argument("--single", type=_positive_int, default=3000, help="single-object training images (default 3000)")
+    p.add_argument("--multi", type=int, default=3000, help="multi-object training images (default 3000)")
+    p.add_argument("--steps", default="3600,1200,600", help="steps of the classifier, regressor, detector stages (default 3600,1200,600)")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of each stage (default 3e-3)")
     p.add_argument("--batch", type=_positive_int, default=64, help="windows per step (default 64)")
     p.add_argument("--workers", type=_positive_int, default=2, help="processes generating the images (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -399,7 +400,7 @@ def _run_train(args: argparse.Namespace) -> int:
     progress = Progress(enabled=not args.quiet)
     with progress.step("loading PyTorch"):
         from overfeat.export.train import TrainConfig, save_checkpoint, train_shapes
-    config = TrainConfig(width=args.width, seed=args.seed, single=args.single, multi=args.multi, steps=steps, batch=args.batch, workers=args.workers)
+    config = TrainConfig(width=args.width, seed=args.seed, single=args.single, multi=args.multi, steps=steps, batch=args.batch, workers=args.workers, lr=args.lr)
     model, log = train_shapes(config, progress)
     save_checkpoint(model, args.out, config, log)
     print(f"trained in {log['seconds']:.0f} s; wrote {args.out}")

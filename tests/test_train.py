@@ -36,6 +36,38 @@ def test_window_targets_equal_the_reference(seed):
             np.testing.assert_allclose(t.boxes[n, c], box, rtol=1e-6)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_symmetries_move_the_boxes_with_the_pixels(seed):
+    """Each of the eight symmetries and any channel order: the painted rectangle of each box
+    ends up exactly where the moved box says, in the channel it was painted in."""
+    import itertools
+
+    import torch
+
+    from overfeat.export.train import Symmetry
+
+    rng = np.random.default_rng(seed)
+    S = int(rng.integers(20, 60))
+    boxes = []
+    image = np.zeros((S, S, 3), np.uint8)
+    for ch in range(3):  # one box per channel, so that each can be found again alone
+        x1, y1 = (int(v) for v in rng.integers(0, S - 2, 2))
+        x2, y2 = int(rng.integers(x1 + 1, S + 1)), int(rng.integers(y1 + 1, S + 1))
+        image[y1:y2, x1:x2, ch] = 255
+        boxes.append([x1, y1, x2, y2])
+    window = torch.from_numpy(image).permute(2, 0, 1)[None]
+    for flags in itertools.product((False, True), repeat=3):
+        symmetry = Symmetry(*flags, tuple(int(c) for c in rng.permutation(3)))
+        out, moved = symmetry.pixels(window), symmetry.boxes(np.asarray(boxes, float), S)
+        assert out.shape == window.shape
+        for k in range(3):
+            ys, xs = np.nonzero(out[0, symmetry.channels.index(k)].numpy())
+            assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == moved[k].tolist(), symmetry
+    assert Symmetry(True, True, True).boxes(np.zeros((0, 4)), S).shape == (0, 4)
+    drawn = {Symmetry.random(rng) for _ in range(400)}
+    assert len({(d.hflip, d.vflip, d.transpose) for d in drawn}) == 8 and len({d.channels for d in drawn}) == 6
+
+
 def test_batchnorm_folds_into_the_convolutions():
     import torch
 
@@ -86,6 +118,6 @@ def test_train_config_rejects_bad_values():
     from overfeat.errors import InputError
     from overfeat.export.train import TrainConfig
 
-    for bad in ({"width": 0}, {"single": 0}, {"steps": (1, 0, 1)}, {"steps": (1, 1)}, {"batch": 0}):
+    for bad in ({"width": 0}, {"single": 0}, {"steps": (1, 0, 1)}, {"steps": (1, 1)}, {"batch": 0}, {"lr": 0}, {"lr": float("nan")}):
         with pytest.raises(InputError):
             TrainConfig(**bad)
