@@ -1,0 +1,64 @@
+"""Window accuracy of a trained shapes checkpoint on its training images and on test images.
+
+    python benchmarks/window_accuracy.py [--checkpoint models/shapes-accurate-w16.safetensors]
+        [--images 300] [--batches 8] [--seed 77]
+
+Draws classifier windows the way training does (:class:`overfeat.export.train.WindowSampler`,
+object and background windows, random symmetries) from the first ``--images`` single-object
+images of the train split (seed 0, the images training saw) and of the test split (``--seed``),
+runs the model on them in eval mode (batch norm folded, coarse stride: one output per window)
+and prints the share of object windows whose top class is right, for the ``cls`` and ``det``
+heads. A large gap between the two splits means the model overfits its training images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from overfeat.datasets.shapes import generate  # noqa: E402
+from overfeat.export.torch_backend import TorchBackend  # noqa: E402
+from overfeat.export.train import TrainConfig, WindowSampler  # noqa: E402
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+
+
+def window_accuracy(model, seed: int, split: str, images: int, batches: int) -> tuple[float, float]:
+    pool = [(s.image, s.boxes, s.labels) for s in (generate(seed, "single", split, i) for i in range(images))]
+    sampler = WindowSampler(pool, model, TrainConfig(single=images, multi=0), np.random.default_rng(1))
+    windows = sampler.batches("classifier", 64)
+    right = {"scores": 0, "det_scores": 0}
+    total = 0
+    with torch.no_grad():
+        for _ in range(batches):
+            x, t = next(windows)
+            out = model(x)
+            positive = t.label >= 0
+            total += int(positive.sum())
+            for key in right:
+                right[key] += int((out[key].flatten(1).argmax(1).numpy()[positive] == t.label[positive]).sum())
+    return right["scores"] / total, right["det_scores"] / total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=str(CHECKPOINT))
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=77, help="seed of the test images (training used seed 0)")
+    args = parser.parse_args()
+    model = TorchBackend(args.checkpoint, fine_stride=False).model.eval()
+    print("| images | cls head | det head |\n|---|---|---|")
+    for label, seed, split in (("train split, seed 0 (seen in training)", 0, "train"), (f"test split, seed {args.seed}", args.seed, "test")):
+        cls, det = window_accuracy(model, seed, split, args.images, args.batches)
+        print(f"| {label} | {100 * cls:.1f}% | {100 * det:.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
