@@ -34,10 +34,13 @@ def int8(shapes):
     return path
 
 
-def _session(path):
+def _session(path, optimize: bool = True):
     import onnxruntime as ort
 
-    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if not optimize:  # run the graph as written: no Q/DQ fused into integer kernels
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _feeds(seed: int, sizes=((245, 281), (317, 389))):
@@ -141,7 +144,9 @@ def test_output_qdq_pairs_are_removed_without_changing_more_than_their_rounding(
     _float_outputs(after)
     assert check_qdq(after).ok
     assert len(after.graph.node) == len(before.graph.node) - 2 * len(steps)
-    a, b = _session(before.SerializeToString()), _session(after.SerializeToString())
+    # unoptimised, both graphs compute the same float values up to the removed pair; optimised,
+    # ONNX Runtime may fuse the last Conv and its output Q/DQ into an integer kernel in one only
+    a, b = _session(before.SerializeToString(), optimize=False), _session(after.SerializeToString(), optimize=False)
     feed = _feeds(5, ((245, 245),))[0]
     for name, x, y in zip([o.name for o in before.graph.output], a.run(None, feed), b.run(None, feed), strict=True):
         clipped = np.clip(y, -127 * steps[name], 127 * steps[name])
@@ -394,15 +399,19 @@ def test_the_same_model_passes_with_exact_agreement(shapes):
     assert result.metrics["fp32"] == result.metrics["candidate"]
 
 
+# ranges cut at the 60th percentile clip most activations: an INT8 model the gate must refuse
+POOR = ["--method", "percentile", "--percentile", "60"]
+
+
 def test_a_failed_gate_exits_1_keeps_the_report_and_writes_no_model(shapes, tmp_path, capsys):
     out = tmp_path / "m.int8.onnx"
-    code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
+    code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", *POOR,
                  "--check", "shapes:test:12", "--check-images", "12", "--min-top1-agreement", "1.0", "--max-map-drop", "0", *FAST,
                  "--output", str(out)])
     report = json.loads((tmp_path / "m.int8.check.json").read_text())
     assert report["check"]["images"] == 12 and report["written"] == (code == 0)
     if code == 0:
-        pytest.fail(f"INT8 of the shapes model matched fp32 exactly on 12 images; the gate cannot be shown failing: {report['check']}")
+        pytest.fail(f"even a poorly calibrated INT8 shapes model matched fp32 on 12 images; the gate cannot be shown failing: {report['check']}")
     assert code == 1 and not out.exists()
     assert report["check"]["failures"] and not report["check"]["passed"]
     ranked = [s["node"] for s in report["sensitivity"]]
@@ -412,7 +421,7 @@ def test_a_failed_gate_exits_1_keeps_the_report_and_writes_no_model(shapes, tmp_
 
 def test_auto_exclude_keeps_the_most_sensitive_layers_until_the_gate_holds(shapes, tmp_path):
     out = tmp_path / "m.int8.onnx"
-    code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
+    code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", *POOR,
                  "--check", "shapes:test:10", "--check-images", "10", "--min-top1-agreement", "1.0", "--max-map-drop", "0.05", "--auto-exclude",
                  *FAST, "--output", str(out)])
     report = json.loads((tmp_path / "m.int8.check.json").read_text())
