@@ -136,7 +136,8 @@ def _bar_over(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     """Full-image mask of a bar across part of the object ``mask``: a pole in front of it.
 
     The bar is 3 to 13 times as long as it is wide (no square class member; nothing whose outline
-    is a class), through a random point of the object's box, at a random angle.
+    is a class), through a random point of the object's box, at a random angle; the image edge
+    may cut it.
     """
     h, w = mask.shape
     ys, xs = np.nonzero(mask)
