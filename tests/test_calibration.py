@@ -419,29 +419,23 @@ def test_a_failed_gate_exits_1_keeps_the_report_and_writes_no_model(shapes, tmp_
     assert "was not written" in capsys.readouterr().out
 
 
-def test_auto_exclude_keeps_the_most_sensitive_layers_until_the_gate_holds(shapes, tmp_path):
+def test_auto_exclude_tries_prefixes_of_the_ranking_and_says_when_nothing_passes(shapes, tmp_path):
+    """End to end on the shapes model. With this model no exclusion set passes the strict gate
+    (one quantized layer already moves mAP by more than 5 points), so the run must end with
+    that message and no file; which prefix is the smallest passing one is tested with a stand-in
+    gate below (``test_bisection_finds_the_smallest_passing_prefix_like_a_linear_scan``)."""
     out = tmp_path / "m.int8.onnx"
     code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", *POOR,
                  "--check", "shapes:test:10", "--check-images", "10", "--min-top1-agreement", "1.0", "--max-map-drop", "0.05", "--auto-exclude",
                  *FAST, "--output", str(out)])
     report = json.loads((tmp_path / "m.int8.check.json").read_text())
     ranked = [s["node"] for s in report["sensitivity"]]
-    assert report["attempts"], "the full INT8 model failed, so exclusions were tried"
+    assert len(ranked) == 15 and report["attempts"], "the full INT8 model failed, so exclusions were tried"
     for attempt in report["attempts"]:
         assert attempt["excluded"] == ranked[: len(attempt["excluded"])]  # always a prefix of the ranking
-    if code == 0:
-        import onnx
-
-        from overfeat.calibration.structure import check_qdq
-
-        assert report["check"]["passed"] and report["excluded"] == ranked[: len(report["excluded"])]
-        passing = [a for a in report["attempts"] if a["passed"]]
-        assert len(report["excluded"]) == min(len(a["excluded"]) for a in passing)
-        summary = check_qdq(onnx.load(str(out)))
-        assert summary.ok and set(summary.float_convs) == set(report["excluded"])
-        assert set(report["speed"]) == {"size", "fp32", "int8", "int8_excluded"}
-    else:
-        assert code == 1 and not out.exists() and any("--auto-exclude" in f for f in report["check"]["failures"])
+        assert not attempt["passed"]
+    assert code == 1 and not out.exists() and report["excluded"] == []
+    assert any("no INT8 model of this network passes" in f for f in report["check"]["failures"])
 
 
 @pytest.mark.parametrize("seed", range(30))
