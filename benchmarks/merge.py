@@ -46,6 +46,22 @@ def candidates(rng: np.random.Generator, n: int, classes: int, clustered: float)
     return np.concatenate(boxes), rng.uniform(0, 1, per * classes), np.concatenate(labels)
 
 
+def identical(fast, ref) -> bool:
+    """The fast result equals the literal reference's bit for bit (as tests/test_merge.py checks)."""
+    if len(fast.boxes) != len(ref):
+        return False
+    return all(
+        fast.classes[k] == cls and fast.counts[k] == count and fast.members(k).tolist() == members and fast.boxes[k].tolist() == box and fast.scores[k] == score
+        for k, (cls, box, score, count, members) in enumerate(ref)
+    )
+
+
+def timed_once(fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
 def timed(repeat: int, fn, *args) -> float:
     times = []
     for _ in range(repeat):
@@ -64,15 +80,19 @@ def main() -> int:
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     config = MergeConfig()
+    sizes = [int(v) for v in args.reference_boxes.split(",")]
     rows = []
     for regime, clustered in (("trained-like", 0.7), ("scattered", 0.0)):
         rng = np.random.default_rng(0)
-        for n in [int(v) for v in args.reference_boxes.split(",")]:
+        for n in sizes:
             b, s, c = candidates(rng, n, args.classes, clustered)
             fast = timed(args.repeat, greedy_merge, b, s, c, config)
-            ref = timed(1, greedy_merge_reference, b, s, c, config.threshold, config.centre_weight)
-            rows.append({"regime": regime, "boxes": n, "fast_ms": fast * 1e3, "reference_ms": ref * 1e3, "speedup": ref / fast})
-            print(f"{regime:<13} {n:>6} boxes  fast {fast * 1e3:9.2f} ms  reference {ref * 1e3:10.1f} ms  speed-up {ref / fast:7.1f}x", flush=True)
+            ref, result = timed_once(greedy_merge_reference, b, s, c, config.threshold, config.centre_weight)
+            same = identical(greedy_merge(b, s, c, config), result)
+            rows.append({"regime": regime, "boxes": n, "fast_ms": fast * 1e3, "reference_ms": ref * 1e3, "speedup": ref / fast, "identical": same})
+            print(f"{regime:<13} {n:>6} boxes  fast {fast * 1e3:9.2f} ms  reference {ref * 1e3:10.1f} ms  speed-up {ref / fast:7.1f}x  identical {same}", flush=True)
+        if args.boxes in sizes:
+            continue
         b, s, c = candidates(rng, args.boxes, args.classes, clustered)
         fast = timed(args.repeat, greedy_merge, b, s, c, config)
         tracemalloc.start()
