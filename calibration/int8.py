@@ -3,7 +3,10 @@
 :func:`quantize_int8` hands the fp32 model and its activation ranges to onnxruntime's QDQ
 quantizer (the implementation behind ``quantize_static``) with symmetric int8 activations and
 weights, per-channel weight scales, biases left float; then removes the Q/DQ pair that the
-quantizer puts on each graph output, so outputs are the float results of their layers. The
+quantizer puts on each graph output, so outputs are the float results of their layers, and
+gives each excluded layer its float input back (the quantizer feeds every reader of a
+quantized tensor through the same Q/DQ pair, so a layer kept in float would otherwise read
+the int8-rounded trunk output another head's quantized layer needs). The
 overfeat metadata is carried over with ``precision`` ``int8`` and an ``overfeat.quantization``
 record (method, calibration data, excluded nodes). The file is written atomically.
 """
@@ -67,6 +70,7 @@ def quantized_model(source: str | os.PathLike[str], ranges: Ranges, exclude: Seq
         raise BuildError(f"INT8 quantization of {source} failed: {type(exc).__name__}: {str(exc)[:200]}") from None
     result = quantizer.model.model
     _float_outputs(result)
+    _float_inputs(result, exclude)
     meta["overfeat.precision"] = json.dumps("int8")
     meta["overfeat.quantization"] = json.dumps({
         "method": ranges.method.name, "percentile": ranges.method.percentile, "calibration": ranges.data,
@@ -76,6 +80,40 @@ def quantized_model(source: str | os.PathLike[str], ranges: Ranges, exclude: Seq
     for key, value in meta.items():
         result.metadata_props.add(key=key, value=value)
     return result
+
+
+def _float_inputs(model, exclude: Sequence[str]) -> None:
+    """Rewire each excluded node that reads an activation through a QuantizeLinear →
+    DequantizeLinear pair to read the float tensor itself; drop pairs nothing reads any more."""
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    excluded = set(exclude)
+    for node in graph.node:
+        if node.name not in excluded:
+            continue
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":  # an activation's pair (weights are initializers)
+                node.input[i] = q.input[0]
+    _drop_unread(graph)
+
+
+def _drop_unread(graph) -> None:
+    """Remove Q/DQ nodes whose outputs nothing reads, then initializers nothing reads."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {name for node in graph.node for name in node.input} | outputs
+        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    read = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name not in read]:
+        graph.initializer.remove(init)
 
 
 def _float_outputs(model) -> None:

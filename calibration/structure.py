@@ -41,6 +41,7 @@ class QdqSummary:
     quantized_convs: int  # Conv nodes whose input and weight are both dequantized
     float_convs: tuple[str, ...]  # Conv nodes left in float
     violations: tuple[Violation, ...]
+    rounded_inputs: tuple[str, ...] = ()  # float Conv nodes that read a dequantized (int8-rounded) input
 
     @property
     def ok(self) -> bool:
@@ -52,6 +53,8 @@ class QdqSummary:
             f"{self.quantized_convs} Conv in int8, {len(self.float_convs)} in float"
             + (f" ({', '.join(self.float_convs)})" if self.float_convs else ""),
         ]
+        if self.rounded_inputs:
+            lines.append(f"           of those, {len(self.rounded_inputs)} read an int8-rounded input: {', '.join(self.rounded_inputs)}")
         if self.ok:
             lines.append("TensorRT   Q/DQ rules hold (int8 zero points 0, per-channel weights on axis 0, per-tensor activations, float bias and outputs)")
         else:
@@ -134,7 +137,8 @@ def check_qdq(model) -> QdqSummary:
     convs = [n for n in graph.node if n.op_type == "Conv"]
     quantized = {id(n) for n in convs if all((p := producer.get(n.input[i])) is not None and p.op_type == "DequantizeLinear" for i in (0, 1))}
     floats = tuple(label(n) for n in convs if id(n) not in quantized)
-    return QdqSummary(counts["QuantizeLinear"], counts["DequantizeLinear"], len(quantized), floats, tuple(violations))
+    rounded = tuple(label(n) for n in convs if id(n) not in quantized and (p := producer.get(n.input[0])) is not None and p.op_type == "DequantizeLinear")
+    return QdqSummary(counts["QuantizeLinear"], counts["DequantizeLinear"], len(quantized), floats, tuple(violations), rounded)
 
 
 def _input_type(dq, tensors, producer, TensorProto) -> int | None:

@@ -500,6 +500,32 @@ def test_exclude_keeps_exactly_those_convs_in_float(shapes, tmp_path):
     assert json.loads({p.key: p.value for p in model.metadata_props}["overfeat.quantization"])["excluded"] == ["node_conv2d_3", "node_conv2d_14"]
 
 
+def test_excluded_layers_read_their_input_in_float(shapes, tmp_path):
+    """The trunk output feeds the first layer of every head. With the trunk and the cls head
+    excluded and the other heads quantized, the quantizer's shared Q/DQ pair on that tensor
+    would still round the cls head's input: ``scores`` must instead equal fp32's."""
+    import onnx
+
+    from overfeat.calibration.structure import check_qdq
+
+    trunk_and_cls = [f"node_conv2d{'' if k == 0 else f'_{k}'}" for k in range(9)]
+    out = tmp_path / "heads.int8.onnx"
+    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
+                 "--exclude", ",".join(trunk_and_cls), "--no-check", *FAST, "--output", str(out)]) == 0
+    model = onnx.load(str(out))
+    summary = check_qdq(model)
+    assert summary.ok and summary.float_convs == tuple(trunk_and_cls) and summary.quantized_convs == 6 and summary.rounded_inputs == ()
+    producer = {o: n for n in model.graph.node for o in n.output}
+    first_cls = next(n for n in model.graph.node if n.name == "node_conv2d_6")
+    assert producer[first_cls.input[0]].op_type == "MaxPool"  # the float trunk output itself
+    fp32, int8 = _session(shapes / "model.onnx", optimize=False), _session(out, optimize=False)
+    for feed in _feeds(3):
+        a = dict(zip([o.name for o in fp32.get_outputs()], fp32.run(None, feed), strict=True))
+        b = dict(zip([o.name for o in int8.get_outputs()], int8.run(None, feed), strict=True))
+        np.testing.assert_allclose(b["scores"], a["scores"], rtol=1e-5, atol=1e-5)
+        assert _relative_l2(b["det_scores"], a["det_scores"]) > 1e-4  # the det head is quantized
+
+
 def test_cache_made_with_another_seed_or_pyramid_is_refused(shapes, tmp_path, capsys):
     base = ["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
             "--cache", str(tmp_path / "c.json"), "--no-check", "--no-flip", "--quiet"]
