@@ -1,0 +1,130 @@
+"""Where localization and detection go wrong: the quality of the regressor's boxes and what the
+best-ranked detections are.
+
+    python benchmarks/box_quality.py [--images 40] [--seed 77] [--model model.onnx]
+
+Exports the committed checkpoint (fine stride) unless ``--model`` is given, generates
+``--images`` single-object and multi-object test images (a seed training never saw), runs the
+six-scale pyramid with flips through ONNX Runtime and prints:
+
+1. **Raw boxes, per scale** (single-object images): the localization candidates of the image's
+   own class (:meth:`Predictor.decode` with the defaults: top-5 classes, probability ≥ 0.2),
+   the share with IoU ≥ 0.5 with the object and their median IoU, and how large the object is
+   in the 221-pixel window at that scale.
+2. **From candidates to the answer** (single-object images): the share of images with at least
+   one candidate of the right class at IoU ≥ 0.5, whose best-scored merged box of the right
+   class is right, and that are right by the ILSVRC rule (one of the top 5 merged boxes).
+3. **The best-ranked detections** (multi-object images): each of the ``--top`` highest-scored
+   merged detections of every image sorted into what it is (a hit; a duplicate of an object
+   already found; the right class with IoU 0.1–0.5; another class over an object; background).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from overfeat.cli import main as cli  # noqa: E402
+from overfeat.datasets.shapes import generate  # noqa: E402
+from overfeat.runtime import Predictor  # noqa: E402
+from overfeat.runtime.boxes import iou  # noqa: E402
+from overfeat.runtime.merge import greedy_merge  # noqa: E402
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+KINDS = ("hit", "duplicate of an object already found", "right class, IoU 0.1-0.5", "right class, IoU < 0.1, over another object",
+         "another class over an object (IoU >= 0.1)", "background (IoU < 0.1 with every object)")
+
+
+def raw_boxes(p: Predictor, images: int, seed: int) -> tuple[list[dict], dict]:
+    per_scale: dict[int, list] = {}
+    answer = Counter()
+    for i in range(images):
+        s = generate(seed, "single", "test", i)
+        truth, cls = s.boxes, int(s.labels[0])
+        maps = p.dense(s.image)
+        for k, m in enumerate(maps):  # the decoding of one scale alone, with every default
+            boxes, _, labels = p._localization_candidates([m], 5, 0.2)
+            mine = boxes[labels == cls]
+            if len(mine):
+                overlap = iou(mine, truth).max(axis=1)
+                side = max(truth[0, 2] - truth[0, 0], truth[0, 3] - truth[0, 1]) * m.scale.size[0] / s.image.shape[0]
+                per_scale.setdefault(k, []).append((overlap, side / p.meta.window, m.scale.size))
+        boxes, scores, labels = p._localization_candidates(maps, 5, 0.2)
+        merged = greedy_merge(boxes, scores, labels, p.merge_config)
+        right = np.flatnonzero(merged.classes == cls)
+        answer["candidate"] += bool(len(boxes[labels == cls])) and iou(boxes[labels == cls], truth).max() >= 0.5
+        answer["best merged"] += bool(len(right)) and iou(merged.boxes[right[:1]], truth).max() >= 0.5
+        answer["top 5"] += any(merged.classes[k] == cls and iou(merged.boxes[k : k + 1], truth).max() >= 0.5 for k in range(min(5, len(merged.boxes))))
+    rows = []
+    for k in sorted(per_scale):
+        overlaps = np.concatenate([o for o, _, _ in per_scale[k]])
+        rows.append({"scale": per_scale[k][0][2], "boxes": len(overlaps), "iou_ge_half": float((overlaps >= 0.5).mean()),
+                     "median_iou": float(np.median(overlaps)), "object_in_window": float(np.median([r for _, r, _ in per_scale[k]]))})
+    return rows, {key: answer[key] / images for key in ("candidate", "best merged", "top 5")}
+
+
+def best_detections(p: Predictor, images: int, seed: int, top: int, threshold: float) -> tuple[Counter, int]:
+    kinds = Counter()
+    objects = 0
+    for i in range(images):
+        s = generate(seed, "multi", "test", i)
+        objects += len(s.boxes)
+        boxes, scores, labels = p._detection_candidates(p.dense(s.image), threshold)
+        merged = greedy_merge(boxes, scores, labels, p.merge_config)
+        found: set[int] = set()
+        for k in range(min(top, len(merged.boxes))):
+            overlap = iou(merged.boxes[k : k + 1], s.boxes)[0] if len(s.boxes) else np.zeros(0)
+            same = s.labels == merged.classes[k]
+            best = int(np.argmax(np.where(same, overlap, -1.0))) if same.any() else -1
+            if best >= 0 and overlap[best] >= 0.5:
+                kinds[KINDS[1] if best in found else KINDS[0]] += 1
+                found.add(best)
+            elif best >= 0 and overlap[best] >= 0.1:
+                kinds[KINDS[2]] += 1
+            elif len(overlap) and overlap.max() >= 0.1:
+                kinds[KINDS[3] if same.any() else KINDS[4]] += 1
+            else:
+                kinds[KINDS[5]] += 1
+    return kinds, objects
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=40, help="single-object and multi-object test images (each)")
+    parser.add_argument("--seed", type=int, default=77)
+    parser.add_argument("--top", type=int, default=10, help="best-ranked detections per image that are sorted")
+    parser.add_argument("--score-threshold", type=float, default=0.1, help="detection candidates (as overfeat eval)")
+    parser.add_argument("--model", help="an ONNX file (default: the committed checkpoint, exported)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or str(Path(tmp) / "model.onnx")
+        if not args.model and cli(["export", "--checkpoint", str(CHECKPOINT), "--output", model, "--quiet"]) != 0:
+            raise SystemExit("export failed")
+        with Predictor.from_path(model, pyramid="paper", flip=True) as p:
+            rows, answer = raw_boxes(p, args.images, args.seed)
+            kinds, objects = best_detections(p, args.images, args.seed, args.top, args.score_threshold)
+    print(f"Raw localization boxes of the right class, {args.images} single-object images (seed {args.seed}), per scale:\n")
+    print("| scale | boxes | IoU ≥ 0.5 | median IoU | object / window (median) |\n|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['scale'][0]}×{r['scale'][1]} | {r['boxes']} | {100 * r['iou_ge_half']:.1f}% | {r['median_iou']:.2f} | {r['object_in_window']:.2f} |")
+    print("\nImages with a right box (IoU ≥ 0.5, right class):\n")
+    print(f"- among the candidates: {100 * answer['candidate']:.1f}%")
+    print(f"- the best-scored merged box of the right class: {100 * answer['best merged']:.1f}%")
+    print(f"- among the top 5 merged boxes (the localization rule): {100 * answer['top 5']:.1f}%")
+    total = sum(kinds.values())
+    print(f"\nThe {args.top} best-ranked merged detections of {args.images} multi-object images ({objects} objects, {total} detections):\n")
+    print("| detection | count | share |\n|---|---:|---:|")
+    for kind in KINDS:
+        print(f"| {kind} | {kinds[kind]} | {100 * kinds[kind] / max(total, 1):.1f}% |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
