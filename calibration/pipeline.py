@@ -90,7 +90,7 @@ class Report:
             if c["skipped"]:
                 lines.append(f"  skipped {len(c['skipped'])} unreadable files: " + ", ".join(name for name, _ in c["skipped"][:10]) + (" ..." if len(c["skipped"]) > 10 else ""))
         if self.sensitivity:
-            lines.append("sensitivity (error with the layer kept in float; smaller = more sensitive):")
+            lines.append("sensitivity (output error with only this layer in int8; larger = more sensitive):")
             lines += [f"  {s['node']:<28} {s['error']:.4f}" for s in self.sensitivity[:8]]
         if self.excluded:
             lines.append(f"kept in float: {', '.join(self.excluded)}")

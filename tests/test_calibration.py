@@ -438,6 +438,36 @@ def test_auto_exclude_tries_prefixes_of_the_ranking_and_says_when_nothing_passes
     assert any("no INT8 model of this network passes" in f for f in report["check"]["failures"])
 
 
+def test_sensitivity_ranks_each_layer_by_its_own_error(shapes, int8, tmp_path):
+    """Each layer's error is that of the model with only it in int8, largest first; keeping the
+    first-ranked layer in float lowers the full INT8 model's error more than the last-ranked."""
+    import onnx
+
+    from overfeat.calibration.int8 import conv_nodes, quantize_int8
+    from overfeat.calibration.ranges import Method, Ranges
+    from overfeat.calibration.sensitivity import output_error, rank_layers
+
+    raw = json.loads((shapes / "model.int8.calib.json").read_text())
+    ranges = Ranges(raw["model_sha256"], Method(raw["method"], raw["percentile"]), raw["data"], {k: tuple(v) for k, v in raw["ranges"].items()})
+    model = shapes / "model.onnx"
+    feeds = _feeds(3)
+    ranked = rank_layers(model, ranges, feeds)
+    layers = conv_nodes(onnx.load(str(model), load_external_data=False))
+    assert sorted(s.node for s in ranked) == sorted(layers)
+    assert [s.error for s in ranked] == sorted((s.error for s in ranked), reverse=True)
+    reference = _session(model)
+
+    def error(exclude):
+        path = tmp_path / "candidate.onnx"
+        quantize_int8(model, ranges, path, exclude)
+        return output_error(reference, _session(path), feeds)
+
+    top = ranked[0]
+    assert error([n for n in layers if n != top.node]) == pytest.approx(top.error)  # the ranking's own measure, redone
+    full, without_top, without_last = error([]), error([top.node]), error([ranked[-1].node])
+    assert without_top < min(without_last, full)
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_bisection_finds_the_smallest_passing_prefix_like_a_linear_scan(seed):
     from overfeat.calibration.pipeline import smallest_passing
