@@ -12,12 +12,15 @@ and p90 per scale and the sum over the pyramid.
 ``accuracy``: the committed shapes model exported, converted to FP16 and calibrated to INT8 with
 each method (64 validation images), then each compared with fp32 by the accuracy gate on held-out
 test images (``overfeat.calibration.gate.compare``, six scales plus flips): the ``overfeat eval``
-figures of both, top-1 agreement and whether the default gate passes.
+figures of both, top-1 agreement and whether the default gate passes. One more INT8 candidate is
+minmax with ``--auto-exclude``, which picks its float layers on the next 100 validation images;
+the test images then judge that choice.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -83,12 +86,29 @@ def accuracy(images: int, seed: int, work: Path) -> list[dict]:
     for method in ("minmax", "entropy", "percentile"):
         candidates.append((f"int8 {method}", work / f"shapes.{method}.int8.onnx",
                            ["calibrate", "--model", str(fp32), "--images", "shapes:val:64", "--method", method, "--no-check", "--no-cache", "--quiet"]))
+    # --auto-exclude chooses its layers on validation images (the 100 after the 64 it calibrates
+    # on), so the test images below judge its choice without having made it
+    candidates.append(("int8 minmax, auto-exclude", work / "shapes.auto.int8.onnx",
+                       ["calibrate", "--model", str(fp32), "--images", "shapes:val:164", "--max-images", "64", "--method", "minmax",
+                        "--auto-exclude", "--check-images", "100", "--no-cache", "--quiet", "--report", str(work / "auto.check.json")]))
     rows = []
     for label, path, args in candidates:
-        _run([*args, "--output", str(path)])
+        if "--auto-exclude" in args:
+            code = cli([*args, "--output", str(path)])
+            report = json.loads((work / "auto.check.json").read_text())
+            if code == 1 and not report["written"]:
+                rows.append({"precision": label, "passed": False, "excluded": None, "failures": report["check"]["failures"]})
+                print(f"{label}: no exclusion set passes on the validation images", file=sys.stderr)
+                continue
+            if code != 0:
+                raise SystemExit(f"overfeat calibrate --auto-exclude failed with exit code {code}")
+        else:
+            _run([*args, "--output", str(path)])
+            report = None
         result = compare(str(fp32), str(path), open_images(f"shapes:test:{images}", seed), images)
         rows.append({"precision": label, "fp32": result.metrics["fp32"], "candidate": result.metrics["candidate"],
-                     "agreement": result.agreement, "outputs": result.outputs, "passed": result.passed, "failures": result.failures})
+                     "agreement": result.agreement, "outputs": result.outputs, "passed": result.passed, "failures": result.failures,
+                     "excluded": report["excluded"] if report else [], "speed": report.get("speed") if report else None})
         print(f"{label}: top-1 agreement {result.agreement['top1']:.2%}, mAP {result.metrics['candidate']['mean_ap']:.4f} "
               f"(fp32 {result.metrics['fp32']['mean_ap']:.4f}), gate {'PASS' if result.passed else 'FAIL'}", file=sys.stderr)
     return rows
@@ -116,10 +136,14 @@ def main() -> None:
         print(f"six scales + flips: fp32 {result['pyramid_median']['fp32']:.2f} s, int8 {result['pyramid_median']['int8']:.2f} s: {result['speedup']:.2f}× faster")
     else:
         for row in result:
+            if "candidate" not in row:
+                print(f"{row['precision']:<18} no exclusion set passes: {'; '.join(row['failures'])}")
+                continue
             f, c = row["fp32"], row["candidate"]
             print(f"{row['precision']:<18} top-1 {c['top1_error']:.1%} (fp32 {f['top1_error']:.1%})  top-5 {c['top5_error']:.1%}  "
                   f"loc {c['localization_error']:.1%}  mAP {c['mean_ap']:.4f} (fp32 {f['mean_ap']:.4f})  "
-                  f"top-1 agreement {row['agreement']['top1']:.1%}  gate {'PASS' if row['passed'] else 'FAIL'}")
+                  f"top-1 agreement {row['agreement']['top1']:.1%}  gate {'PASS' if row['passed'] else 'FAIL'}"
+                  + (f"  ({len(row['excluded'])} layers in float: {', '.join(row['excluded'])})" if row["excluded"] else ""))
 
 
 if __name__ == "__main__":

@@ -438,6 +438,33 @@ def test_auto_exclude_tries_prefixes_of_the_ranking_and_says_when_nothing_passes
     assert any("no INT8 model of this network passes" in f for f in report["check"]["failures"])
 
 
+def test_auto_exclude_keeps_the_fewest_most_sensitive_layers_that_pass(shapes, tmp_path):
+    """End to end on the shapes model: ranges cut at the 99.9th percentile fail the strict gate
+    with every layer in int8 and pass it with some of the most sensitive layers in float."""
+    import onnx
+
+    from overfeat.calibration.structure import check_qdq
+
+    out = tmp_path / "m.int8.onnx"
+    code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8",
+                 "--method", "percentile", "--percentile", "99.9", "--check", "shapes:test:10", "--check-images", "10",
+                 "--auto-exclude", *FAST, "--output", str(out)])
+    report = json.loads((tmp_path / "m.int8.check.json").read_text())
+    ranked = [s["node"] for s in report["sensitivity"]]
+    if not report["attempts"]:
+        pytest.fail("the full INT8 model passed, so --auto-exclude had nothing to do; pick ranges that fail for this model")
+    assert code == 0 and out.exists() and report["written"] and report["check"]["passed"]
+    k = len(report["excluded"])
+    assert 1 <= k < 15 and report["excluded"] == ranked[:k]
+    tried = {len(a["excluded"]): a["passed"] for a in report["attempts"]}
+    assert tried[k] and (k == 1 or tried.get(k - 1) is False)  # the smallest passing prefix: one fewer was tried and failed
+    model = onnx.load(str(out))
+    summary = check_qdq(model)
+    assert summary.ok and sorted(summary.float_convs) == sorted(report["excluded"]) and summary.rounded_inputs == ()
+    assert json.loads({p.key: p.value for p in model.metadata_props}["overfeat.quantization"])["excluded"] == report["excluded"]
+    assert all(report["speed"][key] > 0 for key in ("fp32", "int8", "int8_excluded"))
+
+
 def test_sensitivity_ranks_each_layer_by_its_own_error(shapes, int8, tmp_path):
     """Each layer's error is that of the model with only it in int8, largest first; keeping the
     first-ranked layer in float lowers the full INT8 model's error more than the last-ranked."""
