@@ -143,6 +143,4 @@ def _float_outputs(model) -> None:
         drop += [q, dq]
     for node in drop:
         graph.node.remove(node)
-    used = {name for node in graph.node for name in node.input}
-    for init in [i for i in graph.initializer if i.name not in used]:  # the removed pairs' scales and zero points
-        graph.initializer.remove(init)
+    _drop_unread(graph)  # the removed pairs' scales and zero points
