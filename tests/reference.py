@@ -163,3 +163,15 @@ def window_targets_reference(boxes, labels, origins, window, num_classes, positi
                 per_class[c] = ((b[0] - x0) / S, (b[1] - y0) / S, (b[2] - x0) / S, (b[3] - y0) / S)
         out.append((label, per_class))
     return out
+
+
+def merge_mismatch(fast, ref) -> str | None:
+    """The first difference between a fast :class:`Merged` and the reference's list (bit for
+    bit: classes, counts, members, boxes, scores), or None when they are the same."""
+    if len(fast.boxes) != len(ref):
+        return f"{len(fast.boxes)} merged boxes, the reference has {len(ref)}"
+    for k, (cls, box, score, count, members) in enumerate(ref):
+        got = (int(fast.classes[k]), fast.boxes[k].tolist(), float(fast.scores[k]), int(fast.counts[k]), fast.members(k).tolist())
+        if got != (cls, box, score, count, members):
+            return f"row {k}: fast {got}, reference {(cls, box, score, count, members)}"
+    return None

@@ -7,19 +7,14 @@ from hypothesis import strategies as st
 
 from overfeat.errors import InputError
 from overfeat.runtime.merge import MergeConfig, dissimilarity, greedy_merge
-from tests.reference import dissimilarity_scalar, greedy_merge_reference
+from tests.reference import dissimilarity_scalar, greedy_merge_reference, merge_mismatch
 
 
 def assert_same(boxes, scores, classes, config):
     fast = greedy_merge(boxes, scores, classes, config)
     ref = greedy_merge_reference(boxes, scores, classes, config.threshold, config.centre_weight)
-    assert len(fast.boxes) == len(ref)
-    for k, (cls, box, score, count, members) in enumerate(ref):
-        assert fast.classes[k] == cls
-        assert fast.counts[k] == count
-        assert fast.members(k).tolist() == members
-        assert fast.boxes[k].tolist() == box  # bit for bit
-        assert fast.scores[k] == score
+    mismatch = merge_mismatch(fast, ref)
+    assert mismatch is None, mismatch
     return fast
 
 
