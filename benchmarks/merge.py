@@ -1,6 +1,6 @@
 """Greedy merge benchmark: fast merge vs the literal reference, side by side.
 
-    python benchmarks/merge.py [--boxes 8000] [--classes 5] [--repeat 5] [--json out.json]
+    python benchmarks/merge.py [--boxes 8000] [--classes 5] [--repeat 5] [--regime scattered] [--json out.json]
 
 Candidates imitate a six-scale localization with top-5 classes (1,575 windows per class on the
 accurate model): per class, 1–2 objects; 70% of the boxes are that object's box with 8% noise
@@ -67,12 +67,19 @@ def main() -> int:
     parser.add_argument("--classes", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reference-boxes", default="100,200,400")
+    parser.add_argument("--regime", default="trained-like,scattered", help="comma-separated: trained-like, scattered")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
+    regimes = {"trained-like": 0.7, "scattered": 0.0}
+    chosen = [r.strip() for r in args.regime.split(",") if r.strip()]
+    unknown = [r for r in chosen if r not in regimes]
+    if unknown or not chosen:
+        parser.error(f"--regime: unknown {', '.join(unknown) or '(empty)'}; expected a comma-separated subset of {', '.join(regimes)}")
     config = MergeConfig()
     sizes = [int(v) for v in args.reference_boxes.split(",")]
     rows = []
-    for regime, clustered in (("trained-like", 0.7), ("scattered", 0.0)):
+    for regime in chosen:
+        clustered = regimes[regime]
         rng = np.random.default_rng(0)
         for n in sizes:
             b, s, c = candidates(rng, n, args.classes, clustered)
