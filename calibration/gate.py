@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,40 @@ from overfeat.progress import Progress
 from .source import ImageSet
 
 MIN_CHECK_IMAGES = 10
+
+
+class ReferenceOutputs:
+    """The reference model's dense maps and decoded results per check image, kept so that
+    several candidates compared with one reference on the same images (``--auto-exclude`` tries
+    one exclusion set after another) run the reference only once. An entry is found by the
+    image's position and a digest of its pixels, so other images are never given its outputs.
+    Images whose maps would take the memory past ``budget`` bytes are not kept; they are run
+    again when needed."""
+
+    def __init__(self, budget: int = 1 << 30) -> None:
+        self.budget = budget
+        self.used = 0
+        self.hits = 0
+        self._items: dict[tuple[int, bytes], tuple[list, dict]] = {}
+
+    @staticmethod
+    def _key(index: int, image: np.ndarray) -> tuple[int, bytes]:
+        digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16)
+        digest.update(repr((image.shape, image.dtype.str)).encode())
+        return index, digest.digest()
+
+    def get(self, index: int, image: np.ndarray):
+        item = self._items.get(self._key(index, image))
+        if item is not None:
+            self.hits += 1
+        return item
+
+    def put(self, index: int, image: np.ndarray, maps: list, decoded: dict) -> None:
+        size = sum(v.nbytes for m in maps for v in m.outputs.values())
+        key = self._key(index, image)
+        if key not in self._items and self.used + size <= self.budget:
+            self._items[key] = (maps, decoded)
+            self.used += size
 
 
 @dataclass(frozen=True)
@@ -95,9 +130,11 @@ def compare(
     config: GateConfig | None = None,
     score_threshold: float = 0.1,
     progress: Progress | None = None,
+    reference_outputs: ReferenceOutputs | None = None,
 ) -> Comparison:
     """Compare ``candidate`` with ``reference`` (both ONNX files) on up to ``count`` images of
-    ``images`` from position ``start`` on."""
+    ``images`` from position ``start`` on. Pass the same ``reference_outputs`` to calls that
+    differ only in ``candidate`` to run the reference once."""
     from overfeat.runtime import Predictor
     from overfeat.runtime.evaluate import Evaluation, Scorer, class_map, default_tasks
 
@@ -113,9 +150,18 @@ def compare(
         raw: dict[str, list[float]] = {}
         agree: dict[str, list[float]] = {k: [] for k in ("top1", "top5_overlap", "localize_iou", "detect_recall", "detect_iou")}
         n = 0
-        for _name, image, truth in progress.track(images.take(count, start), "checking", total=count):
+        kwargs = {"top_k": 5, "score_threshold": score_threshold}
+        for index, (_name, image, truth) in enumerate(progress.track(images.take(count, start), "checking", total=count)):
             n += 1
-            maps_ref, maps_cand = ref.dense(image), cand.dense(image)
+            kept = reference_outputs.get(index, image) if reference_outputs is not None else None
+            if kept is None:
+                maps_ref = ref.dense(image)
+                r = ref.decode(maps_ref, tasks, image_size=image.shape[:2], **kwargs)
+                if reference_outputs is not None:
+                    reference_outputs.put(index, image, maps_ref, r)
+            else:
+                maps_ref, r = kept
+            maps_cand = cand.dense(image)
             for a, b in zip(maps_ref, maps_cand, strict=True):
                 for key in a.outputs:
                     x, y = a.outputs[key].astype(np.float64), b.outputs[key].astype(np.float64)
@@ -125,8 +171,7 @@ def compare(
                     stats[1] += float(diff.sum())
                     stats[2] += diff.size
                     stats[3] = max(stats[3], float(np.abs(x).max()))
-            kwargs = {"image_size": image.shape[:2], "top_k": 5, "score_threshold": score_threshold}
-            r, c = ref.decode(maps_ref, tasks, **kwargs), cand.decode(maps_cand, tasks, **kwargs)
+            c = cand.decode(maps_cand, tasks, image_size=image.shape[:2], **kwargs)
             agreement(r, c, agree)
             if scorers and truth is not None:
                 labels = to_model[truth[1]]

@@ -21,7 +21,7 @@ from overfeat.fileio import atomic_path, check_output_path, sha256_file, write_j
 from overfeat.metadata import ModelMeta
 from overfeat.progress import Progress
 
-from .gate import MIN_CHECK_IMAGES, Comparison, GateConfig, compare
+from .gate import MIN_CHECK_IMAGES, Comparison, GateConfig, ReferenceOutputs, compare
 from .int8 import check_exclude, quantize_int8
 from .ranges import Method, Ranges, collect_ranges, load_ranges, save_ranges
 from .sensitivity import rank_layers, time_model
@@ -180,13 +180,16 @@ def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progre
         if config.check is not None:
             # a separate check set as opened above; else the calibration set after the images calibration read
             check_images, start = (check_set, 0) if config.check.images is not None else _check_images(config, images, ranges.end, ranges.data_count)
-            report.check = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate, progress=progress)
+            # --auto-exclude compares several candidates on these images: the fp32 model runs once
+            reference = ReferenceOutputs() if config.auto_exclude else None
+            report.check = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate,
+                                   progress=progress, reference_outputs=reference)
             if not report.check.passed:
                 feeds = [f for _, image, _ in images.take(SENSITIVITY_IMAGES) for f in calibration_feeds(image, meta, config.pyramid, config.flip)]
                 ranked = rank_layers(model, ranges, feeds, exclude, progress)
                 report.sensitivity = [{"node": s.node, "error": s.error} for s in ranked]
                 if config.auto_exclude:
-                    _auto_exclude(model, candidate, ranges, exclude, ranked, (check_images, start), config, report, progress)
+                    _auto_exclude(model, candidate, ranges, exclude, ranked, (check_images, start), reference, config, report, progress)
             if exclude:
                 report.speed = _speed(model, ranges, candidate, meta, images, config, tmp)
         report.excluded = exclude
@@ -229,7 +232,7 @@ def _check_images(config: CalibrateConfig, images: ImageSet, end: int, used: int
     return images, end
 
 
-def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, config, report, progress) -> None:
+def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, reference, config, report, progress) -> None:
     """Keep the k most sensitive layers in float, for the smallest k that passes."""
     check_images, start = held_out
     fixed = list(exclude)
@@ -238,7 +241,8 @@ def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, config, r
         layers = fixed + [s.node for s in ranked[:k]]
         with progress.step(f"quantizing with {len(layers)} layers kept in float"):
             quantize_int8(model, ranges, candidate, layers)
-        result = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate, progress=progress)
+        result = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate,
+                         progress=progress, reference_outputs=reference)
         report.attempts.append({"excluded": layers, "passed": result.passed, "failures": result.failures, "agreement": result.agreement})
         return result
 

@@ -19,7 +19,6 @@ def fmt(key: str, value) -> str:
 
 def main(out: Path) -> str:
     ev = {(backend, kind): json.loads((out / f"eval-{backend}-{kind}.json").read_text()) for backend in ("onnxruntime", "int8", "torch") for kind in ("single", "multi")}
-    check = json.loads((out / "int8-check.json").read_text())["check"]
     first = ev["onnxruntime", "single"]
     lines = [
         "# overfeat demo report",
@@ -34,9 +33,19 @@ def main(out: Path) -> str:
     for key, name, kind in ROWS:
         target = f"{TARGETS[key][0]} {fmt(key, TARGETS[key][1])}" if key in TARGETS else ""
         lines.append(f"| {name} | {fmt(key, ev['onnxruntime', kind][key])} | {fmt(key, ev['int8', kind][key])} | {fmt(key, ev['torch', kind][key])} | {target} |")
+    int8 = json.loads((out / "int8-check.json").read_text())
+    check = int8["check"]
     agreement = check["agreement"]
-    verdict = "passed" if check["passed"] else "failed (" + "; ".join(check["failures"]) + "); the INT8 model above was written with --no-check for this comparison only"
-    lines += ["", f"INT8 (minmax calibration on 64 generated validation images) against fp32 on {check['images']} single-object test images: "
+    if not check["passed"]:
+        verdict = ("failed (" + "; ".join(check["failures"]) + "); the plain INT8 model above was written with --no-check for this comparison only")
+    elif int8["excluded"]:
+        speed = int8["speed"]
+        verdict = (f"passed with {len(int8['excluded'])} of {len(int8['sensitivity'])} layers kept in float by --auto-exclude ({', '.join(int8['excluded'])}), "
+                   f"chosen on these same images after {len(int8['attempts'])} attempts; at {speed['size']}: fp32 {1e3 * speed['fp32']:.1f} ms, "
+                   f"int8 {1e3 * speed['int8']:.1f} ms, int8 with these layers in float {1e3 * speed['int8_excluded']:.1f} ms per feed")
+    else:
+        verdict = "passed with every layer in int8"
+    lines += ["", f"INT8 (minmax calibration on {int8['calibration']['count']} generated validation images) against fp32 on {check['images']} single-object test images: "
               f"top-1 agreement {agreement['top1']:.1%}, top-5 overlap {agreement['top5_overlap']:.1%}, "
               f"localize top-box IoU {agreement['localize_iou']:.2f}. The default gate (top-1 agreement ≥ 99%, mAP within 1 point) {verdict}."]
     lines += ["", "Per-class AP (ONNX Runtime, multi-object images):", "",

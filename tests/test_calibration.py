@@ -399,6 +399,28 @@ def test_the_same_model_passes_with_exact_agreement(shapes):
     assert result.metrics["fp32"] == result.metrics["candidate"]
 
 
+@pytest.mark.parametrize("budget", [1 << 30, 0])
+def test_kept_reference_outputs_give_the_same_comparison(shapes, int8, budget):
+    from overfeat.calibration.gate import ReferenceOutputs, compare
+    from overfeat.calibration.source import open_images
+
+    model, images = str(shapes / "model.onnx"), open_images("shapes:test:12", seed=3)
+    plain = compare(model, str(int8), images, 12, pyramid=2, flip=False)
+    kept = ReferenceOutputs(budget)
+    first = compare(model, str(int8), images, 12, pyramid=2, flip=False, reference_outputs=kept)
+    assert kept.hits == 0
+    again = compare(model, str(int8), images, 12, pyramid=2, flip=False, reference_outputs=kept)
+    assert kept.hits == (12 if budget else 0)  # the second comparison ran the reference on no image (or, with no memory, on all)
+    for result in (first, again):
+        assert result.to_dict() == plain.to_dict()
+    assert plain.outputs["scores"]["max_abs"] > 0  # a real int8 candidate: the comparison has differences to get wrong
+    other = open_images("shapes:test:12", seed=4)  # other images (same names) at the same positions: nothing kept applies
+    hits = kept.hits
+    assert compare(model, str(int8), other, 12, pyramid=2, flip=False, reference_outputs=kept).to_dict() == \
+        compare(model, str(int8), other, 12, pyramid=2, flip=False).to_dict()
+    assert kept.hits == hits
+
+
 # ranges cut at the 60th percentile clip most activations: an INT8 model the gate must refuse
 POOR = ["--method", "percentile", "--percentile", "60"]
 
