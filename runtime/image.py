@@ -97,7 +97,9 @@ def as_rgb(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS, source: str 
 
 
 def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices [n_out, K] and weights [n_out, K] of the triangle filter for one axis."""
+    """Indices [n_out, K] and weights [n_out, K] of the triangle filter for one axis. Each row
+    starts at its first input pixel of nonzero weight; rows with fewer than K such pixels end
+    in zero weights."""
     scale = n_in / n_out
     support = max(scale, 1.0)  # filter half-width in input pixels
     centre = (np.arange(n_out) + 0.5) * scale  # output pixel centres in input coordinates
@@ -107,7 +109,13 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     weight = np.maximum(0.0, 1.0 - np.abs((index + 0.5 - centre[:, None]) / support))
     weight[(index < 0) | (index >= n_in)] = 0.0
     weight /= weight.sum(axis=1, keepdims=True)
-    return np.clip(index, 0, n_in - 1), weight.astype(np.float32)
+    # drop the taps of zero weight (half of them when enlarging): the sums are unchanged
+    nonzero = weight > 0
+    start, count = nonzero.argmax(axis=1), nonzero.sum(axis=1)
+    columns = np.minimum(start[:, None] + np.arange(int(count.max())), k - 1)
+    weight = np.take_along_axis(weight, columns, axis=1)
+    weight[np.arange(columns.shape[1])[None, :] >= count[:, None]] = 0.0
+    return np.clip(np.take_along_axis(index, columns, axis=1), 0, n_in - 1), weight.astype(np.float32)
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -115,18 +123,23 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     out_h, out_w = size
     if out_h < 1 or out_w < 1:
         raise InputError(f"resize target {out_h}x{out_w} must be at least 1x1")
-    index, weight = _taps(image.shape[0], out_h)
-    rows = _accumulate(image, index, weight, axis=0)
-    index, weight = _taps(image.shape[1], out_w)
+    data = image.astype(np.float32, copy=False)
+    index, weight = _taps(data.shape[0], out_h)
+    rows = _accumulate(data, index, weight, axis=0)
+    index, weight = _taps(data.shape[1], out_w)
     return _accumulate(rows, index, weight, axis=1)
 
 
 def _accumulate(data: np.ndarray, index: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
-    """Weighted sum of K gathered slices along ``axis``: one tap at a time, to bound memory."""
-    shape = [1, 1, 1]
+    """Weighted sum of K gathered slices along ``axis``: one tap at a time, in place, to bound
+    memory."""
+    shape = [1] * data.ndim
     shape[axis] = len(index)
-    out = None
-    for k in range(index.shape[1]):
-        tap = np.take(data, index[:, k], axis=axis).astype(np.float32, copy=False) * weight[:, k].reshape(shape)
-        out = tap if out is None else np.add(out, tap, out=out)
+    out = np.take(data, index[:, 0], axis=axis, mode="clip")  # the indices are in range: "clip" skips the check and a buffer
+    out *= weight[:, 0].reshape(shape)
+    tap = None
+    for k in range(1, index.shape[1]):
+        tap = np.take(data, index[:, k], axis=axis, out=tap, mode="clip")
+        tap *= weight[:, k].reshape(shape)
+        out += tap
     return out

@@ -84,11 +84,14 @@ def scales(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int]) -> l
 def make_batch(image: np.ndarray, size: tuple[int, int], meta: ModelMeta, flip: bool) -> np.ndarray:
     """Resize image [H, W, 3] to ``size`` and normalise: [2 or 1, 3, h, w] float32 (image, mirror)."""
     resized = resize(image, size)
-    mean = np.asarray(meta.mean, dtype=np.float32)
-    inv_std = (1.0 / np.asarray(meta.std, dtype=np.float64)).astype(np.float32)
-    chw = ((resized - mean) * inv_std).transpose(2, 0, 1)
-    batch = np.stack([chw, chw[:, :, ::-1]]) if flip else chw[None]
-    return np.ascontiguousarray(batch, dtype=np.float32)
+    mean = np.asarray(meta.mean, dtype=np.float32)[:, None, None]
+    inv_std = (1.0 / np.asarray(meta.std, dtype=np.float64)).astype(np.float32)[:, None, None]
+    batch = np.empty((2 if flip else 1, 3, *resized.shape[:2]), dtype=np.float32)
+    np.subtract(resized.transpose(2, 0, 1), mean, out=batch[0])  # written in place: no temporaries
+    batch[0] *= inv_std
+    if flip:
+        batch[1] = batch[0][:, :, ::-1]
+    return batch
 
 
 def pyramid_batches(image: np.ndarray, spec: PyramidSpec, meta: ModelMeta, flip: bool) -> Iterator[tuple[Scale, np.ndarray]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def dissimilarity_scalar(a, b, centre_weight):
     """The documented d(a, b) in plain Python floats, operation for operation."""
@@ -175,3 +177,31 @@ def merge_mismatch(fast, ref) -> str | None:
         if got != (cls, box, score, count, members):
             return f"row {k}: fast {got}, reference {(cls, box, score, count, members)}"
     return None
+
+
+def triangle_weights_reference(n_in, n_out):
+    """[n_out][n_in] weights of the resampling filter, one output pixel at a time: a triangle of
+    half-width max(n_in / n_out, 1) input pixels around the output pixel's centre (half-pixel
+    convention), renormalised over the pixels inside the image."""
+    scale = n_in / n_out
+    support = max(scale, 1.0)
+    rows = []
+    for o in range(n_out):
+        centre = (o + 0.5) * scale
+        row = [max(0.0, 1.0 - abs((i + 0.5 - centre) / support)) for i in range(n_in)]
+        total = sum(row)
+        rows.append([v / total for v in row])
+    return rows
+
+
+def batch_reference(image, size, mean, std, flip):
+    """A pyramid scale's batch the slow way: resize each channel of ``image`` [H, W, 3] with the
+    weight matrices (float64), then normalise each pixel, then mirror."""
+    h, w = size
+    wy, wx = triangle_weights_reference(image.shape[0], h), triangle_weights_reference(image.shape[1], w)
+    out = np.zeros((3, h, w))
+    for c in range(3):
+        channel = image[:, :, c].astype(np.float64)
+        resized = np.array(wy) @ channel @ np.array(wx).T
+        out[c] = (resized - mean[c]) / std[c]
+    return np.stack([out, out[:, :, ::-1]]) if flip else out[None]

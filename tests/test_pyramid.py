@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,19 @@ def test_batch_is_image_and_mirror_normalised():
 
 def test_aspect_ratio_is_bounded():
     assert pyramid_sizes("aspect", META, (300, 20000))[0] == (245, 980)  # 4:1 at most
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batches_equal_the_slow_reference(seed):
+    from tests.reference import batch_reference
+
+    rng = np.random.default_rng(seed)
+    meta = replace(meta_for(ACCURATE), mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4))
+    shapes = [(1, 1), (1, 9), (7, 1), (2, 3)] if seed == 0 else [tuple(rng.integers(1, 60, 2))]
+    for shape in shapes:
+        image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        for size in [(1, 1), (3, 2), tuple(rng.integers(1, 90, 2)), (shape[0] * 3, max(1, shape[1] // 3))]:
+            for flip in (True, False):
+                want = batch_reference(image, size, meta.mean, meta.std, flip)
+                np.testing.assert_allclose(make_batch(image, size, meta, flip=flip), want, rtol=0, atol=2e-5)
+
