@@ -56,9 +56,10 @@ def main(out: Path) -> str:
     for kind in ("single", "multi"):
         lines.append(f"| {kind} | {ev['onnxruntime', kind]['seconds_per_image']:.3f} | {ev['int8', kind]['seconds_per_image']:.3f} | {ev['torch', kind]['seconds_per_image']:.3f} |")
     if (out / "validate.txt").is_file():
+        validate = (out / "validate.txt").read_text()
         lines += ["", "`overfeat validate` (Polygraphy's Comparator; raw outputs against the exported model, per-precision tolerances):", "",
-                  "```", (out / "validate.txt").read_text().rstrip(), "```"]
-        if check["passed"] and any(" int8 " in line and "FAIL" in line for line in (out / "validate.txt").read_text().splitlines()):
+                  "```", validate.rstrip(), "```"]
+        if check["passed"] and any(" int8 " in line and "FAIL" in line for line in validate.splitlines()):
             lines += ["", "The two INT8 verdicts judge different things. `validate` holds each batch's raw outputs to a fixed "
                       "tolerance: the mean error of each output within 2.5% of its largest magnitude (`int8=mean:0.025:0`). The gate "
                       "above judges the results a user sees: classes, boxes and mAP against fp32's. The INT8 model was written "
