@@ -1,10 +1,10 @@
 """Window accuracy of a trained shapes checkpoint on its training images and on test images.
 
-    python benchmarks/window_accuracy.py [--checkpoint models/shapes-accurate-w16.safetensors]
+    python benchmarks/window_accuracy.py [--checkpoint models/shapes-accurate-w12.safetensors]
         [--images 300] [--batches 8] [--seed 77]
 
-Draws classifier windows the way training does (:class:`overfeat.export.train.WindowSampler`,
-object and background windows, random symmetries) from the first ``--images`` single-object
+Draws classifier crops the way training does (:class:`overfeat.export.train.CropSampler`, object
+and background crops, random symmetries; one window per crop) from the first ``--images`` single-object
 images of the train split (seed 0, the images training saw) and of the test split (``--seed``),
 runs the model on them in eval mode (batch norm folded, coarse stride: one output per window)
 and prints the share of object windows whose top class is right, for the ``cls`` and ``det``
@@ -24,14 +24,14 @@ import torch  # noqa: E402
 
 from overfeat.datasets.shapes import generate  # noqa: E402
 from overfeat.export.torch_backend import TorchBackend  # noqa: E402
-from overfeat.export.train import TrainConfig, WindowSampler  # noqa: E402
+from overfeat.export.train import CropSampler  # noqa: E402
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
 
 
 def window_accuracy(model, seed: int, split: str, images: int, batches: int) -> tuple[float, float]:
     pool = [(s.image, s.boxes, s.labels) for s in (generate(seed, "single", split, i) for i in range(images))]
-    sampler = WindowSampler(pool, model, TrainConfig(single=images, multi=0), np.random.default_rng(1))
+    sampler = CropSampler(pool, model, 1, np.random.default_rng(1))
     windows = sampler.batches("classifier", 64)
     right = {"scores": 0, "det_scores": 0}
     total = 0
@@ -39,7 +39,7 @@ def window_accuracy(model, seed: int, split: str, images: int, batches: int) -> 
         for _ in range(batches):
             x, t = next(windows)
             out = model(x)
-            positive = t.label >= 0
+            positive = (t.label >= 0) & (t.box_mask.sum(axis=1) <= 1)
             total += int(positive.sum())
             for key in right:
                 right[key] += int((out[key].flatten(1).argmax(1).numpy()[positive] == t.label[positive]).sum())

@@ -1,23 +1,30 @@
 """Train a reduced-width OverFeat on the shapes dataset, the paper's way (extra ``export``).
 
-Three stages on 221×221 windows (the network's field of view, so each window gives one 1×1
-output); each window is a region of an original image resized to 221×221, i.e. what the
-network sees at one pyramid scale (:class:`WindowSampler`):
+Every step sees square crops whose coarse output map is ``grid``×``grid`` (5×5 by default):
+each output location is one 221×221 window (the network's field of view) at the network's
+stride, computed in one forward pass that shares the convolutions of overlapping windows, as
+inference does. That is the paper's efficiency argument turned to training: a step of 16 crops
+of 365×365 trains 400 windows for about the cost of 64 separate ones. A crop is a region of an
+original image resized to the crop's side, i.e. what one pyramid scale shows
+(:class:`CropSampler`). The targets of each window follow from its overlap with the boxes
+(:func:`window_targets`). Three stages:
 
-1. **classifier**: trunk and ``cls`` head, cross-entropy, on windows of all training images.
-   A window is labelled with the class of the object it holds at least half of; windows holding
-   at least half of objects of two classes are skipped (a softmax has no single right answer
-   there), while for the ``det`` head the one with the highest IoU wins. Windows holding less than
+1. **classifier**: trunk and ``cls`` head, cross-entropy. A window is labelled with the class
+   of the object it holds at least half of; windows holding at least half of objects of two
+   classes are left out of this head's loss (a softmax has no single right answer there), while
+   for the ``det`` head the one with the highest IoU wins. Windows holding less than
    ``BACKGROUND_FRAC`` of every object are trained towards the uniform distribution, so that
    away from objects the classifier is undecided (its probabilities are the localizer's box
    confidences); windows in between are not used. In the same steps the ``det`` head (C
-   classes + background) trains on windows of both kinds, so the trunk also learns crowds and
-   background.
+   classes + background) and the ``loc`` head train too, so the trunk also learns crowds,
+   background and where objects end. The paper's trunk learns classification alone
+   (``paper_trunk=True`` does that); at this width and budget the boxes read from such a trunk
+   are too coarse (``models/README.md`` has the side-by-side figures).
 2. **regressor**: layers 1–5 (the trunk) frozen, ``loc`` head with the L2 loss on the encoded
    box ((x1 − x0)/S, (y1 − y0)/S, (x2 − x0)/S, (y2 − y0)/S) of each class's object in windows
    that hold at least half of it (``POSITIVE_FRAC``), objects 10–120% of the window.
-3. **detector**: trunk frozen, ``det`` head again: positives and background windows in equal
-   parts.
+3. **detector**: trunk frozen, ``det`` head again, positive and background windows weighted
+   equally.
 
 Batch norm after each hidden convolution speeds up training from scratch; it is folded into the
 convolutions at the end (:func:`fold_batchnorm`), so the model keeps the paper's topology.
@@ -59,14 +66,16 @@ STAGES = ("classifier", "regressor", "detector")
 class TrainConfig:
     """Everything that determines a training run (stored in the checkpoint's metadata)."""
 
-    width: float = 1 / 16
+    width: float = 1 / 12
     seed: int = 0
     single: int = 3000  # training images with one object
     multi: int = 3000  # training images with 0-6 objects
-    steps: tuple[int, int, int] = (3600, 1200, 600)  # per stage
-    batch: int = 64
+    steps: tuple[int, int, int] = (4000, 1500, 800)  # per stage
+    batch: int = 16  # crops per step
+    grid: int = 5  # each crop's output map is grid×grid windows
     lr: float = 3e-3  # peak of each stage's one-cycle schedule
     workers: int = 2
+    paper_trunk: bool = False  # stage 1 trains the trunk for the cls and det heads only
 
     def __post_init__(self) -> None:
         if not (0 < self.width <= 1):
@@ -77,8 +86,8 @@ class TrainConfig:
             raise InputError(f"steps must be three positive numbers (classifier, regressor, detector), got {self.steps}")
         if not (0 < self.lr < 1):
             raise InputError(f"lr must be in (0, 1), got {self.lr}")
-        if self.batch < 2:
-            raise InputError(f"batch must be at least 2 (stage 1 splits it between two heads), got {self.batch}")
+        if self.batch < 1 or self.grid < 1:
+            raise InputError(f"batch (crops per step) and grid (windows per side of a crop's map) must be at least 1, got batch={self.batch}, grid={self.grid}")
 
 
 @dataclass(frozen=True)
@@ -139,78 +148,85 @@ def make_pool(config: TrainConfig, progress: Progress) -> list[tuple[np.ndarray,
     return [_generate(job) for job in progress.track(jobs, "training images")]
 
 
-class WindowSampler:
-    """Batches of normalised 221×221 windows and their targets, drawn from a pool of images.
+class CropSampler:
+    """Batches of normalised square crops, each seen by ``grid``×``grid`` windows, and their targets.
 
-    Each window is a region of an original image resized to 221×221 (a window of the image
-    resized by that factor, as in a pyramid scale), so only the window's pixels are resampled:
+    A crop of side 221 + 36·(grid − 1) gives a grid×grid coarse map; window (i, j) starts at
+    (36·j, 36·i) in the crop, and the targets come in the map's row-major order
+    (:attr:`origins`). A crop is a region of an original image resized to the crop's side, so
+    only the region's pixels are resampled:
 
-    - an *object window* picks an object, a size for it in the window (a fraction of 221,
-      log-uniform in a stage's range) and a position for its centre, with a little aspect jitter;
-    - a *random window* picks a pyramid-like scale (the image's shorter side becomes 245–569
-      pixels) and a random position.
+    - an *object crop* picks an object, a size for it in window units (log-uniform in the
+      stage's range) and a place for its centre in the crop, with a little aspect jitter;
+    - a *random crop* picks a pyramid-like scale (the image's shorter side becomes 245–569
+      pixels) and a random place.
 
-    Either is then turned by one of the eight symmetries of the square and has its colour
-    channels permuted (:class:`Symmetry`), which multiplies the distinct objects the small
-    training pool shows. The targets follow from the boxes' overlap with the window
-    (:func:`window_targets`), whatever kind of window it was drawn as.
+    Where the image is too small for the crop at that scale, the scale is raised until the crop
+    fits: no window sees padding or stretched pixels. The crop is then turned by one of the eight
+    symmetries of the square and has its colour channels permuted (:class:`Symmetry`), which
+    multiplies the distinct objects the small training pool shows.
     """
 
-    # stage → (share of object windows, object size range, centre position range), in window units
-    MIX = {"classifier": (0.75, (0.2, 0.9), (0.2, 0.8)), "regressor": (1.0, (0.1, 1.2), (0.05, 0.95)), "detector": (0.5, (0.1, 1.2), (0.05, 0.95))}
+    # stage → (share of object crops, object size range in window units)
+    MIX = {"classifier": (0.75, (0.2, 0.9)), "regressor": (1.0, (0.1, 1.2)), "detector": (0.5, (0.1, 1.2))}
 
-    def __init__(self, pool, model: OverFeat, config: TrainConfig, rng: np.random.Generator) -> None:
+    def __init__(self, pool, model: OverFeat, grid: int, rng: np.random.Generator) -> None:
         meta = model.metadata()
-        self.pool, self.config, self.rng = pool, config, rng
-        self.window, self.classes = meta.window, model.num_classes
+        if meta.fine_stride:
+            raise ValueError("CropSampler needs the model's coarse map (set_fine_stride(False))")
+        self.pool, self.rng, self.grid = pool, rng, grid
+        self.window, self.stride, self.classes = meta.window, meta.stride, model.num_classes
+        self.side = self.window + self.stride * (grid - 1)
         self.short_sides = (min(meta.pyramid[0]), min(meta.pyramid[-1]))
         self.mean = torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1)
+        j, i = np.meshgrid(np.arange(grid), np.arange(grid))
+        self.origins = np.stack([j.ravel(), i.ravel()], axis=1) * self.stride  # (x0, y0), row-major
 
-    def _region(self, index: int, stage: str) -> tuple[int, int, int, int]:
-        """(x1, y1, x2, y2) of the original image that becomes the window."""
+    def region(self, index: int, stage: str) -> tuple[int, int, int, int]:
+        """(x1, y1, x2, y2) of the original image that becomes a crop."""
         image, boxes, _ = self.pool[index]
         h0, w0 = image.shape[:2]
-        S, rng = self.window, self.rng
-        share, sizes, centre = self.MIX[stage]
+        C, rng = self.side, self.rng
+        share, sizes = self.MIX[stage]
         aspect = math.exp(rng.uniform(-0.1, 0.1))
-        if len(boxes) and rng.random() < share:
+        centred = len(boxes) > 0 and rng.random() < share
+        if centred:
             b = boxes[rng.integers(len(boxes))]
-            size = math.exp(rng.uniform(math.log(sizes[0]), math.log(sizes[1]))) * S
+            size = math.exp(rng.uniform(math.log(sizes[0]), math.log(sizes[1]))) * self.window
             f = size / max(b[2] - b[0], b[3] - b[1], 1.0)
-            rw, rh = min(w0, S / (f * aspect)), min(h0, S * aspect / f)  # region size, inside the image
-            x1 = (b[0] + b[2]) / 2 - rng.uniform(*centre) * rw
-            y1 = (b[1] + b[3]) / 2 - rng.uniform(*centre) * rh
         else:
-            short = math.exp(rng.uniform(*(math.log(v) for v in self.short_sides)))
-            f = short / min(h0, w0)
-            rw, rh = min(w0, S / (f * aspect)), min(h0, S * aspect / f)
+            f = math.exp(rng.uniform(*(math.log(v) for v in self.short_sides))) / min(h0, w0)
+        f = max(f, C / (w0 * aspect), C * aspect / h0)  # the crop inside the image
+        rw, rh = min(w0, C / (f * aspect)), min(h0, C * aspect / f)  # min: rounding only
+        if centred:
+            x1 = (b[0] + b[2]) / 2 - rng.uniform(0.1, 0.9) * rw
+            y1 = (b[1] + b[3]) / 2 - rng.uniform(0.1, 0.9) * rh
+        else:
             x1, y1 = rng.uniform(0, w0 - rw), rng.uniform(0, h0 - rh)
-        rw, rh = max(8, round(rw)), max(8, round(rh))
+        rw, rh = min(w0, max(8, round(rw))), min(h0, max(8, round(rh)))
         x1 = int(np.clip(round(x1), 0, w0 - rw))
         y1 = int(np.clip(round(y1), 0, h0 - rh))
         return x1, y1, x1 + rw, y1 + rh
 
+    def sample(self, stage: str) -> tuple[torch.Tensor, Targets]:
+        """One crop ([1, 3, side, side] uint8, turned) and the targets of its grid² windows."""
+        C = self.side
+        index = int(self.rng.integers(len(self.pool)))
+        image, boxes, labels = self.pool[index]
+        x1, y1, x2, y2 = self.region(index, stage)
+        fx, fy = C / (x2 - x1), C / (y2 - y1)
+        local = (boxes - np.array([x1, y1, x1, y1])) * np.array([fx, fy, fx, fy])
+        symmetry = Symmetry.random(self.rng)
+        targets = window_targets(symmetry.boxes(local, C), labels, self.origins, self.window, self.classes)
+        crop = torch.from_numpy(image[y1:y2, x1:x2]).permute(2, 0, 1)[None]
+        resized = F.interpolate(crop, size=(C, C), mode="bilinear", antialias=True, align_corners=False)
+        return symmetry.pixels(resized), targets
+
     def batches(self, stage: str, n: int) -> Iterator[tuple[torch.Tensor, Targets]]:
-        S = self.window
+        """Endless batches of ``n`` normalised crops [n, 3, side, side] and their n·grid² targets."""
         while True:
-            crops, rows = [], []
-            while len(crops) < n:
-                index = int(self.rng.integers(len(self.pool)))
-                image, boxes, labels = self.pool[index]
-                x1, y1, x2, y2 = self._region(index, stage)
-                fx, fy = S / (x2 - x1), S / (y2 - y1)
-                local = (boxes - np.array([x1, y1, x1, y1])) * np.array([fx, fy, fx, fy])
-                symmetry = Symmetry.random(self.rng)
-                t = window_targets(symmetry.boxes(local, S), labels, np.zeros((1, 2)), S, self.classes)
-                if (stage == "regressor" and not t.box_mask.any()) or (stage != "regressor" and t.label[0] == IGNORE):
-                    continue  # a window that teaches this stage nothing
-                if stage == "classifier" and t.box_mask[0].sum() > 1:
-                    continue  # objects of several classes: no single right answer for a softmax
-                crop = torch.from_numpy(image[y1:y2, x1:x2]).permute(2, 0, 1)[None]
-                window = F.interpolate(crop, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
-                crops.append(symmetry.pixels(window))  # resizing to a square commutes with each symmetry
-                rows.append(t)
+            crops, rows = zip(*(self.sample(stage) for _ in range(n)), strict=True)
             x = (torch.cat(crops).float() - self.mean) / self.std
             yield x, Targets(*(np.concatenate([getattr(r, f) for r in rows]) for f in ("label", "boxes", "box_mask")))
 
@@ -280,10 +296,21 @@ def _regressor_loss(boxes: torch.Tensor, target: np.ndarray, mask: np.ndarray) -
 
 
 def _detector_loss(logits: torch.Tensor, labels: np.ndarray, background: int) -> tuple[torch.Tensor, float]:
+    """Cross-entropy over C classes + background; object and background windows weigh equally."""
     labels_t = torch.from_numpy(np.where(labels == BACKGROUND, background, labels))
     keep = labels_t >= 0
-    loss = F.cross_entropy(logits[keep], labels_t[keep])
-    return loss, float((logits[keep].argmax(1) == labels_t[keep]).float().mean())
+    ce = F.cross_entropy(logits, labels_t.clamp(min=0), reduction="none")
+    loss = logits.new_zeros(())
+    for part in (keep & (labels_t != background), labels_t == background):
+        if part.any():
+            loss = loss + ce[part].mean() / 2
+    right = float((logits[keep].argmax(1) == labels_t[keep]).float().mean()) if keep.any() else float("nan")
+    return loss, right
+
+
+def _flat(out: torch.Tensor) -> torch.Tensor:
+    """[B, ch, h, w] → [B·h·w, ch], rows in the order of :attr:`CropSampler.origins` per crop."""
+    return out.permute(0, 2, 3, 1).reshape(-1, out.shape[1])
 
 
 def with_batchnorm(seq: nn.Sequential, plain_last: bool) -> tuple[nn.Sequential, list[tuple[nn.Conv2d, nn.BatchNorm2d]]]:
@@ -323,56 +350,52 @@ def train_shapes(config: TrainConfig, progress: Progress | None = None) -> tuple
     pool = make_pool(config, progress)
     log: dict = {"images": len(pool), "generate_seconds": round(time.perf_counter() - start, 1), "stages": {}}
     model = build_model("accurate", len(CLASSES), ("cls", "loc", "det"), config.width, fine_stride=False, seed=config.seed)
-    sampler = WindowSampler(pool, model, config, rng)
+    sampler = CropSampler(pool, model, config.grid, rng)
     trunk, pairs = with_batchnorm(model.features, plain_last=False)
     heads = {}
     for stage, module in zip(STAGES, (model.classifier, model.regressor, model.detector), strict=True):
         heads[stage], head_pairs = with_batchnorm(module, plain_last=True)
         pairs += head_pairs
+    # stage 1 trains the trunk with the cls and det heads (and, unless paper_trunk, the loc head)
+    joint = ("classifier", "detector") if config.paper_trunk else STAGES
     for stage, steps in zip(STAGES, config.steps, strict=True):
         stage_start = time.perf_counter()
-        trainable = [*trunk.parameters(), *heads[stage].parameters(), *heads["detector"].parameters()] if stage == "classifier" else list(heads[stage].parameters())
+        training = joint if stage == "classifier" else (stage,)
+        trainable = [p for name in training for p in heads[name].parameters()] + (list(trunk.parameters()) if stage == "classifier" else [])
         optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=1e-4)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.05)
         trunk.train(stage == "classifier")  # later stages: frozen trunk, norms on their running statistics
-        heads[stage].train()
-        heads["detector"].train(stage != "regressor")
+        for name in STAGES:
+            heads[name].train(name in training)
         running: list[tuple[float, float]] = []
-        # stage 1 trains the trunk for both classification heads: half of each batch is
-        # classifier windows, half detector windows (objects of every kind, and background)
-        half = config.batch // 2
-        batches = sampler.batches(stage, half if stage == "classifier" else config.batch)
-        joint = sampler.batches("detector", config.batch - half) if stage == "classifier" else None
+        batches = sampler.batches(stage, config.batch)
         for step in range(1, steps + 1):
             x, t = next(batches)
-            if joint is None:
-                with torch.no_grad():
-                    features = trunk(x)
-            else:
-                xd, td = next(joint)
-                features = trunk(torch.cat([x, xd]))
-            out = heads[stage](features[: len(x)]).flatten(1)
-            if stage == "classifier":
-                loss, metric = _classifier_loss(out, t.label)
-                det_loss, _ = _detector_loss(heads["detector"](features[len(x) :]).flatten(1), td.label, model.num_classes)
-                loss = loss + det_loss
-            elif stage == "regressor":
-                loss, metric = _regressor_loss(out, t.boxes, t.box_mask)
-            else:
-                loss, metric = _detector_loss(out, t.label, model.num_classes)
+            with torch.set_grad_enabled(stage == "classifier"):
+                features = trunk(x)
+            losses = {}
+            if "classifier" in training:  # windows holding half of objects of several classes left out
+                losses["classifier"] = _classifier_loss(_flat(heads["classifier"](features)), np.where(t.box_mask.sum(axis=1) > 1, IGNORE, t.label))
+            if "regressor" in training and t.box_mask.any():
+                losses["regressor"] = _regressor_loss(_flat(heads["regressor"](features)), t.boxes, t.box_mask)
+            if "detector" in training:
+                losses["detector"] = _detector_loss(_flat(heads["detector"](features)), t.label, model.num_classes)
+            if not losses:
+                continue  # a regressor batch without an object: nothing to learn from
+            loss = sum(value for value, _ in losses.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            running.append((float(loss.detach()), metric))
+            running.append((float(loss.detach()), losses[stage][1] if stage in losses else float("nan")))
             if step % 100 == 0 or step == steps:
                 recent = np.nanmean(np.asarray(running[-100:]), axis=0)
                 what = "mean |box error|" if stage == "regressor" else "window accuracy"
                 progress.info(f"{stage} step {step}/{steps}: loss {recent[0]:.4f}, {what} {recent[1]:.3f} ({time.perf_counter() - stage_start:.0f} s)")
-        heads[stage].eval()
         recent = np.nanmean(np.asarray(running[-200:]), axis=0)
         log["stages"][stage] = {"steps": steps, "seconds": round(time.perf_counter() - stage_start, 1), "final_loss": round(float(recent[0]), 4), "final_metric": round(float(recent[1]), 4)}
-    trunk.eval()
+    for module in (trunk, *heads.values()):
+        module.eval()
     fold_batchnorm(pairs)
     log["seconds"] = round(time.perf_counter() - start, 1)
     model.requires_grad_(False)

@@ -92,14 +92,15 @@ def test_batchnorm_folds_into_the_convolutions():
     torch.testing.assert_close(folded, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_a_tiny_training_run_writes_a_loadable_checkpoint(tmp_path):
+@pytest.mark.parametrize("paper_trunk", [False, True])
+def test_a_tiny_training_run_writes_a_loadable_checkpoint(tmp_path, paper_trunk):
     import torch
     from safetensors import safe_open
 
     from overfeat.export import build_model, load_checkpoint
     from overfeat.export.train import TrainConfig, save_checkpoint, train_shapes
 
-    config = TrainConfig(single=6, multi=4, steps=(3, 2, 2), batch=8, workers=1)
+    config = TrainConfig(width=1 / 16, single=6, multi=4, steps=(3, 2, 2), batch=3, workers=1, paper_trunk=paper_trunk)
     model, log = train_shapes(config)
     assert set(log["stages"]) == {"classifier", "regressor", "detector"}
     assert model.fine_stride and not model.training
@@ -118,6 +119,52 @@ def test_train_config_rejects_bad_values():
     from overfeat.errors import InputError
     from overfeat.export.train import TrainConfig
 
-    for bad in ({"width": 0}, {"single": 0}, {"steps": (1, 0, 1)}, {"steps": (1, 1)}, {"batch": 0}, {"lr": 0}, {"lr": float("nan")}):
+    for bad in ({"width": 0}, {"single": 0}, {"steps": (1, 0, 1)}, {"steps": (1, 1)}, {"batch": 0}, {"grid": 0}, {"lr": 0}, {"lr": float("nan")}):
         with pytest.raises(InputError):
             TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_crops_show_the_boxes_their_targets_give(seed):
+    """Every window's box target, decoded back into the crop, frames the object's pixels there.
+
+    One grey rectangle per image on black, images small and large (so the crop's scale is
+    sometimes raised to fit), every stage's mix, random symmetries and channel orders."""
+    import torch
+
+    from overfeat.export import build_model
+    from overfeat.export.train import STAGES, CropSampler, _flat
+
+    rng = np.random.default_rng(seed)
+    pool = []
+    for _ in range(6):
+        h, w = (int(v) for v in rng.integers(240, 600, 2))
+        x1, y1 = int(rng.integers(0, w - 60)), int(rng.integers(0, h - 60))
+        x2, y2 = int(rng.integers(x1 + 40, min(w, x1 + 300) + 1)), int(rng.integers(y1 + 40, min(h, y1 + 300) + 1))
+        image = np.zeros((h, w, 3), np.uint8)
+        image[y1:y2, x1:x2] = 200
+        pool.append((image, np.array([[x1, y1, x2, y2]], float), np.array([int(rng.integers(0, 3))])))
+    sampler = CropSampler(pool, build_model("accurate", 3, ("cls",), 1 / 16, fine_stride=False), 5, rng)
+    C, S = sampler.side, sampler.window
+    assert C == 365 and len(sampler.origins) == 25
+    checked = 0
+    for stage in STAGES:
+        for _ in range(20):
+            crop, t = sampler.sample(stage)
+            pixels = crop[0, 0].numpy().astype(float)
+            assert crop.shape == (1, 3, C, C)
+            for k in np.flatnonzero(t.box_mask.any(axis=1)):
+                (c,) = np.flatnonzero(t.box_mask[k])
+                x1, y1, x2, y2 = t.boxes[k, c] * S + np.tile(sampler.origins[k], 2)
+                assert t.label[k] == c
+                inner = pixels[max(0, int(y1) + 3) : int(y2) - 3, max(0, int(x1) + 3) : int(x2) - 3]
+                if inner.size:
+                    assert inner.min() > 190, (stage, k)
+                outside = np.ones_like(pixels, bool)
+                outside[max(0, int(y1) - 3) : int(y2) + 4, max(0, int(x1) - 3) : int(x2) + 4] = False
+                assert pixels[outside].max(initial=0) < 10, (stage, k)
+                checked += 1
+    assert checked > 300
+    grid = torch.arange(2 * 25, dtype=torch.float32).view(2, 1, 5, 5)  # map value = crop·25 + i·5 + j
+    assert _flat(grid)[:, 0].tolist() == list(range(50))  # rows follow sampler.origins per crop
+    assert sampler.origins[7].tolist() == [2 * 36, 1 * 36]  # row 7: i = 1, j = 2
