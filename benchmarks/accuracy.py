@@ -25,7 +25,7 @@ from overfeat.progress import Progress  # noqa: E402
 from overfeat.runtime import Predictor  # noqa: E402
 from overfeat.runtime.evaluate import evaluate  # noqa: E402
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
 SETTINGS = (("1 scale", 1, False), ("6 scales", "paper", False), ("6 scales + flips", "paper", True))
 
 

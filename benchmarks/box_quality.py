@@ -37,7 +37,7 @@ from overfeat.runtime import Predictor  # noqa: E402
 from overfeat.runtime.boxes import iou  # noqa: E402
 from overfeat.runtime.merge import greedy_merge  # noqa: E402
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
 KINDS = ("hit", "duplicate of an object already found", "right class, IoU 0.1-0.5", "right class, IoU < 0.1, over another object",
          "another class over an object (IoU >= 0.1)", "background (IoU < 0.1 with every object)")
 

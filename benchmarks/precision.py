@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from overfeat.cli import main as cli  # noqa: E402
 from overfeat.fileio import write_json  # noqa: E402
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
 PAPER = ((245, 245), (281, 317), (317, 389), (389, 461), (425, 497), (461, 569))
 
 

@@ -5,7 +5,7 @@
 # build plan, annotated pictures and report.md.
 set -euo pipefail
 out=out/demo
-model=models/shapes-accurate-w16.safetensors
+model=models/shapes-accurate-w12.safetensors
 count=${DEMO_IMAGES:-60}
 seed=2026  # the test images are not the training images (train split, seed 0)
 rm -rf "$out"

@@ -17,7 +17,7 @@ venv=.venv-gpu
 out=out/gpu
 images=${IMAGES:-40}
 cuda_major=${CUDA_MAJOR:-12}
-model=models/shapes-accurate-w16.safetensors
+model=models/shapes-accurate-w12.safetensors
 
 command -v nvidia-smi > /dev/null || { echo "gpu_check: no nvidia-smi here; this script needs an NVIDIA GPU" >&2; exit 2; }
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

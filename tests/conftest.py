@@ -25,7 +25,7 @@ def small_onnx(tmp_path_factory):
     return path, model
 
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from tests.conftest import needs_export
 
 pytestmark = needs_export
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w16.safetensors"
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_committed_checkpoint_is_small_and_describes_itself():
 
     assert CHECKPOINT.stat().st_size <= 10 * 2**20
     info = checkpoint_info(CHECKPOINT)
-    assert info["arch"] == "accurate" and info["width"] == 1 / 16 and info["heads"] == ("cls", "loc", "det")
+    assert info["arch"] == "accurate" and info["width"] == pytest.approx(1 / 12, abs=1e-5) and info["heads"] == ("cls", "loc", "det")
     assert len(info["classes"]) == info["num_classes"] == 10
 
 
