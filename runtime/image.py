@@ -42,6 +42,8 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
             img.load()
             img = ImageOps.exif_transpose(img)
             return as_rgb(_pil_to_array(img), max_pixels, str(path))
+    except InputError:  # our own size check: a ValueError, but not a corrupt file
+        raise
     except UnidentifiedImageError:
         raise InputError(f"image {path} is not an image file Pillow can read") from None
     except Image.DecompressionBombError as exc:
