@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -109,6 +111,7 @@ def test_a_tiny_training_run_writes_a_loadable_checkpoint(tmp_path, paper_trunk)
     with safe_open(str(path), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
         assert '"width": 0.0625' in f.metadata()["overfeat.model"]
+        assert json.loads(f.metadata()["overfeat.train_config"])["paper_trunk"] is paper_trunk
     fresh = load_checkpoint(build_model("accurate", 10, ("cls", "loc", "det"), 1 / 16), path)
     for key, value in model.state_dict().items():
         np.testing.assert_allclose(fresh.state_dict()[key].numpy(), value.half().float().numpy())
