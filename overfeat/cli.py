@@ -153,6 +153,10 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 64,000,000)")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--draw", metavar="DIR", help="write each image with its results as a PNG into DIR")
+    p.add_argument("--draw-floor", type=float, default=0.05, metavar="F",
+                   help="--draw: leave out boxes scoring below F times the image's best box (default 0.05; 0 draws all)")
+    p.add_argument("--draw-overlap", type=float, default=0.5, metavar="T",
+                   help="--draw: leave out a box whose IoU with a better drawn box, of any class, is at least T (default 0.5; 1 keeps them)")
     p.set_defaults(func=_run_infer)
 
 
@@ -162,9 +166,10 @@ def _run_infer(args: argparse.Namespace) -> int:
     from overfeat.fileio import check_output_path, write_json
     from overfeat.runtime import MergeConfig, Predictor
     from overfeat.runtime.backends import default_backend
-    from overfeat.runtime.draw import draw
+    from overfeat.runtime.draw import MAX_BOXES, check_draw_options, draw
     from overfeat.runtime.image import DEFAULT_MAX_PIXELS
 
+    check_draw_options(args.draw_floor, args.draw_overlap, MAX_BOXES)
     if args.json:
         check_output_path(args.json, "--json")
     if args.draw and not Path(args.draw).is_dir():
@@ -192,7 +197,8 @@ def _run_infer(args: argparse.Namespace) -> int:
                 result = dataclasses.replace(result, image=source)
                 print(_table(result))
                 if args.draw:
-                    print(f"  drawn: {draw(array, result, Path(args.draw) / f'{number:03d}_{Path(image).stem}.png')}")
+                    drawn = draw(array, result, Path(args.draw) / f"{number:03d}_{Path(image).stem}.png", floor=args.draw_floor, overlap=args.draw_overlap)
+                    print(f"  drawn: {drawn}")
             except (InputError, OSError) as exc:
                 print(f"overfeat: error: {exc}", file=sys.stderr)
                 failed.append(image)

@@ -1,0 +1,80 @@
+"""Pictures of results: which boxes are drawn (:func:`shown`) and that exactly those are."""
+
+import numpy as np
+import pytest
+
+from overfeat.errors import InputError
+from overfeat.runtime.draw import draw, shown
+from overfeat.runtime.results import BoxResult, Result
+
+pytest.importorskip("PIL")
+
+
+def _box(label, score, box):
+    return BoxResult(label, f"class{label}", float(score), tuple(float(v) for v in box), 3)
+
+
+def _shown_reference(boxes, floor, overlap, max_boxes):
+    """The rule spelt out: rank order, score floor against the best, no large overlap with a box kept."""
+    kept = []
+    for b in boxes:
+        x1, y1, x2, y2 = b.box
+        def overlap_with(k):
+            iw = max(0.0, min(x2, k.box[2]) - max(x1, k.box[0]))
+            ih = max(0.0, min(y2, k.box[3]) - max(y1, k.box[1]))
+            union = (x2 - x1) * (y2 - y1) + (k.box[2] - k.box[0]) * (k.box[3] - k.box[1]) - iw * ih
+            return iw * ih / union if union > 0 else 0.0
+        if len(kept) < max_boxes and b.score >= floor * boxes[0].score and (overlap >= 1 or all(overlap_with(k) < overlap for k in kept)):
+            kept.append(b)
+    return kept
+
+
+def test_weak_and_covered_boxes_are_left_out():
+    boxes = [
+        _box(8, 800, (30, 0, 210, 165)),  # confident
+        _box(5, 100, (40, 10, 215, 170)),  # another class over the same object
+        _box(6, 53, (140, 260, 270, 375)),  # a second object
+        _box(8, 45, (60, 60, 120, 120)),  # a partial cluster inside the first, IoU < 0.5
+        _box(2, 4.2, (0, 220, 60, 250)),  # weak: below 5% of 800
+    ]
+    assert [b.score for b in shown(boxes)] == [800, 53, 45]
+    assert [b.score for b in shown(boxes, floor=0.0)] == [800, 53, 45, 4.2]
+    assert [b.score for b in shown(boxes, overlap=1.0)] == [800, 100, 53, 45]
+    assert [b.score for b in shown(boxes, overlap=0.1)] == [800, 53]
+    assert shown(boxes, floor=0, overlap=1, max_boxes=2) == boxes[:2]
+    assert shown([]) == []
+
+
+def test_shown_equals_the_rule_on_random_boxes():
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(0, 40))
+        xy = rng.uniform(0, 300, (n, 2))
+        wh = rng.uniform(0, 120, (n, 2)) * (rng.random((n, 1)) > 0.05)  # some empty boxes
+        scores = np.sort(rng.choice([rng.uniform(0, 1000), 5.0], n) * rng.random(n))[::-1]
+        boxes = [_box(int(rng.integers(3)), s, (*p, *(p + q))) for s, p, q in zip(scores, xy, wh, strict=True)]
+        floor, overlap, most = float(rng.choice([0, 0.05, 0.3])), float(rng.choice([0.2, 0.5, 1.0])), int(rng.integers(1, 25))
+        assert shown(boxes, floor, overlap, most) == _shown_reference(boxes, floor, overlap, most), trial
+
+
+@pytest.mark.parametrize("kwargs", [{"floor": -0.1}, {"floor": 1.5}, {"overlap": float("nan")}, {"overlap": True}, {"max_boxes": 0}])
+def test_bad_drawing_options(kwargs):
+    with pytest.raises(InputError, match="must be"):
+        shown([_box(0, 1, (0, 0, 5, 5))], **kwargs)
+
+
+def test_the_picture_holds_the_shown_boxes_and_says_how_many(tmp_path):
+    from PIL import Image
+
+    image = np.full((200, 260, 3), 90, np.uint8)
+    boxes = (_box(0, 900, (20, 20, 120, 120)), _box(1, 300, (25, 25, 125, 118)), _box(2, 200, (150, 100, 240, 180)), _box(0, 2, (5, 150, 40, 190)))
+    result = Result("detect", None, (200, 260), ((245, 316),), True, (), boxes, {})
+    everything = np.asarray(Image.open(draw(image, result, tmp_path / "all.png", floor=0, overlap=1)))
+    picture = np.asarray(Image.open(draw(image, result, tmp_path / "default.png")))
+    only = Result("detect", None, (200, 260), ((245, 316),), True, (), tuple(shown(boxes)), {})
+    plain = np.asarray(Image.open(draw(image, only, tmp_path / "only.png")))
+    assert len(shown(boxes)) == 2
+    caption = slice(200 - 12 - 10, 200)  # the bottom strip where "2 of 4 boxes shown" goes
+    assert np.array_equal(picture[: caption.start], plain[: caption.start]), "the default picture draws exactly the shown boxes"
+    assert not np.array_equal(picture[caption], plain[caption]), "a caption says boxes were left out"
+    assert not np.array_equal(everything, picture)
