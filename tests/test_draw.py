@@ -14,17 +14,18 @@ def _box(label, score, box):
     return BoxResult(label, f"class{label}", float(score), tuple(float(v) for v in box), 3)
 
 
+def _iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
+    return iw * ih / union if union > 0 else 0.0
+
+
 def _shown_reference(boxes, floor, overlap, max_boxes):
     """The rule spelt out: rank order, score floor against the best, no large overlap with a box kept."""
     kept = []
     for b in boxes:
-        x1, y1, x2, y2 = b.box
-        def overlap_with(k):
-            iw = max(0.0, min(x2, k.box[2]) - max(x1, k.box[0]))
-            ih = max(0.0, min(y2, k.box[3]) - max(y1, k.box[1]))
-            union = (x2 - x1) * (y2 - y1) + (k.box[2] - k.box[0]) * (k.box[3] - k.box[1]) - iw * ih
-            return iw * ih / union if union > 0 else 0.0
-        if len(kept) < max_boxes and b.score >= floor * boxes[0].score and (overlap >= 1 or all(overlap_with(k) < overlap for k in kept)):
+        if len(kept) < max_boxes and b.score >= floor * boxes[0].score and (overlap >= 1 or all(_iou(b.box, k.box) < overlap for k in kept)):
             kept.append(b)
     return kept
 
