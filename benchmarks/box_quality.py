@@ -17,6 +17,11 @@ six-scale pyramid with flips through ONNX Runtime and prints:
 3. **The best-ranked detections** (multi-object images): each of the ``--top`` highest-scored
    merged detections of every image sorted into what it is (a hit; a duplicate of an object
    already found; the right class with IoU 0.1–0.5; another class over an object; background).
+4. **What bounds mAP** (multi-object images, all detections): mAP as decoded; with every
+   detection of another class over an object removed (an oracle that knows the classes: the
+   object a detection overlaps most, at IoU ≥ 0.1, has another class); with right-class boxes
+   of IoU 0.1–0.5 removed too. And recall (objects with a box of their class at IoU ≥ 0.5)
+   among the candidates and after merging, by object size against the image's shorter side.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from overfeat.cli import main as cli  # noqa: E402
 from overfeat.datasets.shapes import generate  # noqa: E402
 from overfeat.runtime import Predictor  # noqa: E402
 from overfeat.runtime.boxes import iou  # noqa: E402
+from overfeat.runtime.evaluate import Detections, average_precision  # noqa: E402
 from overfeat.runtime.merge import greedy_merge  # noqa: E402
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
@@ -70,14 +76,46 @@ def raw_boxes(p: Predictor, images: int, seed: int) -> tuple[list[dict], dict]:
     return rows, {key: answer[key] / images for key in ("candidate", "best merged", "top 5")}
 
 
-def best_detections(p: Predictor, images: int, seed: int, top: int, threshold: float) -> tuple[Counter, int]:
+SIZES = ((0.0, 0.2), (0.2, 0.35), (0.35, 0.5), (0.5, np.inf))  # object's longer side / image's shorter side
+
+
+def _recalled(boxes: np.ndarray, labels: np.ndarray, truth: np.ndarray, truth_labels: np.ndarray) -> np.ndarray:
+    """Per object: does a box of its class overlap it by IoU ≥ 0.5?"""
+    hit = np.zeros(len(truth), dtype=bool)
+    for j in range(len(truth)):
+        mine = boxes[labels == truth_labels[j]]
+        hit[j] = len(mine) > 0 and iou(mine, truth[j : j + 1]).max() >= 0.5
+    return hit
+
+
+def _oracle(d: Detections, truth: np.ndarray, truth_labels: np.ndarray, poor_too: bool) -> Detections:
+    """``d`` without its detections of another class over an object (and, with ``poor_too``,
+    without its right-class boxes of IoU 0.1-0.5 with every object of their class)."""
+    if not len(d.scores) or not len(truth):
+        return d
+    overlap = iou(d.boxes, truth)  # [D, K]
+    best = overlap.argmax(axis=1)
+    wrong = (overlap.max(axis=1) >= 0.1) & (truth_labels[best] != d.labels)
+    keep = ~wrong
+    if poor_too:
+        own = np.where(truth_labels[None, :] == d.labels[:, None], overlap, 0.0).max(axis=1)
+        keep &= ~((own >= 0.1) & (own < 0.5))
+    return Detections(d.boxes[keep], d.scores[keep], d.labels[keep])
+
+
+def best_detections(p: Predictor, images: int, seed: int, top: int, threshold: float) -> tuple[Counter, int, dict]:
     kinds = Counter()
     objects = 0
+    decoded, truths, recall = [], [], []
     for i in range(images):
         s = generate(seed, "multi", "test", i)
         objects += len(s.boxes)
         boxes, scores, labels = p._detection_candidates(p.dense(s.image), threshold)
         merged = greedy_merge(boxes, scores, labels, p.merge_config)
+        decoded.append(Detections(merged.boxes, merged.scores, merged.classes))
+        truths.append((s.boxes, s.labels))
+        size = (s.boxes[:, 2:] - s.boxes[:, :2]).max(axis=1) / min(s.image.shape[:2])
+        recall += list(zip(size, _recalled(boxes, labels, s.boxes, s.labels), _recalled(merged.boxes, merged.classes, s.boxes, s.labels), strict=True))
         found: set[int] = set()
         for k in range(min(top, len(merged.boxes))):
             overlap = iou(merged.boxes[k : k + 1], s.boxes)[0] if len(s.boxes) else np.zeros(0)
@@ -92,7 +130,13 @@ def best_detections(p: Predictor, images: int, seed: int, top: int, threshold: f
                 kinds[KINDS[3] if same.any() else KINDS[4]] += 1
             else:
                 kinds[KINDS[5]] += 1
-    return kinds, objects
+    classes = len(p.meta.classes)
+    bounds = {
+        "as decoded": average_precision(decoded, truths, classes),
+        "without another class over an object": average_precision([_oracle(d, *t, False) for d, t in zip(decoded, truths, strict=True)], truths, classes),
+        "also without right-class boxes of IoU 0.1-0.5": average_precision([_oracle(d, *t, True) for d, t in zip(decoded, truths, strict=True)], truths, classes),
+    }
+    return kinds, objects, {"map": {k: float(np.nanmean(v)) for k, v in bounds.items()}, "recall": np.asarray(recall, dtype=np.float64).reshape(-1, 3)}
 
 
 def main() -> int:
@@ -109,7 +153,7 @@ def main() -> int:
             raise SystemExit("export failed")
         with Predictor.from_path(model, pyramid="paper", flip=True) as p:
             rows, answer = raw_boxes(p, args.images, args.seed)
-            kinds, objects = best_detections(p, args.images, args.seed, args.top, args.score_threshold)
+            kinds, objects, bounds = best_detections(p, args.images, args.seed, args.top, args.score_threshold)
     print(f"Raw localization boxes of the right class, {args.images} single-object images (seed {args.seed}), per scale:\n")
     print("| scale | boxes | IoU ≥ 0.5 | median IoU | object / window (median) |\n|---|---:|---:|---:|---:|")
     for r in rows:
@@ -123,6 +167,18 @@ def main() -> int:
     print("| detection | count | share |\n|---|---:|---:|")
     for kind in KINDS:
         print(f"| {kind} | {kinds[kind]} | {100 * kinds[kind] / max(total, 1):.1f}% |")
+    print(f"\nmAP@0.5 of the {args.images} multi-object images, and with what an oracle of the true objects removes:\n")
+    print("| detections | mAP@0.5 |\n|---|---:|")
+    for name, value in bounds["map"].items():
+        print(f"| {name} | {value:.3f} |")
+    r = bounds["recall"]
+    print("\nRecall (objects with a box of their class at IoU ≥ 0.5), by the object's longer side against the image's shorter side:\n")
+    print("| object size | objects | among the candidates | after merging |\n|---|---:|---:|---:|")
+    for lo, hi in (*SIZES, (0.0, np.inf)):
+        sel = (r[:, 0] >= lo) & (r[:, 0] < hi)
+        name = "all" if (lo, hi) == (0.0, np.inf) else f"{lo:.2f}–{hi:.2f}" if np.isfinite(hi) else f"≥ {lo:.2f}"
+        if sel.any():
+            print(f"| {name} | {int(sel.sum())} | {100 * r[sel, 1].mean():.1f}% | {100 * r[sel, 2].mean():.1f}% |")
     return 0
 
 
