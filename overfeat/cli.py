@@ -154,7 +154,7 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--draw", metavar="DIR", help="write each image with its results as a PNG into DIR")
     p.add_argument("--draw-floor", type=float, default=0.05, metavar="F",
-                   help="--draw: leave out boxes scoring below F times the image's best box (default 0.05; 0 draws all)")
+                   help="--draw: leave out boxes scoring below F times the image's best box (default 0.05; 0 keeps weak boxes)")
     p.add_argument("--draw-overlap", type=float, default=0.5, metavar="T",
                    help="--draw: leave out a box whose IoU with a better drawn box, of any class, is at least T (default 0.5; 1 keeps them)")
     p.set_defaults(func=_run_infer)

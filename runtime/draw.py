@@ -40,15 +40,15 @@ def check_draw_options(floor: float, overlap: float, max_boxes: int) -> None:
 def shown(boxes: Sequence[BoxResult], floor: float = FLOOR, overlap: float = OVERLAP, max_boxes: int = MAX_BOXES) -> list[BoxResult]:
     """The boxes a picture shows, best first.
 
-    In rank order (``boxes`` come sorted by score), a box is shown when its score is at least
-    ``floor`` × the best score and its IoU with every box already shown, of any class, is below
+    In the given order (results come sorted by score), a box is shown when its score is at
+    least ``floor`` × the best score (when that is positive) and its IoU with every box already shown, of any class, is below
     ``overlap``; at most ``max_boxes``. ``floor=0`` with ``overlap=1`` shows the first ``max_boxes``
     as they are.
     """
     check_draw_options(floor, overlap, max_boxes)
-    if not boxes:
-        return []
-    least = floor * max(boxes[0].score, 0.0)
+    scores = [b.score for b in boxes if np.isfinite(b.score)]
+    best = max(scores, default=0.0)
+    least = floor * best if floor > 0 and best > 0 else -np.inf  # no floor without a positive best
     picked: list[BoxResult] = []
     for box in boxes:
         if len(picked) == max_boxes:
