@@ -41,9 +41,9 @@ def shown(boxes: Sequence[BoxResult], floor: float = FLOOR, overlap: float = OVE
     """The boxes a picture shows, best first.
 
     In the given order (results come sorted by score), a box is shown when its score is at
-    least ``floor`` × the best score (when that is positive) and its IoU with every box already shown, of any class, is below
-    ``overlap``; at most ``max_boxes``. ``floor=0`` with ``overlap=1`` shows the first ``max_boxes``
-    as they are.
+    least ``floor`` × the best score (when that is positive) and its IoU with every box already
+    shown, of any class, is below ``overlap``; at most ``max_boxes``. ``floor=0`` with
+    ``overlap=1`` shows the first ``max_boxes`` as they are.
     """
     check_draw_options(floor, overlap, max_boxes)
     scores = [b.score for b in boxes if np.isfinite(b.score)]
