@@ -153,9 +153,9 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 64,000,000)")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--draw", metavar="DIR", help="write each image with its results as a PNG into DIR")
-    p.add_argument("--draw-floor", type=float, default=0.05, metavar="F",
+    p.add_argument("--draw-floor", type=float, default=None, metavar="F",
                    help="--draw: leave out boxes scoring below F times the image's best box (default 0.05; 0 keeps weak boxes)")
-    p.add_argument("--draw-overlap", type=float, default=0.5, metavar="T",
+    p.add_argument("--draw-overlap", type=float, default=None, metavar="T",
                    help="--draw: leave out a box whose IoU with a better drawn box, of any class, is at least T (default 0.5; 1 keeps them)")
     p.set_defaults(func=_run_infer)
 
@@ -166,10 +166,15 @@ def _run_infer(args: argparse.Namespace) -> int:
     from overfeat.fileio import check_output_path, write_json
     from overfeat.runtime import MergeConfig, Predictor
     from overfeat.runtime.backends import default_backend
-    from overfeat.runtime.draw import MAX_BOXES, check_draw_options, draw
+    from overfeat.runtime.draw import FLOOR, MAX_BOXES, OVERLAP, check_draw_options, draw
     from overfeat.runtime.image import DEFAULT_MAX_PIXELS
 
-    check_draw_options(args.draw_floor, args.draw_overlap, MAX_BOXES)
+    given = [f"--draw-{name}" for name, value in (("floor", args.draw_floor), ("overlap", args.draw_overlap)) if value is not None]
+    if given and not args.draw:
+        raise InputError(f"{' and '.join(given)} only change{'s' if len(given) == 1 else ''} the pictures, and no picture is drawn: add --draw DIR")
+    floor = FLOOR if args.draw_floor is None else args.draw_floor
+    overlap = OVERLAP if args.draw_overlap is None else args.draw_overlap
+    check_draw_options(floor, overlap, MAX_BOXES)
     if args.json:
         check_output_path(args.json, "--json")
     if args.draw and not Path(args.draw).is_dir():
@@ -197,7 +202,7 @@ def _run_infer(args: argparse.Namespace) -> int:
                 result = dataclasses.replace(result, image=source)
                 print(_table(result))
                 if args.draw:
-                    drawn = draw(array, result, Path(args.draw) / f"{number:03d}_{Path(image).stem}.png", floor=args.draw_floor, overlap=args.draw_overlap)
+                    drawn = draw(array, result, Path(args.draw) / f"{number:03d}_{Path(image).stem}.png", floor=floor, overlap=overlap)
                     print(f"  drawn: {drawn}")
             except (InputError, OSError) as exc:
                 print(f"overfeat: error: {exc}", file=sys.stderr)

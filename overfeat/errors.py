@@ -7,6 +7,8 @@ exits with :attr:`OverfeatError.exit_code` instead of showing a traceback.
 
 from __future__ import annotations
 
+import numbers
+
 
 class OverfeatError(Exception):
     """Base class of every error the project raises on purpose."""
@@ -36,3 +38,10 @@ class BuildError(OverfeatError):
 
 class ParityError(BuildError):
     """An exported artifact does not reproduce its source within tolerance."""
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` as an int, or an InputError naming ``name`` unless it is an integer ≥ 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overfeat.errors import InputError
+from overfeat.errors import InputError, positive_int
 from overfeat.fileio import atomic_path
 
 from .boxes import iou
@@ -33,8 +33,7 @@ def check_draw_options(floor: float, overlap: float, max_boxes: int) -> None:
     for name, value in (("floor", floor), ("overlap", overlap)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise InputError(f"the drawing {name} (infer --draw-{name}) must be within 0..1, got {value!r}")
-    if isinstance(max_boxes, bool) or not isinstance(max_boxes, (int, np.integer)) or max_boxes < 1:
-        raise InputError(f"drawing max_boxes must be a positive integer, got {max_boxes!r}")
+    positive_int("drawing max_boxes", max_boxes)
 
 
 def shown(boxes: Sequence[BoxResult], floor: float = FLOOR, overlap: float = OVERLAP, max_boxes: int = MAX_BOXES) -> list[BoxResult]:

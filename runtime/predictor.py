@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from overfeat.errors import BackendError, InputError, ModelError
+from overfeat.errors import BackendError, InputError, ModelError, positive_int
 from overfeat.metadata import INPUT_NAME, ModelMeta
 
 from .backends import Backend, create_backend
@@ -146,8 +146,8 @@ class Predictor:
         The arguments are those of :meth:`classify`, :meth:`localize` and :meth:`detect`; each
         result's timings hold the shared preprocessing and inference plus its own decoding.
         """
-        _check_positive("top_k", top_k)
-        max_boxes = top_k if max_boxes is None else _check_positive("max_boxes", max_boxes)
+        positive_int("top_k", top_k)
+        max_boxes = top_k if max_boxes is None else positive_int("max_boxes", max_boxes)
         if method not in ("merge", "nms"):
             raise InputError(f"detection method {method!r}: expected 'merge' or 'nms'")
         for name, value in (("min_score", min_score), ("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
@@ -284,12 +284,6 @@ def _stack(boxes, scores, labels):
     if not boxes:
         return np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64)
     return np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels).astype(np.int64)
-
-
-def _check_positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 @contextmanager

@@ -59,8 +59,10 @@ def test_infer_bad_arguments(small_onnx, images, tmp_path):
         (["--model", path, "--draw", tmp_path / "nodir"], "directory does not exist"),
         (["--model", path, "--pyramid", "100x100"], "below the model's 221-pixel window"),
         (["--model", path, "--merge-threshold", "-1"], "MergeConfig.threshold"),
-        (["--model", path, "--draw-floor", "2"], "infer --draw-floor) must be within 0..1"),
-        (["--model", path, "--draw-overlap", "-0.5"], "infer --draw-overlap) must be within 0..1"),
+        (["--model", path, "--draw", tmp_path, "--draw-floor", "2"], "infer --draw-floor) must be within 0..1"),
+        (["--model", path, "--draw", tmp_path, "--draw-overlap", "-0.5"], "infer --draw-overlap) must be within 0..1"),
+        (["--model", path, "--draw-floor", "0.1"], "--draw-floor only changes the pictures, and no picture is drawn: add --draw DIR"),
+        (["--model", path, "--draw-floor", "0", "--draw-overlap", "1"], "--draw-floor and --draw-overlap only change the pictures"),
     ]
     for args, message in cases:
         done = _infer(images / "landscape.png", *args)
