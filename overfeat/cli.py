@@ -148,7 +148,8 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (default CPU)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="detect: least per-location probability (default 0.5)")
     p.add_argument("--min-score", type=float, default=0.2, help="localize: least per-location class probability of a box (default 0.2)")
-    p.add_argument("--nms", action="store_true", help="detect: non-maximum suppression instead of greedy merge")
+    p.add_argument("--method", choices=("merge", "nms", "vote"), default="merge",
+                   help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which suppressed boxes vote (score-weighted box, summed score)")
     p.add_argument("--merge-threshold", type=float, default=None, help="greedy merge: largest dissimilarity that still merges (default 0.5)")
     p.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 64,000,000)")
     p.add_argument("--json", help="write all results to this JSON file")
@@ -179,6 +180,8 @@ def _run_infer(args: argparse.Namespace) -> int:
         check_output_path(args.json, "--json")
     if args.draw and not Path(args.draw).is_dir():
         raise InputError(f"--draw {args.draw}: directory does not exist; create it first")
+    if args.merge_threshold is not None and args.task == "detect" and args.method != "merge":
+        raise InputError(f"--merge-threshold sets the greedy merge; --method {args.method} does not merge: leave it out, or use --method merge")
     merge = MergeConfig() if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold)
     providers = args.providers.split(",") if args.providers else None
     if providers and (args.backend or default_backend(args.model)) != "onnxruntime":
@@ -198,7 +201,7 @@ def _run_infer(args: argparse.Namespace) -> int:
                 elif args.task == "localize":
                     result = predictor.localize(array, top_k=args.top_k, min_score=args.min_score)
                 else:
-                    result = predictor.detect(array, args.score_threshold, "nms" if args.nms else "merge")
+                    result = predictor.detect(array, args.score_threshold, args.method)
                 result = dataclasses.replace(result, image=source)
                 print(_table(result))
                 if args.draw:
@@ -272,6 +275,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"), default=None, help="default: from the model file type")
     p.add_argument("--score-threshold", type=float, default=0.1, help="detect: least per-location probability of a candidate (default 0.1)")
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
+    p.add_argument("--method", choices=("merge", "nms", "vote"), default="merge",
+                   help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which suppressed boxes vote (score-weighted box, summed score)")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_run_eval)
@@ -292,7 +297,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.limit:
         dataset = dataclasses.replace(dataset, records=dataset.records[: args.limit])
     with Predictor.from_path(args.model, args.backend, pyramid=args.pyramid, flip=not args.no_flip) as predictor:
-        result = evaluate(predictor, dataset, args.task, score_threshold=args.score_threshold, progress=Progress(enabled=not args.quiet), source=args.model)
+        result = evaluate(predictor, dataset, args.task, score_threshold=args.score_threshold, method=args.method, progress=Progress(enabled=not args.quiet), source=args.model)
     result.data = str(path)
     print(result.table())
     if args.json:

@@ -1,4 +1,4 @@
-"""Box geometry in NumPy: window decoding, IoU and non-maximum suppression.
+"""Box geometry in NumPy: window decoding, IoU and non-maximum suppression (plain and voting).
 
 Boxes are (x1, y1, x2, y2) in pixels, float64, x2 ≥ x1 and y2 ≥ y1.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from overfeat.errors import InputError
 from overfeat.metadata import ModelMeta
 
 from .pyramid import Scale
@@ -62,13 +63,45 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     Returns the kept indices, best score first. A box is suppressed when its IoU with a kept,
     higher-ranked box is greater than ``iou_threshold``. Equal scores rank by input order.
     """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     order = np.lexsort((np.arange(len(scores)), -np.asarray(scores, dtype=np.float64)))
     keep: list[int] = []
-    overlaps = iou(boxes[order], boxes[order]) if len(order) else np.zeros((0, 0))
-    suppressed = np.zeros(len(order), dtype=bool)
-    for rank in range(len(order)):
-        if suppressed[rank]:
-            continue
-        keep.append(int(order[rank]))
-        suppressed |= overlaps[rank] > iou_threshold
+    rest = order  # one IoU row per kept box, against the boxes not yet kept or suppressed
+    while len(rest):
+        keep.append(int(rest[0]))
+        rest = rest[1:][iou(boxes[rest[:1]], boxes[rest[1:]])[0] <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def nms_vote(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-maximum suppression in which the suppressed boxes vote: boxes ndarray[N, 4], scores
+    ndarray[N] ≥ 0 (probabilities).
+
+    The clusters are those of :func:`nms`: the best remaining box (equal scores in input order)
+    with every remaining box whose IoU with it is greater than ``iou_threshold`` (a box of no
+    area overlaps nothing, but still founds its own cluster). Each cluster gives one box, the
+    score-weighted mean of its members (their plain mean if the scores sum to 0), scored with the
+    sum of its members' scores, as the greedy merge scores its boxes. Returns (boxes [K, 4],
+    scores [K], counts [K]) in cluster order (the order of :func:`nms`'s kept boxes).
+
+    Each cluster costs one IoU row against the boxes still unassigned, so the time is
+    O(N · K) with small constants, against the merge's O(N²) matrix.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) != len(boxes) or (len(scores) and not scores.min() >= 0):
+        raise InputError(f"nms_vote needs one score ≥ 0 per box, got {len(scores)} scores (least {scores.min() if len(scores) else None}) for {len(boxes)} boxes")
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    b, s = boxes[order], scores[order]
+    out_boxes, out_scores, counts = [], [], []
+    rest = np.arange(len(order))
+    while len(rest):
+        near = iou(b[rest[:1]], b[rest])[0] > iou_threshold
+        near[0] = True
+        members, rest = rest[near], rest[~near]
+        w = s[members]
+        total = w.sum()
+        out_boxes.append((w @ b[members]) / total if total > 0 else b[members].mean(axis=0))
+        out_scores.append(total)
+        counts.append(len(members))
+    return np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4), np.asarray(out_scores, dtype=np.float64), np.asarray(counts, dtype=np.int64)

@@ -110,6 +110,7 @@ class Evaluation:
     flip: bool
     fine_stride: bool
     classes: tuple[str, ...]
+    method: str = "merge"  # how detections were decoded
     labelled_images: int = 0  # images with one class, used for classification and localization
     top1_error: float | None = None
     top5_error: float | None = None
@@ -127,7 +128,8 @@ class Evaluation:
 
         lines = [
             f"{self.images} images ({self.labelled_images} with one class), pyramid {self.pyramid}, "
-            f"{'flips' if self.flip else 'no flips'}, {'fine' if self.fine_stride else 'coarse'} stride",
+            f"{'flips' if self.flip else 'no flips'}, {'fine' if self.fine_stride else 'coarse'} stride"
+            + (f", detections by {self.method}" if self.mean_ap is not None else ""),
             f"  classification  top-1 error   {pct(self.top1_error)}",
             f"                  top-5 error   {pct(self.top5_error)}",
             f"  localization    error         {pct(self.localization_error)}",
@@ -224,10 +226,12 @@ def evaluate(
     tasks: Sequence[str] | None = None,
     *,
     score_threshold: float = 0.1,
+    method: str = "merge",
     progress: Progress | None = None,
     source: str = "",
 ) -> Evaluation:
-    """Run ``tasks`` (default: all the model's heads allow) on every image of ``dataset``."""
+    """Run ``tasks`` (default: all the model's heads allow) on every image of ``dataset``;
+    ``method`` decodes detections (:meth:`Predictor.detect`)."""
     meta = predictor.meta
     to_model = class_map(meta, dataset.classes)
     tasks = check_tasks(predictor, tasks)
@@ -241,11 +245,11 @@ def evaluate(
         wanted = scorer.wanted(labels)
         if not wanted:
             continue
-        results = predictor.predict(record.path, wanted, top_k=5, score_threshold=score_threshold)
+        results = predictor.predict(record.path, wanted, top_k=5, score_threshold=score_threshold, method=method)
         seconds += sum(results[wanted[0]].timings.get(k, 0.0) for k in ("preprocess", "inference"))
         seconds += sum(r.timings.get("decode", 0.0) + r.timings.get("merge", 0.0) for r in results.values())
         scorer.add(record.boxes, labels, results)
-    out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(predictor.pyramid), predictor.flip, meta.fine_stride, meta.classes)
+    out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(predictor.pyramid), predictor.flip, meta.fine_stride, meta.classes, method=method)
     scorer.fill(out)
     out.seconds_per_image = seconds / max(1, len(dataset.records))
     return out

@@ -76,6 +76,23 @@ def nms_reference(boxes, scores, iou_threshold):
     return keep
 
 
+def nms_vote_reference(boxes, scores, iou_threshold):
+    """NMS whose suppressed boxes vote, literally: the clusters of :func:`nms_reference` (the
+    kept box and the boxes it drops); each gives the score-weighted mean of its members' boxes
+    (the plain mean if their scores sum to 0), the sum of their scores and their number."""
+    remaining = sorted(range(len(boxes)), key=lambda i: (-scores[i], i))
+    out = []
+    while remaining:
+        best = remaining.pop(0)
+        members = [best] + [i for i in remaining if _iou_scalar(boxes[best], boxes[i]) > iou_threshold]
+        remaining = [i for i in remaining if i not in members]
+        total = sum(scores[i] for i in members)
+        weights = [scores[i] / total if total > 0 else 1 / len(members) for i in members]
+        box = [sum(w * boxes[i][k] for w, i in zip(weights, members, strict=True)) for k in range(4)]
+        out.append((box, total, len(members)))
+    return out
+
+
 def _iou_scalar(a, b):
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])

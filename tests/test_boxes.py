@@ -5,11 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from overfeat.errors import InputError
 from overfeat.geometry import ACCURATE, FAST, spatial_ops
 from overfeat.metadata import ModelMeta
-from overfeat.runtime.boxes import decode_boxes, iou, nms, window_origins
+from overfeat.runtime.boxes import decode_boxes, iou, nms, nms_vote, window_origins
 from overfeat.runtime.pyramid import Scale
-from tests.reference import nms_reference
+from tests.reference import nms_reference, nms_vote_reference
 
 
 def meta_for(spec, fine=True):
@@ -81,6 +82,40 @@ def test_nms_equals_reference(seed, n, threshold, grid):
     if grid:
         boxes, scores = np.round(boxes / 10) * 10, np.round(scores, 1)
     assert nms(boxes, scores, threshold).tolist() == nms_reference(boxes.tolist(), scores.tolist(), threshold)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 40), threshold=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]), grid=st.booleans())
+def test_nms_vote_equals_reference(seed, n, threshold, grid):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 100, (n, 2))
+    wh = rng.uniform(0, 60, (n, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    scores = rng.uniform(0, 1, n)
+    if grid:  # equal scores, IoU exactly at the threshold, boxes without area, scores of 0
+        boxes, scores = np.round(boxes / 10) * 10, np.round(scores * 2) / 4
+    got_boxes, got_scores, got_counts = nms_vote(boxes, scores, threshold)
+    expected = nms_vote_reference(boxes.tolist(), scores.tolist(), threshold)
+    assert got_counts.tolist() == [n for _, _, n in expected]
+    assert got_counts.sum() == n and len(got_scores) == len(nms(boxes, scores, threshold))
+    np.testing.assert_allclose(got_scores, [s for _, s, _ in expected], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got_boxes, np.asarray([b for b, _, _ in expected]).reshape(-1, 4), rtol=1e-12, atol=1e-9)
+
+
+def test_nms_vote_by_hand_and_bad_scores():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [0, 0, 10, 20]], dtype=float)
+    got_boxes, got_scores, got_counts = nms_vote(boxes, np.array([0.6, 0.2, 0.5, 0.4]), 0.5)
+    # IoU of the first box with the second 90/110, with the last exactly 0.5: not suppressed
+    assert got_counts.tolist() == [2, 1, 1]
+    np.testing.assert_allclose(got_scores, [0.8, 0.5, 0.4])
+    np.testing.assert_allclose(got_boxes, [[0.25, 0, 10.25, 10], [50, 50, 60, 60], [0, 0, 10, 20]])
+    assert nms_vote(np.zeros((0, 4)), np.zeros(0), 0.5)[0].shape == (0, 4)
+    with pytest.raises(InputError, match="one score ≥ 0 per box"):
+        nms_vote(boxes, np.array([0.6, -0.1, 0.5, 0.4]), 0.5)
+    with pytest.raises(InputError, match="one score ≥ 0 per box"):
+        nms_vote(boxes, np.array([0.6, np.nan, 0.5, 0.4]), 0.5)
+    with pytest.raises(InputError, match="one score ≥ 0 per box"):
+        nms_vote(boxes, np.array([0.6]), 0.5)
 
 
 def test_iou_shapes_and_edges():

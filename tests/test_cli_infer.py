@@ -26,12 +26,13 @@ def _infer(*args):
     return subprocess.run([sys.executable, "-m", "overfeat.cli", "infer", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("task", ["classify", "localize", "detect"])
+@pytest.mark.parametrize("task", ["classify", "localize", "detect", "detect --method vote"])
 def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     path, _ = small_onnx
     out = tmp_path / "drawn"
     out.mkdir()
-    done = _infer(images / "landscape.png", images / "portrait_gray.jpg", "--model", path, "--task", task,
+    task, *options = task.split()
+    done = _infer(images / "landscape.png", images / "portrait_gray.jpg", "--model", path, "--task", task, *options,
                   "--json", tmp_path / "r.json", "--draw", out, "--score-threshold", "0.2")
     assert done.returncode == 0, done.stderr
     assert "landscape.png" in done.stdout and "Traceback" not in done.stderr
@@ -40,6 +41,12 @@ def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     assert report["results"][1]["height"] == 420 and report["results"][1]["scales"][0] == [245, 245]
     assert report["results"][1]["scales"][1] == [317, 281], "portrait images get transposed sizes"
     assert sorted(p.name for p in out.iterdir()) == ["001_landscape.png", "002_portrait_gray.png"]
+    if options:  # --method reaches the decoding: the boxes are those of Predictor.detect(method=...)
+        from overfeat.runtime import Predictor
+
+        with Predictor.from_path(path) as predictor:
+            expected = predictor.detect(str(images / "landscape.png"), 0.2, options[-1])
+        assert report["results"][0]["boxes"] == [b.to_dict() for b in expected.boxes] and expected.boxes
 
 
 def test_infer_goes_on_after_a_bad_image(small_onnx, images):
@@ -59,6 +66,8 @@ def test_infer_bad_arguments(small_onnx, images, tmp_path):
         (["--model", path, "--draw", tmp_path / "nodir"], "directory does not exist"),
         (["--model", path, "--pyramid", "100x100"], "below the model's 221-pixel window"),
         (["--model", path, "--merge-threshold", "-1"], "MergeConfig.threshold"),
+        (["--model", path, "--task", "detect", "--method", "vote", "--merge-threshold", "0.3"], "--merge-threshold sets the greedy merge; --method vote does not merge"),
+        (["--model", path, "--task", "detect", "--method", "soft"], "invalid choice"),
         (["--model", path, "--draw", tmp_path, "--draw-floor", "2"], "infer --draw-floor) must be within 0..1"),
         (["--model", path, "--draw", tmp_path, "--draw-overlap", "-0.5"], "infer --draw-overlap) must be within 0..1"),
         (["--model", path, "--draw-floor", "0.1"], "--draw-floor only changes the pictures, and no picture is drawn: add --draw DIR"),

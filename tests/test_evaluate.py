@@ -98,7 +98,16 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path):
         result = evaluate(predictor, read_coco(tmp_path / "five.json"))
     assert result.images == 3 and result.mean_ap is not None and 0 <= result.mean_ap <= 1
     assert set(result.ap) == {"circle", "square", "triangle", "star", "cross"}
-    assert "mAP@0.5" in result.table()
+    assert "mAP@0.5" in result.table() and "detections by merge" in result.table()
+    # --method reaches the decoding: the CLI's figures are those of evaluate(method="vote")
+    out = tmp_path / "vote.json"
+    assert main(["eval", "--model", str(small_onnx[0]), "--data", str(tmp_path / "five.json"), "--pyramid", "2", "--task", "detect",
+                 "--method", "vote", "--json", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
+        voted = evaluate(predictor, read_coco(tmp_path / "five.json"), ["detect"], method="vote")
+    assert report["method"] == "vote" and report["mean_ap"] == voted.mean_ap and report["ap"] == voted.ap
+    assert "detections by vote" in voted.table()
 
 
 def test_train_cli_refuses_bad_arguments(tmp_path, capsys):

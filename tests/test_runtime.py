@@ -12,6 +12,7 @@ import pytest
 from overfeat.errors import InputError, ModelError
 from overfeat.geometry import ACCURATE
 from overfeat.runtime import Predictor, make_batch, scales
+from overfeat.runtime.boxes import nms_vote
 from overfeat.runtime.pyramid import Scale
 from tests.conftest import needs_export
 from tests.test_boxes import encode, meta_for
@@ -75,6 +76,13 @@ def test_tasks_run_and_report(predictor):
     assert abs(sum(b.score for b in det.boxes) - scores.sum()) <= 1e-9 * len(boxes), "merged scores accumulate"
     assert 0 < len(nms.boxes) <= len(boxes) and all(0.25 <= b.score <= 1 and b.members == 1 for b in nms.boxes)
     assert {tuple(b.box) for b in nms.boxes} <= {tuple(map(float, x)) for x in boxes}, "NMS keeps candidates"
+    vote = predictor.detect(image, score_threshold=0.25, method="vote")
+    expected = []
+    for c in np.unique(labels):
+        for box, score, count in zip(*nms_vote(boxes[labels == c], scores[labels == c], 0.5), strict=True):
+            expected.append((-score, int(c), tuple(box), count))
+    assert [(-b.score, b.label, b.box, b.members) for b in vote.boxes] == sorted(expected, key=lambda r: r[:2]), "per class, best first"
+    assert len(vote.boxes) == len(nms.boxes) and sum(b.members for b in vote.boxes) == len(boxes)
     assert set(loc.timings) == {"preprocess", "inference", "decode", "merge"}
     no_flip = Predictor(predictor.backend, flip=False, pyramid=2).classify(image)
     assert no_flip.scales == ((245, 245), (461, 569)) and not no_flip.flip
