@@ -71,29 +71,32 @@ def test_swapped_corners_are_ordered_and_boxes_clipped():
     assert decoded[..., 1].min() == 0 and decoded[..., 3].max() == 490
 
 
-@settings(max_examples=100, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 40), threshold=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]), grid=st.booleans())
-def test_nms_equals_reference(seed, n, threshold, grid):
+def _random_boxes(seed: int, n: int, grid: bool) -> tuple[np.ndarray, np.ndarray]:
+    """n random boxes and scores; on a grid: equal scores, IoU exactly at a threshold, boxes
+    without area and scores of 0."""
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, 100, (n, 2))
-    wh = rng.uniform(1, 60, (n, 2))
-    boxes = np.concatenate([xy, xy + wh], axis=1)
+    boxes = np.concatenate([xy, xy + rng.uniform(0, 60, (n, 2))], axis=1)
     scores = rng.uniform(0, 1, n)
     if grid:
-        boxes, scores = np.round(boxes / 10) * 10, np.round(scores, 1)
+        boxes, scores = np.round(boxes / 10) * 10, np.round(scores * 2) / 4
+    return boxes, scores
+
+
+_NMS_CASES = given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 40), threshold=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]), grid=st.booleans())
+
+
+@settings(max_examples=100, deadline=None)
+@_NMS_CASES
+def test_nms_equals_reference(seed, n, threshold, grid):
+    boxes, scores = _random_boxes(seed, n, grid)
     assert nms(boxes, scores, threshold).tolist() == nms_reference(boxes.tolist(), scores.tolist(), threshold)
 
 
 @settings(max_examples=100, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 40), threshold=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]), grid=st.booleans())
+@_NMS_CASES
 def test_nms_vote_equals_reference(seed, n, threshold, grid):
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 100, (n, 2))
-    wh = rng.uniform(0, 60, (n, 2))
-    boxes = np.concatenate([xy, xy + wh], axis=1)
-    scores = rng.uniform(0, 1, n)
-    if grid:  # equal scores, IoU exactly at the threshold, boxes without area, scores of 0
-        boxes, scores = np.round(boxes / 10) * 10, np.round(scores * 2) / 4
+    boxes, scores = _random_boxes(seed, n, grid)
     got_boxes, got_scores, got_counts = nms_vote(boxes, scores, threshold)
     expected = nms_vote_reference(boxes.tolist(), scores.tolist(), threshold)
     assert got_counts.tolist() == [n for _, _, n in expected]
