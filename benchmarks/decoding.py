@@ -11,7 +11,7 @@ decoding time per image:
 
 - **greedy merge**: the runtime's default (``overfeat eval``, ``infer --task detect``), at
   merge thresholds 0.3, 0.5 (the default) and 0.7;
-- **NMS** (``--method nms``): per class, a box overlapping a better one by IoU > 0.5 is
+- **NMS** (``--method nms``): per class, a box overlapping a better kept box by IoU > 0.5 is
   suppressed;
 - **NMS in which the suppressed boxes vote** (``--method vote``): the same clusters, each
   scored with the sum of its members' scores (as the merge scores a box), its box their
@@ -65,7 +65,9 @@ def _clusters(boxes: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
 
 
 def _weighted(boxes: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return (weights[:, None] * boxes).sum(axis=0) / weights.sum()
+    """The weighted mean box (the plain mean if the weights sum to 0, as ``nms_vote``)."""
+    total = weights.sum()
+    return (weights[:, None] * boxes).sum(axis=0) / total if total > 0 else boxes.mean(axis=0)
 
 
 def runtime(method: str, threshold: float = 0.5) -> Decoder:
@@ -102,11 +104,13 @@ DECODERS: dict[str, Decoder] = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=100, help="multi-object test images")
+    parser.add_argument("--images", type=int, default=100, help="multi-object test images (default 100)")
     parser.add_argument("--seed", type=int, default=77)
     parser.add_argument("--score-threshold", type=float, default=0.1, help="detection candidates (as overfeat eval)")
     parser.add_argument("--model", help="an ONNX file (default: the committed checkpoint, exported)")
     args = parser.parse_args()
+    if args.images < 1:
+        parser.error(f"--images {args.images}: expected at least 1")
     candidates, truths, rows = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(Path(tmp) / "model.onnx")

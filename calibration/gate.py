@@ -185,7 +185,8 @@ def compare(
     out.agreement = {k: float(np.mean(v)) for k, v in agree.items() if v}
     if scorers:
         for key, scorer in scorers.items():
-            ev = scorer.fill(Evaluation(reference if key == "fp32" else candidate, images.spec, n, str(pyramid), flip, ref.meta.fine_stride, ref.meta.classes))
+            ev = scorer.fill(Evaluation(reference if key == "fp32" else candidate, images.spec, n, str(pyramid), flip, ref.meta.fine_stride, ref.meta.classes,
+                                        method="merge" if "detect" in tasks else None))
             out.metrics[key] = {k: getattr(ev, k) for k in ("top1_error", "top5_error", "localization_error", "mean_ap")}
     _judge(out)
     return out

@@ -149,7 +149,8 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score-threshold", type=float, default=0.5, help="detect: least per-location probability (default 0.5)")
     p.add_argument("--min-score", type=float, default=0.2, help="localize: least per-location class probability of a box (default 0.2)")
     p.add_argument("--method", choices=("merge", "nms", "vote"), default="merge",
-                   help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which suppressed boxes vote (score-weighted box, summed score)")
+                   help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote (score-weighted box, summed score)")
+    p.add_argument("--nms", action="store_const", const="nms", dest="method", help=argparse.SUPPRESS)  # the older spelling of --method nms
     p.add_argument("--merge-threshold", type=float, default=None, help="greedy merge: largest dissimilarity that still merges (default 0.5)")
     p.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 64,000,000)")
     p.add_argument("--json", help="write all results to this JSON file")
@@ -276,7 +277,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score-threshold", type=float, default=0.1, help="detect: least per-location probability of a candidate (default 0.1)")
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
     p.add_argument("--method", choices=("merge", "nms", "vote"), default="merge",
-                   help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which suppressed boxes vote (score-weighted box, summed score)")
+                   help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote (score-weighted box, summed score)")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_run_eval)

@@ -57,14 +57,28 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
+def _nms_inputs(name: str, boxes, scores, iou_threshold: float, least: float) -> tuple[np.ndarray, np.ndarray]:
+    """boxes [N, 4] and scores [N] as float64; an InputError unless the scores are one finite
+    number ≥ ``least`` per box and the threshold is a finite number."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(boxes),) or not np.isfinite(scores).all() or (len(scores) and scores.min() < least):
+        floor = f" ≥ {least:g}" if np.isfinite(least) else ""
+        raise InputError(f"{name} needs one finite score{floor} per box: got scores of shape {list(scores.shape)} for {len(boxes)} boxes"
+                         + (f", least {scores.min()}" if scores.size else ""))
+    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float, np.floating)) or not np.isfinite(iou_threshold):
+        raise InputError(f"{name}: the IoU threshold must be a finite number, got {iou_threshold!r}")
+    return boxes, scores
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Greedy non-maximum suppression of boxes: ndarray[N, 4] with scores: ndarray[N].
 
     Returns the kept indices, best score first. A box is suppressed when its IoU with a kept,
     higher-ranked box is greater than ``iou_threshold``. Equal scores rank by input order.
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    order = np.lexsort((np.arange(len(scores)), -np.asarray(scores, dtype=np.float64)))
+    boxes, scores = _nms_inputs("nms", boxes, scores, iou_threshold, least=-np.inf)
+    order = np.lexsort((np.arange(len(scores)), -scores))
     keep: list[int] = []
     rest = order  # one IoU row per kept box, against the boxes not yet kept or suppressed
     while len(rest):
@@ -87,10 +101,7 @@ def nms_vote(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> tup
     Each cluster costs one IoU row against the boxes still unassigned, so the time is
     O(N · K) with small constants, against the merge's O(N²) matrix.
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64)
-    if len(scores) != len(boxes) or (len(scores) and not scores.min() >= 0):
-        raise InputError(f"nms_vote needs one score ≥ 0 per box, got {len(scores)} scores (least {scores.min() if len(scores) else None}) for {len(boxes)} boxes")
+    boxes, scores = _nms_inputs("nms_vote", boxes, scores, iou_threshold, least=0.0)
     order = np.lexsort((np.arange(len(scores)), -scores))
     b, s = boxes[order], scores[order]
     out_boxes, out_scores, counts = [], [], []

@@ -25,7 +25,7 @@ from overfeat.errors import InputError
 from overfeat.progress import Progress
 
 from .boxes import iou
-from .predictor import _TASK_HEADS, Predictor
+from .predictor import _TASK_HEADS, METHODS, Predictor
 from .results import Result
 
 TASKS = ("classify", "localize", "detect")
@@ -110,7 +110,7 @@ class Evaluation:
     flip: bool
     fine_stride: bool
     classes: tuple[str, ...]
-    method: str = "merge"  # how detections were decoded
+    method: str | None = None  # how detections were decoded (None: no detection)
     labelled_images: int = 0  # images with one class, used for classification and localization
     top1_error: float | None = None
     top5_error: float | None = None
@@ -233,6 +233,8 @@ def evaluate(
     """Run ``tasks`` (default: all the model's heads allow) on every image of ``dataset``;
     ``method`` decodes detections (:meth:`Predictor.detect`)."""
     meta = predictor.meta
+    if method not in METHODS:
+        raise InputError(f"detection method {method!r}: expected one of {list(METHODS)}")
     to_model = class_map(meta, dataset.classes)
     tasks = check_tasks(predictor, tasks)
     if not dataset.records:
@@ -249,7 +251,7 @@ def evaluate(
         seconds += sum(results[wanted[0]].timings.get(k, 0.0) for k in ("preprocess", "inference"))
         seconds += sum(r.timings.get("decode", 0.0) + r.timings.get("merge", 0.0) for r in results.values())
         scorer.add(record.boxes, labels, results)
-    out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(predictor.pyramid), predictor.flip, meta.fine_stride, meta.classes, method=method)
+    out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(predictor.pyramid), predictor.flip, meta.fine_stride, meta.classes, method=method if "detect" in tasks else None)
     scorer.fill(out)
     out.seconds_per_image = seconds / max(1, len(dataset.records))
     return out

@@ -113,12 +113,17 @@ def test_nms_vote_by_hand_and_bad_scores():
     np.testing.assert_allclose(got_scores, [0.8, 0.5, 0.4])
     np.testing.assert_allclose(got_boxes, [[0.25, 0, 10.25, 10], [50, 50, 60, 60], [0, 0, 10, 20]])
     assert nms_vote(np.zeros((0, 4)), np.zeros(0), 0.5)[0].shape == (0, 4)
-    with pytest.raises(InputError, match="one score ≥ 0 per box"):
-        nms_vote(boxes, np.array([0.6, -0.1, 0.5, 0.4]), 0.5)
-    with pytest.raises(InputError, match="one score ≥ 0 per box"):
-        nms_vote(boxes, np.array([0.6, np.nan, 0.5, 0.4]), 0.5)
-    with pytest.raises(InputError, match="one score ≥ 0 per box"):
-        nms_vote(boxes, np.array([0.6]), 0.5)
+    for scores in ([0.6, -0.1, 0.5, 0.4], [0.6, np.nan, 0.5, 0.4], [0.6, np.inf, 0.5, 0.4], [0.6], [[0.6], [0.2], [0.5], [0.4]]):
+        with pytest.raises(InputError, match="nms_vote needs one finite score ≥ 0 per box"):
+            nms_vote(boxes, np.array(scores), 0.5)
+    for scores in ([0.6, np.nan, 0.5, 0.4], [0.6, 0.2]):
+        with pytest.raises(InputError, match="nms needs one finite score per box"):
+            nms(boxes, np.array(scores), 0.5)
+    for threshold in (np.nan, None, True):
+        with pytest.raises(InputError, match="IoU threshold must be a finite number"):
+            nms_vote(boxes, np.array([0.6, 0.2, 0.5, 0.4]), threshold)
+        with pytest.raises(InputError, match="IoU threshold must be a finite number"):
+            nms(boxes, np.array([0.6, 0.2, 0.5, 0.4]), threshold)
 
 
 def test_iou_shapes_and_edges():

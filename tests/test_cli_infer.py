@@ -26,7 +26,7 @@ def _infer(*args):
     return subprocess.run([sys.executable, "-m", "overfeat.cli", "infer", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("task", ["classify", "localize", "detect", "detect --method vote"])
+@pytest.mark.parametrize("task", ["classify", "localize --method vote --merge-threshold 0.4", "detect", "detect --method vote"])
 def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     path, _ = small_onnx
     out = tmp_path / "drawn"
@@ -41,7 +41,7 @@ def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     assert report["results"][1]["height"] == 420 and report["results"][1]["scales"][0] == [245, 245]
     assert report["results"][1]["scales"][1] == [317, 281], "portrait images get transposed sizes"
     assert sorted(p.name for p in out.iterdir()) == ["001_landscape.png", "002_portrait_gray.png"]
-    if options:  # --method reaches the decoding: the boxes are those of Predictor.detect(method=...)
+    if task == "detect" and options:  # --method reaches the decoding: the boxes are those of Predictor.detect(method=...)
         from overfeat.runtime import Predictor
 
         with Predictor.from_path(path) as predictor:
@@ -68,6 +68,7 @@ def test_infer_bad_arguments(small_onnx, images, tmp_path):
         (["--model", path, "--merge-threshold", "-1"], "MergeConfig.threshold"),
         (["--model", path, "--task", "detect", "--method", "vote", "--merge-threshold", "0.3"], "--merge-threshold sets the greedy merge; --method vote does not merge"),
         (["--model", path, "--task", "detect", "--method", "soft"], "invalid choice"),
+        (["--model", path, "--task", "detect", "--nms", "--merge-threshold", "0.3"], "--method nms does not merge"),
         (["--model", path, "--draw", tmp_path, "--draw-floor", "2"], "infer --draw-floor) must be within 0..1"),
         (["--model", path, "--draw", tmp_path, "--draw-overlap", "-0.5"], "infer --draw-overlap) must be within 0..1"),
         (["--model", path, "--draw-floor", "0.1"], "--draw-floor only changes the pictures, and no picture is drawn: add --draw DIR"),

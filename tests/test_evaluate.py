@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from overfeat.errors import InputError
 from overfeat.runtime.evaluate import Detections, average_precision, interpolated_ap
 from tests.reference import voc_ap_reference
 
@@ -82,7 +83,7 @@ def test_eval_cli_refuses_bad_data(small_onnx, tmp_path, capsys):
     assert "not COCO-style" in capsys.readouterr().err
 
 
-def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path):
+def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatch):
     """A dataset of the small model's 5 classes: the figures exist and are fractions."""
     from overfeat.cli import main
     from overfeat.datasets.coco import read_coco
@@ -99,15 +100,24 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path):
     assert result.images == 3 and result.mean_ap is not None and 0 <= result.mean_ap <= 1
     assert set(result.ap) == {"circle", "square", "triangle", "star", "cross"}
     assert "mAP@0.5" in result.table() and "detections by merge" in result.table()
-    # --method reaches the decoding: the CLI's figures are those of evaluate(method="vote")
+    # --method reaches the decoding: every prediction the CLI makes asks for it
+    asked = []
+    predict = Predictor.predict
+    monkeypatch.setattr(Predictor, "predict", lambda self, *a, **kw: asked.append(kw["method"]) or predict(self, *a, **kw))
     out = tmp_path / "vote.json"
     assert main(["eval", "--model", str(small_onnx[0]), "--data", str(tmp_path / "five.json"), "--pyramid", "2", "--task", "detect",
                  "--method", "vote", "--json", str(out), "--quiet"]) == 0
     report = json.loads(out.read_text())
+    assert asked == ["vote"] * 3
+    monkeypatch.undo()
     with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
         voted = evaluate(predictor, read_coco(tmp_path / "five.json"), ["detect"], method="vote")
     assert report["method"] == "vote" and report["mean_ap"] == voted.mean_ap and report["ap"] == voted.ap
     assert "detections by vote" in voted.table()
+    with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
+        assert evaluate(predictor, read_coco(tmp_path / "five.json"), ["classify"]).method is None, "nothing was detected"
+        with pytest.raises(InputError, match="detection method 'soft'"):
+            evaluate(predictor, read_coco(tmp_path / "five.json"), method="soft")
 
 
 def test_train_cli_refuses_bad_arguments(tmp_path, capsys):
