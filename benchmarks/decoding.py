@@ -38,36 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from overfeat.cli import main as cli  # noqa: E402
 from overfeat.datasets.shapes import generate  # noqa: E402
 from overfeat.runtime import MergeConfig, Predictor, Result  # noqa: E402
-from overfeat.runtime.boxes import iou  # noqa: E402
+from overfeat.runtime.boxes import nms_clusters, weighted_box  # noqa: E402
 from overfeat.runtime.evaluate import Detections, average_precision  # noqa: E402
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
 IOU = 0.5
 
 Decoder = Callable[[Predictor, np.ndarray, np.ndarray, np.ndarray], Detections]
-
-
-def _clusters(boxes: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
-    """NMS order: the best remaining box and every remaining box overlapping it by IoU > 0.5
-    (the runtime's NMS rule), repeatedly; each cluster's indices, best first."""
-    order = np.argsort(-scores, kind="stable")
-    alive = np.ones(len(order), dtype=bool)
-    out = []
-    for k in range(len(order)):
-        if not alive[k]:
-            continue
-        near = iou(boxes[order[k : k + 1]], boxes[order])[0] > IOU
-        near[k] = True  # a box without area overlaps nothing, not even itself
-        members = np.flatnonzero(alive & near)
-        alive[members] = False
-        out.append(order[members])
-    return out
-
-
-def _weighted(boxes: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The weighted mean box (the plain mean if the weights sum to 0, as ``nms_vote``)."""
-    total = weights.sum()
-    return (weights[:, None] * boxes).sum(axis=0) / total if total > 0 else boxes.mean(axis=0)
 
 
 def runtime(method: str, threshold: float = 0.5) -> Decoder:
@@ -81,12 +58,12 @@ def runtime(method: str, threshold: float = 0.5) -> Decoder:
 
 def class_vote(_p, boxes, scores, labels) -> Detections:
     out_boxes, out_scores, out_labels = [], [], []
-    for rows in _clusters(boxes, scores):
+    for rows in nms_clusters(boxes, scores, IOU):
         classes, at = np.unique(labels[rows], return_inverse=True)
         sums = np.bincount(at, weights=scores[rows])
         win = int(np.argmax(sums))  # ties: the smaller class index
         mine = rows[at == win]
-        out_boxes.append(_weighted(boxes[mine], scores[mine]))
+        out_boxes.append(weighted_box(boxes[mine], scores[mine]))
         out_scores.append(sums[win])
         out_labels.append(classes[win])
     return Detections(np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4), np.asarray(out_scores, dtype=np.float64), np.asarray(out_labels, dtype=np.int64))

@@ -7,7 +7,7 @@
 """
 
 from .backends import REGISTRY, available_backends, create_backend
-from .boxes import decode_boxes, iou, nms, nms_vote
+from .boxes import decode_boxes, iou, nms, nms_clusters, nms_vote
 from .image import DEFAULT_MAX_PIXELS, as_rgb, load_image, resize
 from .merge import MergeConfig, Merged, greedy_merge
 from .predictor import Predictor, ScaleMaps
@@ -34,6 +34,7 @@ __all__ = [
     "load_image",
     "make_batch",
     "nms",
+    "nms_clusters",
     "nms_vote",
     "pyramid_sizes",
     "resize",

@@ -71,48 +71,56 @@ def _nms_inputs(name: str, boxes, scores, iou_threshold: float, least: float) ->
     return boxes, scores
 
 
+def nms_clusters(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[np.ndarray]:
+    """The clusters of greedy non-maximum suppression: boxes ndarray[N, 4], scores ndarray[N].
+
+    Repeatedly, the best remaining box (equal scores in input order) and every remaining box
+    whose IoU with it is greater than ``iou_threshold`` form a cluster (a box of no area overlaps
+    nothing, but still founds its own). Returns each cluster's input indices, its founder first
+    and the others by rank. Each cluster costs one IoU row against the boxes still unassigned, so
+    the time is O(N · K) with small constants, against the merge's O(N²) matrix.
+    """
+    boxes, scores = _nms_inputs("nms", boxes, scores, iou_threshold, least=-np.inf)
+    rest = np.lexsort((np.arange(len(scores)), -scores))
+    clusters = []
+    while len(rest):
+        near = iou(boxes[rest[:1]], boxes[rest])[0] > iou_threshold
+        near[0] = True
+        clusters.append(rest[near])
+        rest = rest[~near]
+    return clusters
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Greedy non-maximum suppression of boxes: ndarray[N, 4] with scores: ndarray[N].
 
-    Returns the kept indices, best score first. A box is suppressed when its IoU with a kept,
-    higher-ranked box is greater than ``iou_threshold``. Equal scores rank by input order.
+    Returns the kept indices, best score first: the founders of :func:`nms_clusters`. A box is
+    suppressed when its IoU with a kept, higher-ranked box is greater than ``iou_threshold``.
+    Equal scores rank by input order.
     """
-    boxes, scores = _nms_inputs("nms", boxes, scores, iou_threshold, least=-np.inf)
-    order = np.lexsort((np.arange(len(scores)), -scores))
-    keep: list[int] = []
-    rest = order  # one IoU row per kept box, against the boxes not yet kept or suppressed
-    while len(rest):
-        keep.append(int(rest[0]))
-        rest = rest[1:][iou(boxes[rest[:1]], boxes[rest[1:]])[0] <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
+    return np.asarray([c[0] for c in nms_clusters(boxes, scores, iou_threshold)], dtype=np.int64)
 
 
 def nms_vote(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-maximum suppression in which the suppressed boxes vote: boxes ndarray[N, 4], scores
     ndarray[N] ≥ 0 (probabilities).
 
-    The clusters are those of :func:`nms`: the best remaining box (equal scores in input order)
-    with every remaining box whose IoU with it is greater than ``iou_threshold`` (a box of no
-    area overlaps nothing, but still founds its own cluster). Each cluster gives one box, the
-    score-weighted mean of its members (their plain mean if the scores sum to 0), scored with the
-    sum of its members' scores, as the greedy merge scores its boxes. Returns (boxes [K, 4],
-    scores [K], counts [K]) in cluster order (the order of :func:`nms`'s kept boxes).
-
-    Each cluster costs one IoU row against the boxes still unassigned, so the time is
-    O(N · K) with small constants, against the merge's O(N²) matrix.
+    Each cluster of :func:`nms_clusters` gives one box, the score-weighted mean of its members
+    (their plain mean if the scores sum to 0), scored with the sum of its members' scores, as
+    the greedy merge scores its boxes. Returns (boxes [K, 4], scores [K], counts [K]) in cluster
+    order (the order of :func:`nms`'s kept boxes).
     """
     boxes, scores = _nms_inputs("nms_vote", boxes, scores, iou_threshold, least=0.0)
-    order = np.lexsort((np.arange(len(scores)), -scores))
-    b, s = boxes[order], scores[order]
     out_boxes, out_scores, counts = [], [], []
-    rest = np.arange(len(order))
-    while len(rest):
-        near = iou(b[rest[:1]], b[rest])[0] > iou_threshold
-        near[0] = True
-        members, rest = rest[near], rest[~near]
-        w = s[members]
-        total = w.sum()
-        out_boxes.append((w @ b[members]) / total if total > 0 else b[members].mean(axis=0))
-        out_scores.append(total)
+    for members in nms_clusters(boxes, scores, iou_threshold):
+        out_boxes.append(weighted_box(boxes[members], scores[members]))
+        out_scores.append(scores[members].sum())
         counts.append(len(members))
     return np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4), np.asarray(out_scores, dtype=np.float64), np.asarray(counts, dtype=np.int64)
+
+
+def weighted_box(boxes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted mean of boxes [M, 4] (M ≥ 1) with weights [M] ≥ 0; their plain mean if the
+    weights sum to 0."""
+    total = weights.sum()
+    return (weights @ boxes) / total if total > 0 else boxes.mean(axis=0)

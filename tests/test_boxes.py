@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from overfeat.errors import InputError
 from overfeat.geometry import ACCURATE, FAST, spatial_ops
 from overfeat.metadata import ModelMeta
-from overfeat.runtime.boxes import decode_boxes, iou, nms, nms_vote, window_origins
+from overfeat.runtime.boxes import decode_boxes, iou, nms, nms_clusters, nms_vote, window_origins
 from overfeat.runtime.pyramid import Scale
 from tests.reference import nms_reference, nms_vote_reference
 
@@ -101,6 +101,9 @@ def test_nms_vote_equals_reference(seed, n, threshold, grid):
     expected = nms_vote_reference(boxes.tolist(), scores.tolist(), threshold)
     assert got_counts.tolist() == [n for _, _, n in expected]
     assert got_counts.sum() == n and len(got_scores) == len(nms(boxes, scores, threshold))
+    clusters = nms_clusters(boxes, scores, threshold)  # a partition of the boxes, in nms's order
+    assert sorted(i for c in clusters for i in c.tolist()) == list(range(n))
+    assert [int(c[0]) for c in clusters] == nms_reference(boxes.tolist(), scores.tolist(), threshold)
     np.testing.assert_allclose(got_scores, [s for _, s, _ in expected], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got_boxes, np.asarray([b for b, _, _ in expected]).reshape(-1, 4), rtol=1e-12, atol=1e-9)
 
