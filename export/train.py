@@ -227,7 +227,10 @@ class CropSampler:
         """Endless batches of ``n`` normalised crops [n, 3, side, side] and their n·grid² targets."""
         while True:
             crops, rows = zip(*(self.sample(stage) for _ in range(n)), strict=True)
-            x = (torch.cat(crops).float() - self.mean) / self.std
+            # gathered pixel-major ([n, S, S, 3]) and handed on as [n, 3, S, S] with channels-last
+            # strides: the layout the CPU's convolution kernels are fastest in, at no copy
+            x = torch.cat([c.permute(0, 2, 3, 1) for c in crops]).float()
+            x = x.sub_(self.mean.view(1, 1, 1, 3)).div_(self.std.view(1, 1, 1, 3)).permute(0, 3, 1, 2)
             yield x, Targets(*(np.concatenate([getattr(r, f) for r in rows]) for f in ("label", "boxes", "box_mask")))
 
 
@@ -356,6 +359,8 @@ def train_shapes(config: TrainConfig, progress: Progress | None = None) -> tuple
     for stage, module in zip(STAGES, (model.classifier, model.regressor, model.detector), strict=True):
         heads[stage], head_pairs = with_batchnorm(module, plain_last=True)
         pairs += head_pairs
+    for module in (trunk, *heads.values()):
+        module.to(memory_format=torch.channels_last)  # the crops' layout (CropSampler.batches)
     # stage 1 trains the trunk with the cls and det heads (and, unless paper_trunk, the loc head)
     joint = ("classifier", "detector") if config.paper_trunk else STAGES
     for stage, steps in zip(STAGES, config.steps, strict=True):
@@ -397,6 +402,7 @@ def train_shapes(config: TrainConfig, progress: Progress | None = None) -> tuple
     for module in (trunk, *heads.values()):
         module.eval()
     fold_batchnorm(pairs)
+    model.to(memory_format=torch.contiguous_format)
     log["seconds"] = round(time.perf_counter() - start, 1)
     model.requires_grad_(False)
     model.set_fine_stride(True)

@@ -106,6 +106,7 @@ def test_a_tiny_training_run_writes_a_loadable_checkpoint(tmp_path, paper_trunk)
     model, log = train_shapes(config)
     assert set(log["stages"]) == {"classifier", "regressor", "detector"}
     assert model.fine_stride and not model.training
+    assert all(p.is_contiguous() for p in model.parameters())  # trained channels-last, handed back plain
     path = tmp_path / "tiny.safetensors"
     save_checkpoint(model, path, config, log)
     with safe_open(str(path), "pt") as f:
@@ -171,3 +172,25 @@ def test_crops_show_the_boxes_their_targets_give(seed):
     grid = torch.arange(2 * 25, dtype=torch.float32).view(2, 1, 5, 5)  # map value = crop·25 + i·5 + j
     assert _flat(grid)[:, 0].tolist() == list(range(50))  # rows follow sampler.origins per crop
     assert sampler.origins[7].tolist() == [2 * 36, 1 * 36]  # row 7: i = 1, j = 2
+
+
+def test_batches_are_the_normalised_crops_in_channels_last_layout():
+    """A batch is its crops, normalised with the model's mean and std, stacked in the order drawn,
+    with channels-last strides (the convolutions' fast layout) and the crops' targets in order."""
+    import torch
+
+    from overfeat.export import build_model
+    from overfeat.export.train import CropSampler
+
+    rng = np.random.default_rng(0)
+    pool = [(rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8), np.array([[20.0, 30, 150, 170]]), np.array([1])) for h, w in rng.integers(240, 500, (4, 2))]
+    model = build_model("accurate", 3, ("cls",), 1 / 16, fine_stride=False)
+    x, t = next(CropSampler(pool, model, 3, np.random.default_rng(5)).batches("classifier", 4))
+    one = CropSampler(pool, model, 3, np.random.default_rng(5))
+    crops, rows = zip(*(one.sample("classifier") for _ in range(4)), strict=True)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (model.metadata().mean, model.metadata().std))
+    assert x.shape == (4, 3, 293, 293) and x.dtype == torch.float32
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(x, (torch.cat(crops).float() - mean) / std, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(t.label, np.concatenate([r.label for r in rows]))
+    np.testing.assert_array_equal(t.boxes, np.concatenate([r.boxes for r in rows]))
