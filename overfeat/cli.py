@@ -136,22 +136,41 @@ def _pyramid(text: str):
     return _sizes(text)
 
 
+# option (its argparse dest) → the tasks that read it; given for none of a run's tasks, it is refused
+INFER_OPTIONS = {"top_k": ("classify", "localize"), "score_threshold": ("detect",), "min_score": ("localize",),
+                 "method": ("detect",), "merge_threshold": ("localize", "detect")}
+EVAL_OPTIONS = {"score_threshold": ("detect",), "method": ("detect",)}
+
+
+def _refuse_unused(args: argparse.Namespace, tasks: Sequence[str], options: dict[str, tuple[str, ...]]) -> None:
+    """An option given on the command line that none of ``tasks`` reads is an error, not ignored.
+
+    Options whose default is ``None`` count as given when set; the caller fills in the defaults
+    afterwards."""
+    for dest, readers in options.items():
+        if getattr(args, dest) is not None and not set(tasks) & set(readers):
+            flag = "--" + dest.replace("_", "-")
+            what = " or ".join(f"--task {t}" for t in readers)
+            run = f"this run's task{'s are' if len(tasks) > 1 else ' is'} {', '.join(tasks)}"
+            raise InputError(f"{flag} applies to {what} only, and {run}: leave it out, or use {what}")
+
+
 def _add_infer(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("infer", help="classify, localize or detect objects in images")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--model", required=True, help="an exported ONNX file, or an engine manifest.json")
     p.add_argument("--task", choices=("classify", "localize", "detect"), default="classify")
-    p.add_argument("--top-k", type=_positive_int, default=5, help="classes considered (classify, localize; default 5)")
+    p.add_argument("--top-k", type=_positive_int, default=None, help="classes considered (classify, localize; default 5)")
     p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
     p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default=None, help="default: from the model file type")
     p.add_argument("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (default CPU)")
-    p.add_argument("--score-threshold", type=float, default=0.5, help="detect: least per-location probability (default 0.5)")
-    p.add_argument("--min-score", type=float, default=0.2, help="localize: least per-location class probability of a box (default 0.2)")
-    p.add_argument("--method", choices=("merge", "nms", "vote"), default="merge",
+    p.add_argument("--score-threshold", type=float, default=None, help="detect: least per-location probability (default 0.5)")
+    p.add_argument("--min-score", type=float, default=None, help="localize: least per-location class probability of a box (default 0.2)")
+    p.add_argument("--method", choices=("merge", "nms", "vote"), default=None,
                    help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote (score-weighted box, summed score)")
     p.add_argument("--nms", action="store_const", const="nms", dest="method", help=argparse.SUPPRESS)  # the older spelling of --method nms
-    p.add_argument("--merge-threshold", type=float, default=None, help="greedy merge: largest dissimilarity that still merges (default 0.5)")
+    p.add_argument("--merge-threshold", type=float, default=None, help="localize, detect: the greedy merge's largest dissimilarity that still merges (default 0.5)")
     p.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 64,000,000)")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--draw", metavar="DIR", help="write each image with its results as a PNG into DIR")
@@ -181,6 +200,11 @@ def _run_infer(args: argparse.Namespace) -> int:
         check_output_path(args.json, "--json")
     if args.draw and not Path(args.draw).is_dir():
         raise InputError(f"--draw {args.draw}: directory does not exist; create it first")
+    _refuse_unused(args, (args.task,), INFER_OPTIONS)
+    args.top_k = 5 if args.top_k is None else args.top_k
+    args.score_threshold = 0.5 if args.score_threshold is None else args.score_threshold
+    args.min_score = 0.2 if args.min_score is None else args.min_score
+    args.method = args.method or "merge"
     if args.merge_threshold is not None and args.task == "detect" and args.method != "merge":
         raise InputError(f"--merge-threshold sets the greedy merge; --method {args.method} does not merge: leave it out, or use --method merge")
     merge = MergeConfig() if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold)
@@ -274,9 +298,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
     p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"), default=None, help="default: from the model file type")
-    p.add_argument("--score-threshold", type=float, default=0.1, help="detect: least per-location probability of a candidate (default 0.1)")
+    p.add_argument("--score-threshold", type=float, default=None, help="detect: least per-location probability of a candidate (default 0.1)")
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
-    p.add_argument("--method", choices=("merge", "nms", "vote"), default="merge",
+    p.add_argument("--method", choices=("merge", "nms", "vote"), default=None,
                    help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote (score-weighted box, summed score)")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -291,6 +315,10 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     if args.json:
         check_output_path(args.json, "--json")
+    if args.task is not None:  # otherwise the model's heads choose, and every task they allow may run
+        _refuse_unused(args, args.task, EVAL_OPTIONS)
+    args.score_threshold = 0.1 if args.score_threshold is None else args.score_threshold
+    args.method = args.method or "merge"
     if not 0 <= args.score_threshold <= 1:
         raise InputError(f"--score-threshold must be within 0..1, got {args.score_threshold}")
     path = find_split(args.data, args.split)

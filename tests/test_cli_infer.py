@@ -26,14 +26,15 @@ def _infer(*args):
     return subprocess.run([sys.executable, "-m", "overfeat.cli", "infer", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("task", ["classify", "localize --method vote --merge-threshold 0.4", "detect", "detect --method vote"])
+@pytest.mark.parametrize("task", ["classify --top-k 3", "localize --merge-threshold 0.4 --min-score 0.1", "detect --score-threshold 0.2",
+                                  "detect --score-threshold 0.2 --method vote"])
 def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     path, _ = small_onnx
     out = tmp_path / "drawn"
     out.mkdir()
     task, *options = task.split()
     done = _infer(images / "landscape.png", images / "portrait_gray.jpg", "--model", path, "--task", task, *options,
-                  "--json", tmp_path / "r.json", "--draw", out, "--score-threshold", "0.2")
+                  "--json", tmp_path / "r.json", "--draw", out)
     assert done.returncode == 0, done.stderr
     assert "landscape.png" in done.stdout and "Traceback" not in done.stderr
     report = json.loads((tmp_path / "r.json").read_text())
@@ -41,7 +42,7 @@ def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     assert report["results"][1]["height"] == 420 and report["results"][1]["scales"][0] == [245, 245]
     assert report["results"][1]["scales"][1] == [317, 281], "portrait images get transposed sizes"
     assert sorted(p.name for p in out.iterdir()) == ["001_landscape.png", "002_portrait_gray.png"]
-    if task == "detect" and options:  # --method reaches the decoding: the boxes are those of Predictor.detect(method=...)
+    if "--method" in options:  # --method reaches the decoding: the boxes are those of Predictor.detect(method=...)
         from overfeat.runtime import Predictor
 
         with Predictor.from_path(path) as predictor:
@@ -65,10 +66,16 @@ def test_infer_bad_arguments(small_onnx, images, tmp_path):
         (["--model", path, "--task", "segment"], "invalid choice"),
         (["--model", path, "--draw", tmp_path / "nodir"], "directory does not exist"),
         (["--model", path, "--pyramid", "100x100"], "below the model's 221-pixel window"),
-        (["--model", path, "--merge-threshold", "-1"], "MergeConfig.threshold"),
+        (["--model", path, "--task", "localize", "--merge-threshold", "-1"], "MergeConfig.threshold"),
         (["--model", path, "--task", "detect", "--method", "vote", "--merge-threshold", "0.3"], "--merge-threshold sets the greedy merge; --method vote does not merge"),
         (["--model", path, "--task", "detect", "--method", "soft"], "invalid choice"),
         (["--model", path, "--task", "detect", "--nms", "--merge-threshold", "0.3"], "--method nms does not merge"),
+        (["--model", path, "--task", "classify", "--method", "vote"], "--method applies to --task detect only, and this run's task is classify: leave it out"),
+        (["--model", path, "--task", "localize", "--nms"], "--method applies to --task detect only, and this run's task is localize"),
+        (["--model", path, "--score-threshold", "0.2"], "--score-threshold applies to --task detect only, and this run's task is classify"),
+        (["--model", path, "--task", "detect", "--min-score", "0.1"], "--min-score applies to --task localize only"),
+        (["--model", path, "--task", "detect", "--top-k", "3"], "--top-k applies to --task classify or --task localize only"),
+        (["--model", path, "--merge-threshold", "0.4"], "--merge-threshold applies to --task localize or --task detect only"),
         (["--model", path, "--draw", tmp_path, "--draw-floor", "2"], "infer --draw-floor) must be within 0..1"),
         (["--model", path, "--draw", tmp_path, "--draw-overlap", "-0.5"], "infer --draw-overlap) must be within 0..1"),
         (["--model", path, "--draw-floor", "0.1"], "--draw-floor only changes the pictures, and no picture is drawn: add --draw DIR"),

@@ -81,6 +81,10 @@ def test_eval_cli_refuses_bad_data(small_onnx, tmp_path, capsys):
     (tmp_path / "broken.json").write_text(json.dumps({"images": [{"id": 1}]}))
     assert main(["eval", "--model", model, "--data", str(tmp_path / "broken.json")]) == 2
     assert "not COCO-style" in capsys.readouterr().err
+    # detection's options with tasks that leave detection out: refused before any image runs
+    for option in (["--method", "vote"], ["--score-threshold", "0.2"]):
+        assert main(["eval", "--model", model, "--data", str(tmp_path), "--split", "val", "--task", "classify,localize", *option]) == 2
+        assert f"{option[0]} applies to --task detect only, and this run's tasks are classify, localize" in capsys.readouterr().err
 
 
 def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatch):
