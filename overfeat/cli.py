@@ -136,23 +136,32 @@ def _pyramid(text: str):
     return _sizes(text)
 
 
-# option (its argparse dest) → the tasks that read it; given for none of a run's tasks, it is refused
-INFER_OPTIONS = {"top_k": ("classify", "localize"), "score_threshold": ("detect",), "min_score": ("localize",),
-                 "method": ("detect",), "merge_threshold": ("localize", "detect")}
-EVAL_OPTIONS = {"score_threshold": ("detect",), "method": ("detect",)}
+# task options: argparse dest → (default, the tasks that read it). Each is parsed with default
+# None, so that one given for none of a run's tasks can be refused (_task_options) rather than
+# ignored; the help strings quote these defaults.
+INFER_OPTIONS = {"top_k": (5, ("classify", "localize")), "score_threshold": (0.5, ("detect",)), "min_score": (0.2, ("localize",)),
+                 "method": ("merge", ("detect",)), "merge_threshold": (None, ("localize", "detect"))}
+EVAL_OPTIONS = {"score_threshold": (0.1, ("detect",)), "method": ("merge", ("detect",))}
 
 
-def _refuse_unused(args: argparse.Namespace, tasks: Sequence[str], options: dict[str, tuple[str, ...]]) -> None:
-    """An option given on the command line that none of ``tasks`` reads is an error, not ignored.
-
-    Options whose default is ``None`` count as given when set; the caller fills in the defaults
-    afterwards."""
-    for dest, readers in options.items():
-        if getattr(args, dest) is not None and not set(tasks) & set(readers):
+def _task_options(args: argparse.Namespace, tasks: Sequence[str], options: dict, *, several: bool = False) -> None:
+    """Refuse a task option given on the command line that none of ``tasks`` reads; fill in the
+    defaults of those not given. ``several``: ``--task`` takes a list (eval), so the advice is to
+    add a task rather than to switch to it."""
+    for dest, (default, readers) in options.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+        elif not set(tasks) & set(readers):
             flag = "--" + dest.replace("_", "-")
             what = " or ".join(f"--task {t}" for t in readers)
             run = f"this run's task{'s are' if len(tasks) > 1 else ' is'} {', '.join(tasks)}"
-            raise InputError(f"{flag} applies to {what} only, and {run}: leave it out, or use {what}")
+            advice = f"add {' or '.join(readers)} to --task" if several else f"use {what}"
+            raise InputError(f"{flag} applies to {what} only, but {run}: leave it out, or {advice}")
+
+
+def _probability(option: str, value: float | None) -> None:
+    if value is not None and not 0 <= value <= 1:
+        raise InputError(f"{option} must be within 0..1, got {value}")
 
 
 def _add_infer(sub: argparse._SubParsersAction) -> None:
@@ -160,13 +169,13 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--model", required=True, help="an exported ONNX file, or an engine manifest.json")
     p.add_argument("--task", choices=("classify", "localize", "detect"), default="classify")
-    p.add_argument("--top-k", type=_positive_int, default=None, help="classes considered (classify, localize; default 5)")
+    p.add_argument("--top-k", type=_positive_int, default=None, help=f"classes considered (classify, localize; default {INFER_OPTIONS['top_k'][0]})")
     p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
     p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default=None, help="default: from the model file type")
     p.add_argument("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (default CPU)")
-    p.add_argument("--score-threshold", type=float, default=None, help="detect: least per-location probability (default 0.5)")
-    p.add_argument("--min-score", type=float, default=None, help="localize: least per-location class probability of a box (default 0.2)")
+    p.add_argument("--score-threshold", type=float, default=None, help=f"detect: least per-location probability (default {INFER_OPTIONS['score_threshold'][0]})")
+    p.add_argument("--min-score", type=float, default=None, help=f"localize: least per-location class probability of a box (default {INFER_OPTIONS['min_score'][0]})")
     p.add_argument("--method", choices=("merge", "nms", "vote"), default=None,
                    help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote (score-weighted box, summed score)")
     p.add_argument("--nms", action="store_const", const="nms", dest="method", help=argparse.SUPPRESS)  # the older spelling of --method nms
@@ -200,11 +209,9 @@ def _run_infer(args: argparse.Namespace) -> int:
         check_output_path(args.json, "--json")
     if args.draw and not Path(args.draw).is_dir():
         raise InputError(f"--draw {args.draw}: directory does not exist; create it first")
-    _refuse_unused(args, (args.task,), INFER_OPTIONS)
-    args.top_k = 5 if args.top_k is None else args.top_k
-    args.score_threshold = 0.5 if args.score_threshold is None else args.score_threshold
-    args.min_score = 0.2 if args.min_score is None else args.min_score
-    args.method = args.method or "merge"
+    _probability("--score-threshold", args.score_threshold)
+    _probability("--min-score", args.min_score)
+    _task_options(args, (args.task,), INFER_OPTIONS)
     if args.merge_threshold is not None and args.task == "detect" and args.method != "merge":
         raise InputError(f"--merge-threshold sets the greedy merge; --method {args.method} does not merge: leave it out, or use --method merge")
     merge = MergeConfig() if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold)
@@ -298,7 +305,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
     p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"), default=None, help="default: from the model file type")
-    p.add_argument("--score-threshold", type=float, default=None, help="detect: least per-location probability of a candidate (default 0.1)")
+    p.add_argument("--score-threshold", type=float, default=None, help=f"detect: least per-location probability of a candidate (default {EVAL_OPTIONS['score_threshold'][0]})")
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
     p.add_argument("--method", choices=("merge", "nms", "vote"), default=None,
                    help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote (score-weighted box, summed score)")
@@ -311,21 +318,17 @@ def _run_eval(args: argparse.Namespace) -> int:
     from overfeat.datasets.coco import find_split, read_coco
     from overfeat.fileio import check_output_path, write_json
     from overfeat.runtime import Predictor
-    from overfeat.runtime.evaluate import evaluate
+    from overfeat.runtime.evaluate import check_tasks, evaluate
 
     if args.json:
         check_output_path(args.json, "--json")
-    if args.task is not None:  # otherwise the model's heads choose, and every task they allow may run
-        _refuse_unused(args, args.task, EVAL_OPTIONS)
-    args.score_threshold = 0.1 if args.score_threshold is None else args.score_threshold
-    args.method = args.method or "merge"
-    if not 0 <= args.score_threshold <= 1:
-        raise InputError(f"--score-threshold must be within 0..1, got {args.score_threshold}")
+    _probability("--score-threshold", args.score_threshold)
     path = find_split(args.data, args.split)
     dataset = read_coco(path)
     if args.limit:
         dataset = dataclasses.replace(dataset, records=dataset.records[: args.limit])
     with Predictor.from_path(args.model, args.backend, pyramid=args.pyramid, flip=not args.no_flip) as predictor:
+        _task_options(args, check_tasks(predictor, args.task), EVAL_OPTIONS, several=True)  # the tasks the model's heads allow, by default
         result = evaluate(predictor, dataset, args.task, score_threshold=args.score_threshold, method=args.method, progress=Progress(enabled=not args.quiet), source=args.model)
     result.data = str(path)
     print(result.table())

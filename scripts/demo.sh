@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The demo pipeline, from the committed shapes model to an accuracy report. Writes only under
 # out/demo/ (cleared first): the test images, the exported ONNX model and its INT8 version, the
-# evaluation JSON of ONNX Runtime (fp32, int8) and of PyTorch, the validation report, the TensorRT
-# build plan, annotated pictures and report.md.
+# evaluation JSON of ONNX Runtime (fp32, int8) and of PyTorch (and of ONNX Runtime's detection by
+# --method vote), the validation report, the TensorRT build plan, annotated pictures and report.md.
 set -euo pipefail
 out=out/demo
 model=models/shapes-accurate-w12.safetensors
@@ -35,6 +35,8 @@ for kind in single multi; do
     overfeat eval --model "$out/model.int8.onnx" --data "$out/data/$kind" --task "$tasks" --json "$out/eval-int8-$kind.json"
     overfeat eval --model "$model" --data "$out/data/$kind" --task "$tasks" --json "$out/eval-torch-$kind.json"
 done
+# the same candidates decoded by NMS with voting instead of the paper's greedy merge
+overfeat eval --model "$out/model.onnx" --data "$out/data/multi" --task detect --method vote --json "$out/eval-onnxruntime-multi-vote.json"
 
 # Raw outputs of PyTorch and INT8 against the exported model through Polygraphy (exit 1 when a
 # candidate is outside its tolerance: reported, not fatal here), and the TensorRT build plan
@@ -56,7 +58,7 @@ echo
 echo "demo artifacts in $out/:"
 echo "  model.onnx             the exported model (parity report: model.parity.json)"
 echo "  model.int8.onnx        INT8 (Q/DQ) of it; accuracy gate: int8-check.json, ranges: model.int8.calib.json"
-echo "  eval-*.json            accuracy through ONNX Runtime (fp32, int8) and through PyTorch"
+echo "  eval-*.json            accuracy through ONNX Runtime (fp32, int8) and through PyTorch; *-vote.json: detection by --method vote"
 echo "  validate.json/.txt     PyTorch and INT8 against model.onnx through Polygraphy (raw outputs and task agreement)"
 echo "  engines-plan.txt       the TensorRT engines 'overfeat build' would build on a GPU (--dry-run)"
 echo "  drawn/                 annotated pictures (localize: single-object images, detect: multi-object)"

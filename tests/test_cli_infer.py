@@ -26,7 +26,7 @@ def _infer(*args):
     return subprocess.run([sys.executable, "-m", "overfeat.cli", "infer", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("task", ["classify --top-k 3", "localize --merge-threshold 0.4 --min-score 0.1", "detect --score-threshold 0.2",
+@pytest.mark.parametrize("task", ["classify --top-k 3", "localize", "localize --merge-threshold 0.4 --min-score 0.1", "detect",
                                   "detect --score-threshold 0.2 --method vote"])
 def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     path, _ = small_onnx
@@ -42,12 +42,23 @@ def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     assert report["results"][1]["height"] == 420 and report["results"][1]["scales"][0] == [245, 245]
     assert report["results"][1]["scales"][1] == [317, 281], "portrait images get transposed sizes"
     assert sorted(p.name for p in out.iterdir()) == ["001_landscape.png", "002_portrait_gray.png"]
-    if "--method" in options:  # --method reaches the decoding: the boxes are those of Predictor.detect(method=...)
-        from overfeat.runtime import Predictor
+    # the options given, and the defaults of those not given, reach the predictor: its results are the CLI's
+    from overfeat.runtime import MergeConfig, Predictor
 
-        with Predictor.from_path(path) as predictor:
-            expected = predictor.detect(str(images / "landscape.png"), 0.2, options[-1])
-        assert report["results"][0]["boxes"] == [b.to_dict() for b in expected.boxes] and expected.boxes
+    given = dict(zip(options[::2], options[1::2], strict=True))
+    with Predictor.from_path(path, merge=MergeConfig(float(given.get("--merge-threshold", 0.5)))) as predictor:
+        image = str(images / "landscape.png")
+        if task == "detect":
+            expected = predictor.detect(image, float(given.get("--score-threshold", 0.5)), given.get("--method", "merge"))
+        elif task == "localize":
+            expected = predictor.localize(image, top_k=5, min_score=float(given.get("--min-score", 0.2)))
+        else:
+            expected = predictor.classify(image, top_k=int(given.get("--top-k", 5)))
+    first = report["results"][0]
+    assert first["boxes"] == [b.to_dict() for b in expected.boxes] and first["classes"] == [c.to_dict() for c in expected.classes]
+    assert len(first["classes"]) == (3 if task == "classify" else 5 if task == "localize" else 0)
+    if task == "detect" and options:
+        assert expected.boxes, "the vote case decodes some boxes"
 
 
 def test_infer_goes_on_after_a_bad_image(small_onnx, images):
@@ -70,12 +81,14 @@ def test_infer_bad_arguments(small_onnx, images, tmp_path):
         (["--model", path, "--task", "detect", "--method", "vote", "--merge-threshold", "0.3"], "--merge-threshold sets the greedy merge; --method vote does not merge"),
         (["--model", path, "--task", "detect", "--method", "soft"], "invalid choice"),
         (["--model", path, "--task", "detect", "--nms", "--merge-threshold", "0.3"], "--method nms does not merge"),
-        (["--model", path, "--task", "classify", "--method", "vote"], "--method applies to --task detect only, and this run's task is classify: leave it out"),
-        (["--model", path, "--task", "localize", "--nms"], "--method applies to --task detect only, and this run's task is localize"),
-        (["--model", path, "--score-threshold", "0.2"], "--score-threshold applies to --task detect only, and this run's task is classify"),
+        (["--model", path, "--task", "classify", "--method", "vote"], "--method applies to --task detect only, but this run's task is classify: leave it out"),
+        (["--model", path, "--task", "localize", "--nms"], "--method applies to --task detect only, but this run's task is localize"),
+        (["--model", path, "--score-threshold", "0.2"], "--score-threshold applies to --task detect only, but this run's task is classify"),
         (["--model", path, "--task", "detect", "--min-score", "0.1"], "--min-score applies to --task localize only"),
         (["--model", path, "--task", "detect", "--top-k", "3"], "--top-k applies to --task classify or --task localize only"),
         (["--model", path, "--merge-threshold", "0.4"], "--merge-threshold applies to --task localize or --task detect only"),
+        (["--model", path, "--task", "detect", "--score-threshold", "1.5"], "--score-threshold must be within 0..1, got 1.5"),
+        (["--model", path, "--task", "localize", "--min-score", "-0.1"], "--min-score must be within 0..1, got -0.1"),
         (["--model", path, "--draw", tmp_path, "--draw-floor", "2"], "infer --draw-floor) must be within 0..1"),
         (["--model", path, "--draw", tmp_path, "--draw-overlap", "-0.5"], "infer --draw-overlap) must be within 0..1"),
         (["--model", path, "--draw-floor", "0.1"], "--draw-floor only changes the pictures, and no picture is drawn: add --draw DIR"),

@@ -81,10 +81,20 @@ def test_eval_cli_refuses_bad_data(small_onnx, tmp_path, capsys):
     (tmp_path / "broken.json").write_text(json.dumps({"images": [{"id": 1}]}))
     assert main(["eval", "--model", model, "--data", str(tmp_path / "broken.json")]) == 2
     assert "not COCO-style" in capsys.readouterr().err
-    # detection's options with tasks that leave detection out: refused before any image runs
+    # detection's options where detection does not run, chosen by --task or by the model's heads:
+    # refused before any image runs
+    from overfeat.export import build_model, export_onnx
+
+    no_det = tmp_path / "no_det.onnx"
+    export_onnx(build_model("accurate", 5, ("cls", "loc"), 1 / 16, seed=1), no_det, classes=["circle", "square", "triangle", "star", "cross"], check_sizes=())
     for option in (["--method", "vote"], ["--score-threshold", "0.2"]):
         assert main(["eval", "--model", model, "--data", str(tmp_path), "--split", "val", "--task", "classify,localize", *option]) == 2
-        assert f"{option[0]} applies to --task detect only, and this run's tasks are classify, localize" in capsys.readouterr().err
+        message = f"{option[0]} applies to --task detect only, but this run's tasks are classify, localize: leave it out, or add detect to --task"
+        assert message in capsys.readouterr().err
+        assert main(["eval", "--model", str(no_det), "--data", str(tmp_path), "--split", "val", *option]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["eval", "--model", model, "--data", str(tmp_path), "--split", "val", "--score-threshold", "1.5"]) == 2
+    assert "--score-threshold must be within 0..1, got 1.5" in capsys.readouterr().err
 
 
 def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatch):
