@@ -140,8 +140,13 @@ def _pyramid(text: str):
 # None, so that one given for none of a run's tasks can be refused (_task_options) rather than
 # ignored; the help strings quote these defaults.
 INFER_OPTIONS = {"top_k": (5, ("classify", "localize")), "score_threshold": (0.5, ("detect",)), "min_score": (0.2, ("localize",)),
-                 "method": ("merge", ("detect",)), "merge_threshold": (None, ("localize", "detect"))}
-EVAL_OPTIONS = {"score_threshold": (0.1, ("detect",)), "method": ("merge", ("detect",))}
+                 "method": ("merge", ("detect",)), "merge_threshold": (None, ("localize", "detect")), "iou_threshold": (0.5, ("detect",))}
+EVAL_OPTIONS = {"score_threshold": (0.1, ("detect",)), "method": ("merge", ("detect",)), "merge_threshold": (None, ("localize", "detect")),
+                "iou_threshold": (0.5, ("detect",))}
+METHOD_HELP = ("detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote "
+               "(score-weighted box, summed score)")
+MERGE_THRESHOLD_HELP = "localize, and detect by merge: the greedy merge's largest dissimilarity that still merges (default 0.5)"
+IOU_THRESHOLD_HELP = f"detect by nms or vote: the IoU with a kept box at which a box of its class is suppressed (default {INFER_OPTIONS['iou_threshold'][0]})"
 
 
 def _task_options(args: argparse.Namespace, tasks: Sequence[str], options: dict, *, several: bool = False) -> None:
@@ -157,6 +162,19 @@ def _task_options(args: argparse.Namespace, tasks: Sequence[str], options: dict,
             run = f"this run's task{'s are' if len(tasks) > 1 else ' is'} {', '.join(tasks)}"
             advice = f"add {' or '.join(readers)} to --task" if several else f"use {what}"
             raise InputError(f"{flag} applies to {what} only, but {run}: leave it out, or {advice}")
+
+
+def _method_options(args: argparse.Namespace, tasks: Sequence[str]) -> None:
+    """Refuse a threshold given for a detection method that does not read it. Runs before
+    :func:`_task_options` fills in the defaults, so that only thresholds given are refused."""
+    if "detect" not in tasks:
+        return  # _task_options refuses detection's options
+    method = args.method or "merge"
+    if args.merge_threshold is not None and method != "merge" and "localize" not in tasks:
+        raise InputError(f"--merge-threshold sets the greedy merge; --method {method} does not merge: leave it out, or use --method merge")
+    if args.iou_threshold is not None and method == "merge":
+        raise InputError("--iou-threshold sets the suppression of --method nms and --method vote; the greedy merge (--method merge, "
+                         "the default) suppresses nothing: leave it out, or add --method nms or --method vote")
 
 
 def _probability(option: str, value: float | None) -> None:
@@ -176,10 +194,10 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (default CPU)")
     p.add_argument("--score-threshold", type=float, default=None, help=f"detect: least per-location probability (default {INFER_OPTIONS['score_threshold'][0]})")
     p.add_argument("--min-score", type=float, default=None, help=f"localize: least per-location class probability of a box (default {INFER_OPTIONS['min_score'][0]})")
-    p.add_argument("--method", choices=("merge", "nms", "vote"), default=None,
-                   help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote (score-weighted box, summed score)")
+    p.add_argument("--method", choices=("merge", "nms", "vote"), default=None, help=METHOD_HELP)
     p.add_argument("--nms", action="store_const", const="nms", dest="method", help=argparse.SUPPRESS)  # the older spelling of --method nms
-    p.add_argument("--merge-threshold", type=float, default=None, help="localize, detect: the greedy merge's largest dissimilarity that still merges (default 0.5)")
+    p.add_argument("--merge-threshold", type=float, default=None, help=MERGE_THRESHOLD_HELP)
+    p.add_argument("--iou-threshold", type=float, default=None, help=IOU_THRESHOLD_HELP)
     p.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 64,000,000)")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--draw", metavar="DIR", help="write each image with its results as a PNG into DIR")
@@ -211,9 +229,9 @@ def _run_infer(args: argparse.Namespace) -> int:
         raise InputError(f"--draw {args.draw}: directory does not exist; create it first")
     _probability("--score-threshold", args.score_threshold)
     _probability("--min-score", args.min_score)
+    _probability("--iou-threshold", args.iou_threshold)
+    _method_options(args, (args.task,))
     _task_options(args, (args.task,), INFER_OPTIONS)
-    if args.merge_threshold is not None and args.task == "detect" and args.method != "merge":
-        raise InputError(f"--merge-threshold sets the greedy merge; --method {args.method} does not merge: leave it out, or use --method merge")
     merge = MergeConfig() if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold)
     providers = args.providers.split(",") if args.providers else None
     if providers and (args.backend or default_backend(args.model)) != "onnxruntime":
@@ -233,7 +251,7 @@ def _run_infer(args: argparse.Namespace) -> int:
                 elif args.task == "localize":
                     result = predictor.localize(array, top_k=args.top_k, min_score=args.min_score)
                 else:
-                    result = predictor.detect(array, args.score_threshold, args.method)
+                    result = predictor.detect(array, args.score_threshold, args.method, args.iou_threshold)
                 result = dataclasses.replace(result, image=source)
                 print(_table(result))
                 if args.draw:
@@ -307,8 +325,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"), default=None, help="default: from the model file type")
     p.add_argument("--score-threshold", type=float, default=None, help=f"detect: least per-location probability of a candidate (default {EVAL_OPTIONS['score_threshold'][0]})")
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
-    p.add_argument("--method", choices=("merge", "nms", "vote"), default=None,
-                   help="detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote (score-weighted box, summed score)")
+    p.add_argument("--method", choices=("merge", "nms", "vote"), default=None, help=METHOD_HELP)
+    p.add_argument("--merge-threshold", type=float, default=None, help=MERGE_THRESHOLD_HELP)
+    p.add_argument("--iou-threshold", type=float, default=None, help=IOU_THRESHOLD_HELP)
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_run_eval)
@@ -317,19 +336,24 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from overfeat.datasets.coco import find_split, read_coco
     from overfeat.fileio import check_output_path, write_json
-    from overfeat.runtime import Predictor
+    from overfeat.runtime import MergeConfig, Predictor
     from overfeat.runtime.evaluate import check_tasks, evaluate
 
     if args.json:
         check_output_path(args.json, "--json")
     _probability("--score-threshold", args.score_threshold)
+    _probability("--iou-threshold", args.iou_threshold)
+    merge = MergeConfig() if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold)
     path = find_split(args.data, args.split)
     dataset = read_coco(path)
     if args.limit:
         dataset = dataclasses.replace(dataset, records=dataset.records[: args.limit])
-    with Predictor.from_path(args.model, args.backend, pyramid=args.pyramid, flip=not args.no_flip) as predictor:
-        _task_options(args, check_tasks(predictor, args.task), EVAL_OPTIONS, several=True)  # the tasks the model's heads allow, by default
-        result = evaluate(predictor, dataset, args.task, score_threshold=args.score_threshold, method=args.method, progress=Progress(enabled=not args.quiet), source=args.model)
+    with Predictor.from_path(args.model, args.backend, pyramid=args.pyramid, flip=not args.no_flip, merge=merge) as predictor:
+        tasks = check_tasks(predictor, args.task)  # the tasks the model's heads allow, by default
+        _method_options(args, tasks)
+        _task_options(args, tasks, EVAL_OPTIONS, several=True)
+        result = evaluate(predictor, dataset, args.task, score_threshold=args.score_threshold, method=args.method,
+                          iou_threshold=args.iou_threshold, progress=Progress(enabled=not args.quiet), source=args.model)
     result.data = str(path)
     print(result.table())
     if args.json:

@@ -111,6 +111,8 @@ class Evaluation:
     fine_stride: bool
     classes: tuple[str, ...]
     method: str | None = None  # how detections were decoded (None: no detection)
+    merge_threshold: float | None = None  # the greedy merge's, where localization or detection merged
+    iou_threshold: float | None = None  # the suppression's, where detection ran by nms or vote
     labelled_images: int = 0  # images with one class, used for classification and localization
     top1_error: float | None = None
     top5_error: float | None = None
@@ -129,7 +131,8 @@ class Evaluation:
         lines = [
             f"{self.images} images ({self.labelled_images} with one class), pyramid {self.pyramid}, "
             f"{'flips' if self.flip else 'no flips'}, {'fine' if self.fine_stride else 'coarse'} stride"
-            + (f", detections by {self.method}" if self.mean_ap is not None else ""),
+            + (f", detections by {self.method}" if self.mean_ap is not None else "")
+            + (f" (IoU {self.iou_threshold:g})" if self.mean_ap is not None and self.iou_threshold is not None else ""),
             f"  classification  top-1 error   {pct(self.top1_error)}",
             f"                  top-5 error   {pct(self.top5_error)}",
             f"  localization    error         {pct(self.localization_error)}",
@@ -227,11 +230,13 @@ def evaluate(
     *,
     score_threshold: float = 0.1,
     method: str = "merge",
+    iou_threshold: float = 0.5,
     progress: Progress | None = None,
     source: str = "",
 ) -> Evaluation:
     """Run ``tasks`` (default: all the model's heads allow) on every image of ``dataset``;
-    ``method`` decodes detections (:meth:`Predictor.detect`)."""
+    ``method`` and ``iou_threshold`` decode detections (:meth:`Predictor.detect`), and the
+    predictor's merge configuration merges localization's boxes and, by ``"merge"``, detections."""
     meta = predictor.meta
     if method not in METHODS:
         raise InputError(f"detection method {method!r}: expected one of {list(METHODS)}")
@@ -247,11 +252,15 @@ def evaluate(
         wanted = scorer.wanted(labels)
         if not wanted:
             continue
-        results = predictor.predict(record.path, wanted, top_k=5, score_threshold=score_threshold, method=method)
+        results = predictor.predict(record.path, wanted, top_k=5, score_threshold=score_threshold, method=method, iou_threshold=iou_threshold)
         seconds += sum(results[wanted[0]].timings.get(k, 0.0) for k in ("preprocess", "inference"))
         seconds += sum(r.timings.get("decode", 0.0) + r.timings.get("merge", 0.0) for r in results.values())
         scorer.add(record.boxes, labels, results)
-    out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(predictor.pyramid), predictor.flip, meta.fine_stride, meta.classes, method=method if "detect" in tasks else None)
+    detect = "detect" in tasks
+    merged = "localize" in tasks or (detect and method == "merge")
+    out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(predictor.pyramid), predictor.flip, meta.fine_stride, meta.classes,
+                     method=method if detect else None, merge_threshold=predictor.merge_config.threshold if merged else None,
+                     iou_threshold=iou_threshold if detect and method != "merge" else None)
     scorer.fill(out)
     out.seconds_per_image = seconds / max(1, len(dataset.records))
     return out

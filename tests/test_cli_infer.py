@@ -27,7 +27,7 @@ def _infer(*args):
 
 
 @pytest.mark.parametrize("task", ["classify --top-k 3", "localize", "localize --merge-threshold 0.4 --min-score 0.1", "detect",
-                                  "detect --score-threshold 0.2 --method vote"])
+                                  "detect --score-threshold 0.2 --method vote", "detect --method nms --iou-threshold 0.3"])
 def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     path, _ = small_onnx
     out = tmp_path / "drawn"
@@ -49,7 +49,7 @@ def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     with Predictor.from_path(path, merge=MergeConfig(float(given.get("--merge-threshold", 0.5)))) as predictor:
         image = str(images / "landscape.png")
         if task == "detect":
-            expected = predictor.detect(image, float(given.get("--score-threshold", 0.5)), given.get("--method", "merge"))
+            expected = predictor.detect(image, float(given.get("--score-threshold", 0.5)), given.get("--method", "merge"), float(given.get("--iou-threshold", 0.5)))
         elif task == "localize":
             expected = predictor.localize(image, top_k=5, min_score=float(given.get("--min-score", 0.2)))
         else:
@@ -57,7 +57,7 @@ def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     first = report["results"][0]
     assert first["boxes"] == [b.to_dict() for b in expected.boxes] and first["classes"] == [c.to_dict() for c in expected.classes]
     assert len(first["classes"]) == (3 if task == "classify" else 5 if task == "localize" else 0)
-    if task == "detect" and options:
+    if task == "detect" and "--score-threshold" in given:
         assert expected.boxes, "the vote case decodes some boxes"
 
 
@@ -87,6 +87,10 @@ def test_infer_bad_arguments(small_onnx, images, tmp_path):
         (["--model", path, "--task", "detect", "--min-score", "0.1"], "--min-score applies to --task localize only"),
         (["--model", path, "--task", "detect", "--top-k", "3"], "--top-k applies to --task classify or --task localize only"),
         (["--model", path, "--merge-threshold", "0.4"], "--merge-threshold applies to --task localize or --task detect only"),
+        (["--model", path, "--task", "detect", "--iou-threshold", "0.3"], "--iou-threshold sets the suppression of --method nms and --method vote; the greedy merge"),
+        (["--model", path, "--task", "detect", "--method", "merge", "--iou-threshold", "0.3"], "suppresses nothing: leave it out, or add --method nms"),
+        (["--model", path, "--task", "localize", "--iou-threshold", "0.3"], "--iou-threshold applies to --task detect only, but this run's task is localize"),
+        (["--model", path, "--task", "detect", "--method", "vote", "--iou-threshold", "1.5"], "--iou-threshold must be within 0..1, got 1.5"),
         (["--model", path, "--task", "detect", "--score-threshold", "1.5"], "--score-threshold must be within 0..1, got 1.5"),
         (["--model", path, "--task", "localize", "--min-score", "-0.1"], "--min-score must be within 0..1, got -0.1"),
         (["--model", path, "--draw", tmp_path, "--draw-floor", "2"], "infer --draw-floor) must be within 0..1"),

@@ -95,6 +95,18 @@ def test_eval_cli_refuses_bad_data(small_onnx, tmp_path, capsys):
         assert message in capsys.readouterr().err
     assert main(["eval", "--model", model, "--data", str(tmp_path), "--split", "val", "--score-threshold", "1.5"]) == 2
     assert "--score-threshold must be within 0..1, got 1.5" in capsys.readouterr().err
+    # a threshold of a decoding that does not run
+    refused = [
+        (["--task", "classify,localize", "--iou-threshold", "0.3"], "--iou-threshold applies to --task detect only, but this run's tasks are classify, localize"),
+        (["--task", "classify", "--merge-threshold", "0.3"], "--merge-threshold applies to --task localize or --task detect only, but this run's task is classify"),
+        (["--task", "detect", "--iou-threshold", "0.3"], "--iou-threshold sets the suppression of --method nms and --method vote; the greedy merge"),
+        (["--task", "detect", "--method", "vote", "--merge-threshold", "0.3"], "--merge-threshold sets the greedy merge; --method vote does not merge"),
+        (["--method", "nms", "--iou-threshold", "-0.1"], "--iou-threshold must be within 0..1, got -0.1"),
+        (["--merge-threshold", "-1"], "MergeConfig.threshold"),
+    ]
+    for option, message in refused:
+        assert main(["eval", "--model", model, "--data", str(tmp_path), "--split", "val", *option]) == 2
+        assert message in capsys.readouterr().err, option
 
 
 def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatch):
@@ -114,20 +126,29 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatc
     assert result.images == 3 and result.mean_ap is not None and 0 <= result.mean_ap <= 1
     assert set(result.ap) == {"circle", "square", "triangle", "star", "cross"}
     assert "mAP@0.5" in result.table() and "detections by merge" in result.table()
-    # --method reaches the decoding: every prediction the CLI makes asks for it
+    # --method and the thresholds reach the decoding: every prediction the CLI makes asks for them
     asked = []
     predict = Predictor.predict
-    monkeypatch.setattr(Predictor, "predict", lambda self, *a, **kw: asked.append(kw["method"]) or predict(self, *a, **kw))
+    monkeypatch.setattr(Predictor, "predict", lambda self, *a, **kw: asked.append((kw["method"], kw["iou_threshold"], self.merge_config.threshold))
+                        or predict(self, *a, **kw))
     out = tmp_path / "vote.json"
     assert main(["eval", "--model", str(small_onnx[0]), "--data", str(tmp_path / "five.json"), "--pyramid", "2", "--task", "detect",
-                 "--method", "vote", "--json", str(out), "--quiet"]) == 0
+                 "--method", "vote", "--iou-threshold", "0.3", "--json", str(out), "--quiet"]) == 0
     report = json.loads(out.read_text())
-    assert asked == ["vote"] * 3
+    assert asked == [("vote", 0.3, 0.5)] * 3
+    asked.clear()
+    merged = tmp_path / "merge.json"  # the merge threshold reaches localization too, whatever decodes detections
+    assert main(["eval", "--model", str(small_onnx[0]), "--data", str(tmp_path / "five.json"), "--pyramid", "2", "--task", "localize,detect",
+                 "--method", "nms", "--merge-threshold", "0.3", "--json", str(merged), "--quiet"]) == 0
+    assert asked == [("nms", 0.5, 0.3)] * 3
     monkeypatch.undo()
     with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
-        voted = evaluate(predictor, read_coco(tmp_path / "five.json"), ["detect"], method="vote")
+        voted = evaluate(predictor, read_coco(tmp_path / "five.json"), ["detect"], method="vote", iou_threshold=0.3)
     assert report["method"] == "vote" and report["mean_ap"] == voted.mean_ap and report["ap"] == voted.ap
-    assert "detections by vote" in voted.table()
+    assert (report["iou_threshold"], report["merge_threshold"]) == (0.3, None), "the merge did not run"
+    assert "detections by vote (IoU 0.3)" in voted.table()
+    assert (json.loads(merged.read_text())["merge_threshold"], json.loads(merged.read_text())["iou_threshold"]) == (0.3, 0.5)
+    assert (result.merge_threshold, result.iou_threshold) == (0.5, None), "the default run merged both tasks"
     with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
         assert evaluate(predictor, read_coco(tmp_path / "five.json"), ["classify"]).method is None, "nothing was detected"
         with pytest.raises(InputError, match="detection method 'soft'"):
