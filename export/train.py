@@ -225,12 +225,14 @@ class CropSampler:
 
     def batches(self, stage: str, n: int) -> Iterator[tuple[torch.Tensor, Targets]]:
         """Endless batches of ``n`` normalised crops [n, 3, side, side] and their n·grid² targets."""
+        mean, std = self.mean[0], self.std[0]
         while True:
-            crops, rows = zip(*(self.sample(stage) for _ in range(n)), strict=True)
-            # gathered pixel-major ([n, S, S, 3]) and handed on as [n, 3, S, S] with channels-last
-            # strides: the layout the CPU's convolution kernels are fastest in, at no copy
-            x = torch.cat([c.permute(0, 2, 3, 1) for c in crops]).float()
-            x = x.sub_(self.mean.view(1, 1, 1, 3)).div_(self.std.view(1, 1, 1, 3)).permute(0, 3, 1, 2)
+            # each crop is converted and normalised into its place while it is still in the cache
+            x, rows = torch.empty((n, 3, self.side, self.side), dtype=torch.float32), []
+            for i in range(n):
+                crop, targets = self.sample(stage)
+                x[i].copy_(crop[0]).sub_(mean).div_(std)
+                rows.append(targets)
             yield x, Targets(*(np.concatenate([getattr(r, f) for r in rows]) for f in ("label", "boxes", "box_mask")))
 
 
@@ -359,8 +361,13 @@ def train_shapes(config: TrainConfig, progress: Progress | None = None) -> tuple
     for stage, module in zip(STAGES, (model.classifier, model.regressor, model.detector), strict=True):
         heads[stage], head_pairs = with_batchnorm(module, plain_last=True)
         pairs += head_pairs
-    for module in (trunk, *heads.values()):
-        module.to(memory_format=torch.channels_last)  # the crops' layout (CropSampler.batches)
+    # Layer 1 (convolution, norm, ReLU, pooling) runs in the plain layout, in which batch norm over
+    # its 8 channels takes half the time of channels-last; the layers after it run channels-last,
+    # the layout the CPU's convolution kernels are fastest in (the second convolution's weights
+    # turn its input). Measured: the benchmark in models/README.md.
+    layer_1 = next(i for i, m in enumerate(trunk) if isinstance(m, nn.MaxPool2d)) + 1
+    for module in (trunk[layer_1:], *heads.values()):
+        module.to(memory_format=torch.channels_last)
     # stage 1 trains the trunk with the cls and det heads (and, unless paper_trunk, the loc head)
     joint = ("classifier", "detector") if config.paper_trunk else STAGES
     for stage, steps in zip(STAGES, config.steps, strict=True):
