@@ -227,7 +227,8 @@ class CropSampler:
         """Endless batches of ``n`` normalised crops [n, 3, side, side] and their n·grid² targets."""
         mean, std = self.mean[0], self.std[0]
         while True:
-            # each crop is converted and normalised into its place while it is still in the cache
+            # each crop is converted and normalised into its place while it is still in the cache:
+            # one pass over the batch rather than four
             x, rows = torch.empty((n, 3, self.side, self.side), dtype=torch.float32), []
             for i in range(n):
                 crop, targets = self.sample(stage)
@@ -361,10 +362,10 @@ def train_shapes(config: TrainConfig, progress: Progress | None = None) -> tuple
     for stage, module in zip(STAGES, (model.classifier, model.regressor, model.detector), strict=True):
         heads[stage], head_pairs = with_batchnorm(module, plain_last=True)
         pairs += head_pairs
-    # Layer 1 (convolution, norm, ReLU, pooling) runs in the plain layout, in which batch norm over
-    # its 8 channels takes half the time of channels-last; the layers after it run channels-last,
-    # the layout the CPU's convolution kernels are fastest in (the second convolution's weights
-    # turn its input). Measured: the benchmark in models/README.md.
+    # Layer 1 (convolution, norm, ReLU, pooling) runs in the plain layout the crops come in; batch
+    # norm over its 8 channels takes about half the time there that it takes in channels-last. The
+    # layers after it run channels-last, the layout the CPU's convolution kernels are fastest in
+    # (the second convolution's weights turn its input).
     layer_1 = next(i for i, m in enumerate(trunk) if isinstance(m, nn.MaxPool2d)) + 1
     for module in (trunk[layer_1:], *heads.values()):
         module.to(memory_format=torch.channels_last)
