@@ -147,7 +147,8 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatc
     assert report["method"] == "vote" and report["mean_ap"] == voted.mean_ap and report["ap"] == voted.ap
     assert (report["iou_threshold"], report["merge_threshold"]) == (0.3, None), "the merge did not run"
     assert "detections by vote (IoU 0.3)" in voted.table()
-    assert (json.loads(merged.read_text())["merge_threshold"], json.loads(merged.read_text())["iou_threshold"]) == (0.3, 0.5)
+    merged_report = json.loads(merged.read_text())
+    assert (merged_report["merge_threshold"], merged_report["iou_threshold"]) == (0.3, 0.5)
     assert (result.merge_threshold, result.iou_threshold) == (0.5, None), "the default run merged both tasks"
     with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
         assert evaluate(predictor, read_coco(tmp_path / "five.json"), ["classify"]).method is None, "nothing was detected"
