@@ -75,5 +75,6 @@ def main() -> None:
         other = f"{names[int(wrong.argmax())]} ({100 * wrong.max() / max(row.sum(), 1):.1f}%)" if wrong.any() else "-"
         print(f"| {names[c]} | {row.sum()} | {100 * row[c] / max(row.sum(), 1):.1f}% | {other} |")
 
+
 if __name__ == "__main__":
     main()
