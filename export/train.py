@@ -347,6 +347,19 @@ def fold_batchnorm(pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]]) -> None:
         conv.bias.copy_((conv.bias - norm.running_mean) * scale + norm.bias)
 
 
+def one_cycle(optimizer: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    """Each stage's schedule: a one-cycle warm-up over 5% of its ``steps`` to ``lr``, then cosine
+    annealing.
+
+    OneCycleLR ends its warm-up at step 0.05·steps − 1 and divides by the warm-up's length, so a
+    stage of exactly 20 steps (a warm-up of length 0) would fail. A stage of 3–39 steps warms
+    up over one step instead (its peak at its second step); stages of 40 steps or more, and of 1
+    or 2 (no warm-up), keep the 5% schedule exactly.
+    """
+    share = max(0.05, 2 / steps) if 3 <= steps < 40 else 0.05
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=share)
+
+
 def train_shapes(config: TrainConfig, progress: Progress | None = None) -> tuple[OverFeat, dict]:
     """Train the three stages; returns the model (eval mode) and a log of per-stage figures."""
     progress = progress or Progress(enabled=False)
@@ -377,7 +390,7 @@ def train_shapes(config: TrainConfig, progress: Progress | None = None) -> tuple
         training = joint if stage == "classifier" else (stage,)
         trainable = [p for name in training for p in heads[name].parameters()] + (list(trunk.parameters()) if stage == "classifier" else [])
         optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=1e-4)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.05)
+        schedule = one_cycle(optimizer, config.lr, steps)
         trunk.train(stage == "classifier")  # later stages: frozen trunk, norms on their running statistics
         for name in STAGES:
             heads[name].train(name in training)

@@ -194,3 +194,38 @@ def test_batches_are_the_normalised_crops_in_order():
     torch.testing.assert_close(x, (torch.cat(crops).float() - mean) / std, rtol=0, atol=0)  # the same arithmetic
     np.testing.assert_array_equal(t.label, np.concatenate([r.label for r in rows]))
     np.testing.assert_array_equal(t.boxes, np.concatenate([r.boxes for r in rows]))
+
+
+def _rates(schedule_for, steps: int) -> list[float]:
+    """The learning rate of each of ``steps`` optimizer steps under ``schedule_for(optimizer)``."""
+    import torch
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([weight], lr=1e-3)
+    schedule = schedule_for(optimizer)
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step() if len(rates) < steps else None
+    return rates
+
+
+def test_every_stage_length_has_a_schedule():
+    """A stage of any length trains (OneCycleLR's own 5% warm-up divides by zero at 20 steps);
+    long stages keep exactly the 5% schedule the committed model was trained with."""
+    import torch
+
+    from overfeat.export.train import one_cycle
+
+    with pytest.raises(ZeroDivisionError):  # the failure one_cycle avoids
+        torch.optim.lr_scheduler.OneCycleLR(torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))]), max_lr=3e-3, total_steps=20, pct_start=0.05)
+    for steps in range(1, 120):
+        rates = _rates(lambda o, n=steps: one_cycle(o, 3e-3, n), steps)
+        assert len(rates) == steps and all(np.isfinite(rates)) and max(rates) <= 3e-3 * (1 + 1e-9)
+        if 3 <= steps < 40:  # one step of warm-up: the peak at the second step, then annealing
+            assert rates[0] < rates[1] == pytest.approx(3e-3)
+            assert np.all(np.diff(rates[1:]) <= 0) and rates[-1] < rates[1]
+        if steps >= 40:
+            plain = _rates(lambda o, n=steps: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=3e-3, total_steps=n, pct_start=0.05), steps)
+            assert rates == plain
