@@ -83,8 +83,8 @@ def centred_accuracy(model, seed: int, images: int, shares: tuple[float, ...]) -
             if region is None:
                 continue
             left, top, side = region
-            region = torch.from_numpy(np.ascontiguousarray(s.image[top : top + side, left : left + side])).permute(2, 0, 1)[None].float()
-            crops.append(F.interpolate(region, size=(meta.window, meta.window), mode="bilinear", antialias=True, align_corners=False))
+            pixels = torch.from_numpy(np.ascontiguousarray(s.image[top : top + side, left : left + side])).permute(2, 0, 1)[None].float()
+            crops.append(F.interpolate(pixels, size=(meta.window, meta.window), mode="bilinear", antialias=True, align_corners=False))
             labels.append(int(s.labels[0]))
         if not crops:
             rows.append((share, 0, float("nan"), float("nan")))
@@ -108,6 +108,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=77, help="seed of the test images (training used seed 0)")
     parser.add_argument("--centred", type=int, default=500, help="test images for the table of centred objects (default 500)")
     args = parser.parse_args()
+    for name in ("images", "batches", "centred"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: expected at least 1")
     backend = TorchBackend(args.checkpoint, fine_stride=False)
     model = backend.model.eval()
     print("| images | cls head | det head |\n|---|---|---|")
