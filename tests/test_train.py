@@ -204,10 +204,11 @@ def _rates(schedule_for, steps: int) -> list[float]:
     optimizer = torch.optim.AdamW([weight], lr=1e-3)
     schedule = schedule_for(optimizer)
     rates = []
-    for _ in range(steps):
+    for step in range(steps):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
-        schedule.step() if len(rates) < steps else None
+        if step < steps - 1:  # the rate after the last step is never used
+            schedule.step()
     return rates
 
 
