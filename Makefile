@@ -11,12 +11,18 @@ PIP    := $(BIN)/python -m pip install --quiet --progress-bar off --constraint c
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# After installing, compile the greedy merge kernel once into numba's cache (about 20 s), so
+# that no later command pays for it; its source changing recompiles it on next use.
+WARM   := $(BIN)/python -c "from overfeat.runtime.merge import compiled_kernel; compiled_kernel()"
+
 $(VENV)/.installed-demo: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) -e ".[export,ort,images,validate]"
+	$(PIP) -e ".[export,ort,images,validate,fast]"
+	$(WARM)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) -e ".[export,ort,images,validate,dev]"
+	$(PIP) -e ".[export,ort,images,validate,fast,dev]"
+	$(WARM)
 	touch $@
 
 test: $(VENV)/.installed-test

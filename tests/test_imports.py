@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["torch", "onnx", "onnxruntime", "tensorrt", "polygraphy", "cuda", "PIL", "matplotlib", "safetensors"]
+HEAVY = ["torch", "onnx", "onnxruntime", "tensorrt", "polygraphy", "cuda", "PIL", "matplotlib", "safetensors", "numba"]
 LIGHT = ["overfeat", "overfeat.cli", "overfeat.datasets.shapes", "overfeat.datasets.coco", "overfeat.geometry", "overfeat.metadata", "overfeat.fileio", "overfeat.progress",
          "overfeat.runtime.backends.onnxruntime", "overfeat.runtime.backends.tensorrt", "overfeat.runtime.draw",
          "overfeat.engines.manifest", "overfeat.engines.plan", "overfeat.engines.build", "overfeat.engines.compiler", "overfeat.engines.validate",
