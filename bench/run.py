@@ -35,6 +35,7 @@ class Candidate:
     path: str
     backend: str  # onnxruntime, tensorrt or torch
     label: str
+    merge_kernel: str = "auto"  # the greedy merge's kernel (overfeat.runtime.merge.KERNELS)
 
 
 @dataclass(frozen=True)
@@ -68,18 +69,19 @@ def _worker(conn, candidate: Candidate, config: BenchConfig, sizes, image_files)
     """Serve timing commands for one candidate until told to stop."""
     try:
         from overfeat.metadata import INPUT_NAME
-        from overfeat.runtime import Predictor
+        from overfeat.runtime import MergeConfig, Predictor
         from overfeat.runtime.evaluate import default_tasks
         from overfeat.runtime.image import load_image
 
         start = time.perf_counter()
-        predictor = Predictor.from_path(candidate.path, candidate.backend, pyramid=config.pyramid, flip=config.flip)
+        predictor = Predictor.from_path(candidate.path, candidate.backend, pyramid=config.pyramid, flip=config.flip,
+                                        merge=MergeConfig(kernel=candidate.merge_kernel))
         load = time.perf_counter() - start
         tasks = default_tasks(predictor.meta)
         rng = np.random.default_rng(config.seed)
         batch = 2 if config.flip else 1
         feeds = [{INPUT_NAME: rng.standard_normal((batch, 3, h, w)).astype(np.float32)} for h, w in sizes]
-        conn.send(("ready", {"load_s": load, "tasks": list(tasks), "precision": predictor.meta.precision}))
+        conn.send(("ready", {"load_s": load, "tasks": list(tasks), "precision": predictor.meta.precision, "merge_kernel": predictor.merge_kernel}))
         while True:
             command = conn.recv()
             if command == "round":
@@ -115,6 +117,7 @@ def _worker(conn, candidate: Candidate, config: BenchConfig, sizes, image_files)
 class CandidateResult:
     candidate: Candidate
     precision: str = ""
+    merge_kernel: str = ""  # the kernel that merged ("compiled" or "numpy")
     load_s: float = 0.0
     peak_rss: int = 0
     scales: list[list[float]] = field(default_factory=list)  # per round, seconds per size
@@ -142,7 +145,7 @@ def run_candidates(candidates: list[Candidate], sizes: list[tuple[int, int]], im
             result = CandidateResult(candidate)
             if kind == "error":
                 raise InputError(f"{candidate.label} ({candidate.path}) could not be opened for benchmarking: {payload}")
-            result.load_s, result.precision = payload["load_s"], payload["precision"]
+            result.load_s, result.precision, result.merge_kernel = payload["load_s"], payload["precision"], payload["merge_kernel"]
             workers.append((parent, process))
             results.append(result)
         total = config.warmup + config.repeat
@@ -179,6 +182,7 @@ def summarize(result: CandidateResult, sizes: list[tuple[int, int]]) -> dict[str
     whole = sum(totals)
     return {
         "label": result.candidate.label, "path": result.candidate.path, "backend": result.candidate.backend, "precision": result.precision,
+        "merge_kernel": result.merge_kernel,
         "load_s": result.load_s, "peak_rss_mib": result.peak_rss / 2**20, "scales": per_scale,
         "pyramid_inference_ms": sum(v["median_ms"] for v in per_scale.values()),
         "end_to_end": {"median_ms": 1e3 * statistics.median(totals), "p90_ms": 1e3 * _quantile(totals, 0.9),

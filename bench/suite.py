@@ -39,7 +39,9 @@ class Inputs:
             raise InputError("--max-images and --random take a positive number")
 
 
-def candidates_from(models: list[str], torch: str | None) -> list[Candidate]:
+def candidates_from(models: list[str], torch: str | None, merge_kernels: tuple[str, ...] = ("auto",)) -> list[Candidate]:
+    """A candidate per model and merge kernel (several kernels: the kernel ends the label); the
+    PyTorch baseline merges with the first kernel."""
     from overfeat.runtime.backends import default_backend
 
     out = []
@@ -47,11 +49,13 @@ def candidates_from(models: list[str], torch: str | None) -> list[Candidate]:
         if not Path(path).is_file():
             raise InputError(f"--model {path} does not exist or is not a file")
         backend = default_backend(path)
-        out.append(Candidate(path, backend, f"{'trt' if backend == 'tensorrt' else 'ort' if backend == 'onnxruntime' else 'torch'}:{Path(path).name}"))
+        label = f"{'trt' if backend == 'tensorrt' else 'ort' if backend == 'onnxruntime' else 'torch'}:{Path(path).name}"
+        for kernel in merge_kernels:
+            out.append(Candidate(path, backend, f"{label} {kernel}" if len(merge_kernels) > 1 else label, kernel))
     if torch:
         if not Path(torch).is_file():
             raise InputError(f"--torch {torch} does not exist or is not a file")
-        out.append(Candidate(torch, "torch", f"torch:{Path(torch).name}"))
+        out.append(Candidate(torch, "torch", f"torch:{Path(torch).name}", merge_kernels[0]))
     if not out:
         raise InputError("give at least one --model")
     return out
@@ -96,7 +100,7 @@ def _onnx_of(candidate: Candidate) -> str | None:
 
 
 def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: str | None = None, windows: bool = False,
-              progress: Progress | None = None) -> dict[str, Any]:
+              merge_kernels: tuple[str, ...] = ("auto",), progress: Progress | None = None) -> dict[str, Any]:
     from overfeat.runtime.backends import create_backend
     from overfeat.runtime.pyramid import pyramid_sizes
 
@@ -104,7 +108,7 @@ def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: 
     from .macs import count_macs
 
     progress = progress or Progress(enabled=False)
-    candidates = candidates_from(models, torch)
+    candidates = candidates_from(models, torch, merge_kernels)
     first = next((c for c in candidates if c.backend == "onnxruntime"), None)
     if windows and first is None:
         raise InputError("--windows runs the per-window comparison in ONNX Runtime: give an ONNX --model")
@@ -174,7 +178,7 @@ def table(report: dict[str, Any]) -> str:
     lines.append(f"{'candidate':<28} " + " ".join(f"{s:>9}" for s in scales) + f" {'pyramid':>9}   (median ms per scale, inference only)")
     for row in report["candidates"]:
         lines.append(f"{row['label'][:28]:<28} " + " ".join(f"{row['scales'][s]['median_ms']:>9.1f}" for s in scales) + f" {row['pyramid_inference_ms']:>9.1f}")
-    lines += ["", f"{'candidate':<28} {'prec':<5} {'e2e ms':>8} {'p90 ms':>8} {'img/s':>6} {'peak MiB':>9} {'GFLOP/s':>8} {'of ceil':>7} {'/floor':>7} {'speedup':>7}  outside inference"]
+    lines += ["", f"{'candidate':<28} {'prec':<5} {'merge':<8} {'e2e ms':>8} {'p90 ms':>8} {'img/s':>6} {'peak MiB':>9} {'GFLOP/s':>8} {'of ceil':>7} {'/floor':>7} {'speedup':>7}  outside inference"]
     for row in report["candidates"]:
         e = row["end_to_end"]
         outside = 1 - e["split"].get("inference", 0)
@@ -182,7 +186,7 @@ def table(report: dict[str, Any]) -> str:
         gflops = f"{2 * row['gmacs_achieved']:.0f}" if "gmacs_achieved" in row else "-"
         ceil = f"{row['ceiling_fraction']:.0%}" if "ceiling_fraction" in row else "-"
         floor = f"{row['end_to_end_over_floor']:.2f}x" if "end_to_end_over_floor" in row else "-"
-        lines.append(f"{row['label'][:28]:<28} {row['precision']:<5} {e['median_ms']:>8.1f} {e['p90_ms']:>8.1f} {e['images_per_s']:>6.2f} {row['peak_rss_mib']:>9.0f} "
+        lines.append(f"{row['label'][:28]:<28} {row['precision']:<5} {row['merge_kernel']:<8} {e['median_ms']:>8.1f} {e['p90_ms']:>8.1f} {e['images_per_s']:>6.2f} {row['peak_rss_mib']:>9.0f} "
                      f"{gflops:>8} {ceil:>7} {floor:>7} {row['speedup_vs_first']:>6.2f}x  {outside:.1%} ({split})")
     if "windows" in report:
         w = report["windows"]

@@ -146,6 +146,9 @@ EVAL_OPTIONS = {"score_threshold": (0.1, ("detect",)), "method": ("merge", ("det
 METHOD_HELP = ("detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote "
                "(score-weighted box, summed score)")
 MERGE_THRESHOLD_HELP = "localize, and detect by merge: the greedy merge's largest dissimilarity that still merges (default 0.5)"
+MERGE_KERNELS = ("auto", "compiled", "numpy")  # overfeat.runtime.merge.KERNELS, without importing NumPy here
+MERGE_KERNEL_HELP = ("the greedy merge's implementation, the same result either way: 'compiled' (numba, the 'fast' extra), 'numpy', "
+                     "or 'auto' (default: compiled where numba is installed)")
 IOU_THRESHOLD_HELP = f"detect by nms or vote: the IoU with a kept box at which a box of its class is suppressed (default {INFER_OPTIONS['iou_threshold'][0]})"
 
 
@@ -198,6 +201,7 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nms", action="store_const", const="nms", dest="method", help=argparse.SUPPRESS)  # the older spelling of --method nms
     p.add_argument("--merge-threshold", type=float, default=None, help=MERGE_THRESHOLD_HELP)
     p.add_argument("--iou-threshold", type=float, default=None, help=IOU_THRESHOLD_HELP)
+    p.add_argument("--merge-kernel", choices=MERGE_KERNELS, default="auto", help=MERGE_KERNEL_HELP)
     p.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 64,000,000)")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--draw", metavar="DIR", help="write each image with its results as a PNG into DIR")
@@ -232,7 +236,7 @@ def _run_infer(args: argparse.Namespace) -> int:
     _probability("--iou-threshold", args.iou_threshold)
     _method_options(args, (args.task,))
     _task_options(args, (args.task,), INFER_OPTIONS)
-    merge = MergeConfig() if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold)
+    merge = MergeConfig(kernel=args.merge_kernel) if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold, kernel=args.merge_kernel)
     providers = args.providers.split(",") if args.providers else None
     if providers and (args.backend or default_backend(args.model)) != "onnxruntime":
         raise InputError("--providers selects ONNX Runtime execution providers; it does not apply to TensorRT engines")
@@ -263,7 +267,9 @@ def _run_infer(args: argparse.Namespace) -> int:
                 continue
             results.append(result)
     if args.json:
-        write_json(args.json, {"model": args.model, "task": args.task, "results": [r.to_dict() for r in results], "failed": failed})
+        merges = args.task == "localize" or (args.task == "detect" and args.method == "merge")
+        write_json(args.json, {"model": args.model, "task": args.task, "merge_kernel": predictor.merge_kernel if merges else None,
+                               "results": [r.to_dict() for r in results], "failed": failed})
         print(f"wrote {args.json}")
     if failed:
         print(f"overfeat: {len(failed)} of {len(args.images)} images failed: {', '.join(failed)}", file=sys.stderr)
@@ -328,6 +334,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=("merge", "nms", "vote"), default=None, help=METHOD_HELP)
     p.add_argument("--merge-threshold", type=float, default=None, help=MERGE_THRESHOLD_HELP)
     p.add_argument("--iou-threshold", type=float, default=None, help=IOU_THRESHOLD_HELP)
+    p.add_argument("--merge-kernel", choices=MERGE_KERNELS, default="auto", help=MERGE_KERNEL_HELP)
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_run_eval)
@@ -343,7 +350,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         check_output_path(args.json, "--json")
     _probability("--score-threshold", args.score_threshold)
     _probability("--iou-threshold", args.iou_threshold)
-    merge = MergeConfig() if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold)
+    merge = MergeConfig(kernel=args.merge_kernel) if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold, kernel=args.merge_kernel)
     path = find_split(args.data, args.split)
     dataset = read_coco(path)
     if args.limit:
@@ -585,6 +592,14 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _merge_kernels(text: str) -> tuple[str, ...]:
+    kernels = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kernels if k not in MERGE_KERNELS]
+    if unknown or not kernels or len(set(kernels)) != len(kernels):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct names among {', '.join(MERGE_KERNELS)}, comma-separated")
+    return kernels
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="latency per scale and end to end, side by side, against the machine's GEMM ceiling")
     p.add_argument("--model", action="append", default=[], help="an ONNX file (ONNX Runtime) or engine manifest.json (TensorRT); repeat for more")
@@ -599,6 +614,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
     p.add_argument("--seed", type=int, default=0, help="images and random batches (default 0)")
     p.add_argument("--windows", action="store_true", help="also time dense against per-window evaluation at the largest scale (equal outputs checked)")
+    p.add_argument("--merge-kernel", type=_merge_kernels, default=("auto",), metavar="KERNEL[,KERNEL]",
+                   help="the greedy merge's kernel: auto (default), compiled or numpy; several, comma-separated, time each --model once per kernel, side by side")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--plot", help="write a PNG: latency per scale for each candidate and the end-to-end split")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -615,7 +632,8 @@ def _run_bench(args: argparse.Namespace) -> int:
             check_output_path(path, flag)
     inputs = Inputs(images=args.images, random=args.random, max_images=args.max_images)
     config = BenchConfig(pyramid=args.pyramid, flip=not args.no_flip, repeat=args.repeat, warmup=args.warmup, seed=args.seed)
-    report = benchmark(args.model, inputs, config, torch=args.torch, windows=args.windows, progress=Progress(enabled=not args.quiet))
+    report = benchmark(args.model, inputs, config, torch=args.torch, windows=args.windows, merge_kernels=args.merge_kernel,
+                       progress=Progress(enabled=not args.quiet))
     print(table(report))
     if args.json:
         write_json(args.json, report)
@@ -662,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-_EXTRA = {"tensorrt": "gpu", "cuda": "gpu", "polygraphy": "validate", "onnxruntime": "ort", "torch": "export", "onnx": "export", "onnxscript": "export", "safetensors": "export"}
+_EXTRA = {"tensorrt": "gpu", "cuda": "gpu", "polygraphy": "validate", "onnxruntime": "ort", "torch": "export", "onnx": "export", "onnxscript": "export", "safetensors": "export", "numba": "fast"}
 
 
 if __name__ == "__main__":

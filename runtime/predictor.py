@@ -36,7 +36,7 @@ from overfeat.metadata import INPUT_NAME, ModelMeta
 from .backends import Backend, create_backend
 from .boxes import decode_boxes, nms, nms_vote
 from .image import DEFAULT_MAX_PIXELS, as_rgb, load_image
-from .merge import MergeConfig, greedy_merge
+from .merge import MergeConfig, greedy_merge, resolve_kernel
 from .pyramid import PyramidSpec, Scale, pyramid_batches, pyramid_sizes
 from .results import BoxResult, ClassScore, Result
 
@@ -64,6 +64,7 @@ class Predictor:
     ) -> None:
         self.backend, self.flip, self.max_pixels = backend, bool(flip), max_pixels
         self.merge_config = merge or MergeConfig()
+        self.merge_kernel  # noqa: B018 - a compiled kernel asked for and missing fails here, not at the first image
         self.pyramid = pyramid
         pyramid_sizes(pyramid, self.meta, (self.meta.window, self.meta.window + 1))  # validate now
 
@@ -76,6 +77,11 @@ class Predictor:
     @property
     def meta(self) -> ModelMeta:
         return self.backend.meta
+
+    @property
+    def merge_kernel(self) -> str:
+        """The greedy merge's kernel here: ``"compiled"`` or ``"numpy"`` (see :class:`MergeConfig`)."""
+        return resolve_kernel(self.merge_config.kernel)
 
     def close(self) -> None:
         self.backend.close()

@@ -14,6 +14,7 @@ from overfeat.bench.run import Candidate, CandidateResult, summarize
 from overfeat.bench.windows import context, per_window
 from overfeat.cli import main
 from overfeat.geometry import ACCURATE, FAST, spatial_ops
+from overfeat.runtime.merge import resolve_kernel
 from tests.conftest import CHECKPOINT, needs_export
 
 pytestmark = needs_export
@@ -87,13 +88,15 @@ def test_summary_statistics():
 def test_bench_command_writes_json_and_plot(small_onnx, tmp_path, capsys):
     path, _ = small_onnx
     report, picture = tmp_path / "bench.json", tmp_path / "bench.png"
-    code = main(["bench", "--model", str(path), "--model", str(path), "--random", "2", "--pyramid", "2",
+    code = main(["bench", "--model", str(path), "--merge-kernel", "numpy,auto", "--random", "2", "--pyramid", "2",
                  "--repeat", "2", "--warmup", "0", "--windows", "--json", str(report), "--plot", str(picture), "--quiet"])
     out = capsys.readouterr().out
     assert code == 0, out
     data = json.loads(report.read_text())
     assert data["pyramid"] == ["245x245", "461x569"] and data["images"] == 2 and data["batch"] == 2
     first, second = data["candidates"]
+    assert (first["label"], second["label"]) == ("ort:accurate.onnx numpy", "ort:accurate.onnx auto")
+    assert (first["merge_kernel"], second["merge_kernel"]) == ("numpy", resolve_kernel("auto"))
     assert first["end_to_end"]["images"] == 4  # 2 images x 2 rounds
     assert set(first["scales"]) == {"245x245", "461x569"} and all(v["p90_ms"] >= v["median_ms"] > 0 for v in first["scales"].values())
     assert sum(first["end_to_end"]["split"].values()) == pytest.approx(1.0, abs=0.05)  # the stages cover the image's time
@@ -126,3 +129,10 @@ def test_bench_bad_input_exits_2(small_onnx, tmp_path, capsys, args, message):
     args = [a.format(model=small_onnx[0], empty=tmp_path / "empty") for a in args]
     assert main(["bench", *args, "--repeat", "1", "--warmup", "0", "--quiet"]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kernels", ["numpy,fast", "numpy,numpy", ""])
+def test_bench_refuses_bad_merge_kernels(small_onnx, capsys, kernels):
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "--model", str(small_onnx[0]), "--random", "1", "--merge-kernel", kernels])
+    assert stop.value.code == 2 and "expected distinct names among auto, compiled, numpy" in capsys.readouterr().err

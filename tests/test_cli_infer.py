@@ -59,6 +59,33 @@ def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     assert len(first["classes"]) == (3 if task == "classify" else 5 if task == "localize" else 0)
     if task == "detect" and "--score-threshold" in given:
         assert expected.boxes, "the vote case decodes some boxes"
+    merges = task == "localize" or (task == "detect" and given.get("--method", "merge") == "merge")
+    assert report["merge_kernel"] == (predictor.merge_kernel if merges else None)
+
+
+def test_infer_merge_kernels_give_the_same_boxes(small_onnx, images, tmp_path):
+    """--merge-kernel numpy and compiled: the same JSON but for the kernel named in it."""
+    from overfeat.runtime.merge import compiled_unavailable
+
+    if compiled_unavailable():
+        pytest.skip(f"compiled merge: {compiled_unavailable()}")
+    path, _ = small_onnx
+    reports = {}
+    for kernel in ("numpy", "compiled"):
+        done = _infer(images / "landscape.png", "--model", path, "--task", "localize", "--min-score", "0", "--merge-kernel", kernel,
+                      "--json", tmp_path / f"{kernel}.json")
+        assert done.returncode == 0, done.stderr
+        reports[kernel] = json.loads((tmp_path / f"{kernel}.json").read_text())
+    assert reports["numpy"]["merge_kernel"] == "numpy" and reports["compiled"]["merge_kernel"] == "compiled"
+    boxes = [r["boxes"] for r in reports["numpy"]["results"]]
+    assert boxes == [r["boxes"] for r in reports["compiled"]["results"]] and boxes[0]
+
+
+def test_cli_kernel_names_are_the_runtime_ones():
+    from overfeat.cli import MERGE_KERNELS
+    from overfeat.runtime.merge import KERNELS
+
+    assert MERGE_KERNELS == KERNELS
 
 
 def test_infer_goes_on_after_a_bad_image(small_onnx, images):

@@ -9,6 +9,7 @@ import pytest
 
 from overfeat.errors import InputError
 from overfeat.runtime.evaluate import Detections, average_precision, interpolated_ap
+from overfeat.runtime.merge import resolve_kernel
 from tests.reference import voc_ap_reference
 
 
@@ -145,10 +146,11 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatc
     with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
         voted = evaluate(predictor, read_coco(tmp_path / "five.json"), ["detect"], method="vote", iou_threshold=0.3)
     assert report["method"] == "vote" and report["mean_ap"] == voted.mean_ap and report["ap"] == voted.ap
-    assert (report["iou_threshold"], report["merge_threshold"]) == (0.3, None), "the merge did not run"
+    assert (report["iou_threshold"], report["merge_threshold"], report["merge_kernel"]) == (0.3, None, None), "the merge did not run"
     assert "detections by vote (IoU 0.3)" in voted.table()
     merged_report = json.loads(merged.read_text())
     assert (merged_report["merge_threshold"], merged_report["iou_threshold"]) == (0.3, 0.5)
+    assert merged_report["merge_kernel"] == resolve_kernel("auto"), "localization merged, with the kernel auto picks"
     assert (result.merge_threshold, result.iou_threshold) == (0.5, None), "the default run merged both tasks"
     with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
         assert evaluate(predictor, read_coco(tmp_path / "five.json"), ["classify"]).method is None, "nothing was detected"
