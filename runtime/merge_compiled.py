@@ -17,19 +17,18 @@ merge searches only the new box's row (it owns every pair it is in).
 
 **Each search is a pruned nearest-neighbour query** in a k-d tree over (x1, y1, x2, y2) built
 on the class's input boxes, which enter it in order (a row's first search meets only the older
-boxes). A merged box takes the tree slot of its first member and grows the ranges of that
-slot's nodes to hold it (its coordinates are means of its members'); the other member leaves.
-A node is skipped when it holds no box older than the query, or when no box within its
-coordinate ranges can be within the best d found so far: d ≤ β < 1 needs IoU ≥ γ = 1 − β, and
-on each axis the IoU is at most that of the two sides, which bounds how far the sides' ends
-may lie from the query's (:func:`_allowance`). β is loosened by 1e-9, absolutely and
-relatively, so rounding never prunes a pair at the best d and ties are always found; with
-β ≥ 1 the IoU is not bounded and nothing is pruned. Once a pair at d = 0 is found (no d is
-below 0), a node is also skipped when all its boxes come later in input order. A leaf's boxes
-sit in consecutive slots, their features in columns, and d is computed for all of them in one
-branch-free loop (SIMD).
+boxes). A merged box takes the tree slot of its first member, the other member leaves, and the
+ranges of the two leaves and their ancestors are recomputed. A node is skipped when it holds
+no box older than the query, or when no box within its coordinate ranges can come within the
+best d found so far: d ≥ 1 − IoU, and the ranges bound how far a box's sides can fall short of
+the query's and stick out of them, hence its IoU (:func:`_most_iou`). The bound is loosened by
+1e-9, so rounding never prunes a pair at the best d and ties are always found; with a bound
+≥ 1 boxes need not overlap and nothing is pruned. Once a pair at d = 0 is found (no d is below
+0), a node is also skipped when all its boxes come later in input order. A leaf's boxes sit in
+consecutive slots, their coordinates in columns: one branch-free pass (SIMD) applies the same
+IoU test to each, then the exact d is computed for those that pass.
 
-Memory is O(n), about 0.6 KiB per box: no pairwise matrix.
+Memory is O(n), about 0.5 KiB per box of the largest class: no pairwise matrix.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ import numpy as np
 from numba import njit
 
 LEAF = 64  # most boxes in a leaf of the k-d tree
-_SLACK = 1e-9  # loosens the search radius, absolutely and relatively
+_SLACK = 1e-9  # loosens the pruning bound
 _STACK = 128  # a search's stack holds at most the tree's depth + 1 nodes (depth ≤ log2(n) + 1)
 _FLAGS = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -79,35 +78,41 @@ def _set_features(f, k, x1, y1, x2, y2):
     f[k, DIAG] = math.sqrt(w * w + h * h)
 
 
-@njit(**_FLAGS)
-def _reach(bound):
-    """γ for a search radius: a pair with d ≤ bound < 1 has IoU ≥ γ = 1 − bound; 0 when the
-    radius does not bound the IoU. The radius is loosened by 1e-9, so that rounding never prunes
-    a pair at it."""
-    return max(1.0 - (bound + _SLACK), 0.0)
+@njit(inline="always", **_FLAGS)
+def _most_iou(wq, hq, short_x, over_x, short_y, over_y):
+    """The largest IoU of the query box (wq × hq) with a box whose sides fall short of the
+    query's ends by at least short_x, short_y in all and stick out of them by at least over_x,
+    over_y: the IoU of such a box decreases with each of the four, so it is their IoU.
 
-
-@njit(**_FLAGS)
-def _allowance(lo, hi, gamma):
-    """The largest cost (see :func:`_cost`) of a box b with IoU(q, b) ≥ γ > 0 on the side [lo, hi]
-    of the query box (x1, x2 or y1, y2); inf when γ is 0.
-
-    IoU is at most the sides' IoU, iw / U, with U = (hi − lo) + overhang and iw = (hi − lo) −
-    shortfall (b's side sticks out of [lo, hi] by the overhang and falls short of its ends by
-    the shortfall). iw ≥ γU is shortfall + γ·overhang ≤ (1 − γ)(hi − lo), the cost's limit.
+    A box b meets q on a width iw = wq − shortfall, is iw + overhang wide, and so on in y; its
+    IoU is iw·ih / (wq·hq + (iw + ox)(ih + oy) − iw·ih).
     """
-    if gamma <= _SLACK:
-        return np.inf
-    limit = (1.0 - gamma) * (hi - lo)
-    return limit + _SLACK * (limit + abs(lo) + abs(hi)) + 1e-300
+    iw = wq - short_x
+    ih = hq - short_y
+    if iw <= 0.0 or ih <= 0.0:
+        return 0.0
+    inter = iw * ih
+    return inter / (wq * hq + (iw + over_x) * (ih + over_y) - inter)
 
 
-@njit(**_FLAGS)
-def _cost(lo, hi, lo_min, lo_max, hi_min, hi_max, gamma):
-    """The least shortfall + γ·overhang of a side [lo_b, hi_b] with lo_b in [lo_min, lo_max] and
-    hi_b in [hi_min, hi_max] against the query's side [lo, hi] (one box: lo_min = lo_max)."""
-    return (max(lo_min - lo, 0.0) + gamma * max(lo - lo_max, 0.0)
-            + max(hi - hi_max, 0.0) + gamma * max(hi_min - hi, 0.0))
+@njit(inline="always", **_FLAGS)
+def _far(qx1, qy1, qx2, qy2, x1_lo, x1_hi, y1_lo, y1_hi, x2_lo, x2_hi, y2_lo, y2_hi, bound):
+    """True when every box b whose coordinates lie in the given ranges has d(q, b) > bound, as
+    :func:`_distance` computes it (for one box, the ranges are its coordinates).
+
+    d ≥ 1 − IoU, so IoU ≥ 1 − bound is needed; the least shortfalls and overhangs the ranges
+    allow give the largest IoU (:func:`_most_iou`). Rounding moves a computed IoU by a few
+    units in the last place (each gap is one subtraction, exact to a relative 2⁻⁵³), so a
+    margin of 1e-9 never prunes a pair at the bound. With bound ≥ 1 boxes need not overlap and
+    nothing is pruned.
+    """
+    if bound + _SLACK >= 1.0:
+        return False
+    short_x = max(x1_lo - qx1, 0.0) + max(qx2 - x2_hi, 0.0)
+    over_x = max(qx1 - x1_hi, 0.0) + max(x2_lo - qx2, 0.0)
+    short_y = max(y1_lo - qy1, 0.0) + max(qy2 - y2_hi, 0.0)
+    over_y = max(qy1 - y1_hi, 0.0) + max(y2_lo - qy2, 0.0)
+    return _most_iou(qx2 - qx1, qy2 - qy1, short_x, over_x, short_y, over_y) < 1.0 - (bound + _SLACK)
 
 
 @njit(**_FLAGS)
@@ -185,8 +190,7 @@ def _insert(b, f, perm, slot, sf, leaf, nodes):
 
 @njit(**_FLAGS)
 def _replace(a, b, new, f, perm, slot, sf, leaf, nodes, bounds):
-    """Box ``new`` takes a's slot, growing the ranges of its leaf and the leaf's ancestors to
-    hold it; b leaves its leaf, whose last present box takes its slot."""
+    """Box ``new`` takes a's slot; b leaves its leaf, whose last present box takes its slot."""
     leaf[new] = leaf[a]
     _place(new, slot[a], f, perm, slot, sf)
     node = leaf[b]
@@ -195,34 +199,32 @@ def _replace(a, b, new, f, perm, slot, sf, leaf, nodes, bounds):
     while node >= 0:
         nodes[node, COUNT] -= 1
         node = nodes[node, PARENT]
-    _refresh(leaf[b], perm, nodes)
-    _refresh(leaf[new], perm, nodes)
-    node = leaf[new]
-    while node >= 0:
-        _grow(bounds, node, f, new)
-        node = nodes[node, PARENT]
+    _refresh(leaf[b], perm, sf, nodes, bounds)
+    if leaf[new] != leaf[b]:
+        _refresh(leaf[new], perm, sf, nodes, bounds)
 
 
 @njit(**_FLAGS)
-def _refresh(node, perm, nodes):
-    """Recompute the oldest box present in a leaf and in its ancestors."""
+def _refresh(node, perm, sf, nodes, bounds):
+    """Recompute the oldest box and the coordinate ranges of a leaf's present boxes, then of
+    its ancestors from their children."""
     oldest = _NONE
+    for k in range(4):
+        bounds[node, k], bounds[node, 4 + k] = np.inf, -np.inf
     for s in range(nodes[node, START], nodes[node, START] + nodes[node, COUNT]):
         oldest = min(oldest, perm[s])
+        for k in range(4):
+            bounds[node, k] = min(bounds[node, k], sf[k, s])
+            bounds[node, 4 + k] = max(bounds[node, 4 + k], sf[k, s])
     nodes[node, OLDEST] = oldest
     node = nodes[node, PARENT]
     while node >= 0:
-        nodes[node, OLDEST] = min(nodes[nodes[node, LEFT], OLDEST], nodes[nodes[node, RIGHT], OLDEST])
+        left, right = nodes[node, LEFT], nodes[node, RIGHT]
+        nodes[node, OLDEST] = min(nodes[left, OLDEST], nodes[right, OLDEST])
+        for k in range(4):
+            bounds[node, k] = min(bounds[left, k], bounds[right, k])
+            bounds[node, 4 + k] = max(bounds[left, 4 + k], bounds[right, 4 + k])
         node = nodes[node, PARENT]
-
-
-@njit(inline="always", **_FLAGS)
-def _far(qx1, qy1, qx2, qy2, x1_lo, x1_hi, y1_lo, y1_hi, x2_lo, x2_hi, y2_lo, y2_hi, bound):
-    """True when every box b whose coordinates lie in the given ranges has d(q, b) > bound:
-    d ≤ bound needs IoU ≥ γ, which limits each side's cost (:func:`_allowance`)."""
-    gamma = _reach(bound)
-    return (_cost(qx1, qx2, x1_lo, x1_hi, x2_lo, x2_hi, gamma) > _allowance(qx1, qx2, gamma)
-            or _cost(qy1, qy2, y1_lo, y1_hi, y2_lo, y2_hi, gamma) > _allowance(qy1, qy2, gamma))
 
 
 @njit(**_FLAGS)
@@ -259,17 +261,22 @@ def _search(q, f, first, perm, sf, nodes, bounds, stack, near, threshold, weight
             stack[top + 1] = left
             top += 2
             continue
+        # The leaf's boxes: first a branch-free pass (SIMD) keeps those whose sides allow
+        # d ≤ best_d, then the exact d of those.
         start, n = nodes[node, START], nodes[node, COUNT]
-        for t in range(n):  # branch-free, so that it runs in SIMD lanes
+        for t in range(n):
+            s = start + t
+            x1, y1, x2, y2 = sf[X1, s], sf[Y1, s], sf[X2, s], sf[Y2, s]
+            near[t] = (perm[s] < q) & (not _far(qx1, qy1, qx2, qy2, x1, x1, y1, y1, x2, x2, y2, y2, best_d))
+        for t in range(n):
+            if not near[t]:
+                continue
             s = start + t
             d = _distance(qx1, qy1, qx2, qy2, qarea, qsx, qsy, qdiag, sf[X1, s], sf[Y1, s], sf[X2, s], sf[Y2, s],
                           sf[AREA, s], sf[SX, s], sf[SY, s], sf[DIAG, s], weight)
-            near[t] = d if perm[s] < q else np.inf
-        for t in range(n):
-            d = near[t]
             if d > best_d:
                 continue
-            b = perm[start + t]
+            b = perm[s]
             lo, hi = min(qfirst, first[b]), max(qfirst, first[b])
             if best_b >= 0 and d == best_d and (lo > best_lo or (lo == best_lo and hi > best_hi)):
                 continue
@@ -296,7 +303,7 @@ def _merge_class(boxes, scores, m, threshold, weight, leaf_size, f, first, score
                  rd, rlo, rhi, partner, tour):
     """Merge the m boxes of one class (rows of boxes/scores); returns the number of boxes made
     (m + merges). Active boxes are those with parent −1 among them."""
-    stack, near = np.empty(_STACK, np.int64), np.empty(leaf_size)  # the searches' work space
+    stack, near = np.empty(_STACK, np.int64), np.empty(leaf_size, np.bool_)  # the searches' work space
     size = 1  # leaves of the tournament: one per box that can exist
     while size < 2 * m - 1:
         size *= 2
