@@ -11,9 +11,10 @@ PIP    := $(BIN)/python -m pip install --quiet --progress-bar off --constraint c
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# After installing, compile the greedy merge kernel once into numba's cache (about 20 s), so
-# that no later command pays for it; its source changing recompiles it on next use.
-WARM   := $(BIN)/python -c "from overfeat.runtime.merge import compiled_kernel; compiled_kernel()"
+# After installing, compile the post-processing kernels (greedy merge, NMS) once into numba's
+# cache (about 20 s), so that no later command pays for it; a change to their source recompiles
+# them on next use.
+WARM   := $(BIN)/python -c "from overfeat.runtime.kernels import compiled; compiled()"
 
 $(VENV)/.installed-demo: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) -e ".[export,ort,images,validate,fast]"

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from overfeat.cli import main as cli  # noqa: E402
 from overfeat.datasets.shapes import generate  # noqa: E402
 from overfeat.runtime import MergeConfig, Predictor, Result  # noqa: E402
-from overfeat.runtime.boxes import nms_clusters, weighted_box  # noqa: E402
+from overfeat.runtime.boxes import nms_clusters  # noqa: E402
 from overfeat.runtime.evaluate import Detections, average_precision  # noqa: E402
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
@@ -54,6 +54,13 @@ def runtime(method: str, threshold: float = 0.5) -> Decoder:
         found = p._merge_detections(boxes, scores, labels, method, IOU)
         return Detections.from_result(Result("detect", None, (1, 1), (), False, (), found, {}))
     return decode
+
+
+def weighted_box(boxes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted mean of boxes [M, 4] (M ≥ 1) with weights [M] ≥ 0; their plain mean if the
+    weights sum to 0."""
+    total = weights.sum()
+    return (weights @ boxes) / total if total > 0 else boxes.mean(axis=0)
 
 
 def class_vote(_p, boxes, scores, labels) -> Detections:

@@ -11,7 +11,8 @@ each repeat (so both see the same machine load) and their results are compared b
 timings are medians over --repeat runs, on one core. The literal reference
 (``tests/reference.py``, pure Python, O(n³)) runs once at the sizes of --reference-boxes and is
 compared with both. --large sizes run the compiled kernel only. NMS and NMS with voting (IoU 0.5,
-per class, as ``Predictor.detect`` runs them) are timed on the same candidates, for comparison. --memory measures each
+per class, as ``Predictor.detect`` runs them) are timed on the same candidates with each kernel
+("compiled / numpy"), their clusters compared. --memory measures each
 kernel's peak memory at the largest of --sizes and at --large, in a process of its own: the
 growth of its peak resident set (VmHWM) over the merge.
 """
@@ -31,8 +32,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from overfeat.bench.run import machine  # noqa: E402
-from overfeat.runtime.boxes import nms, nms_vote  # noqa: E402
-from overfeat.runtime.merge import MergeConfig, compiled_kernel, greedy_merge  # noqa: E402
+from overfeat.runtime.boxes import suppress, vote  # noqa: E402
+from overfeat.runtime.kernels import compiled  # noqa: E402
+from overfeat.runtime.merge import MergeConfig, greedy_merge  # noqa: E402
 from tests.reference import greedy_merge_reference, merge_mismatch  # noqa: E402
 
 REGIMES = {"trained-like": 0.7, "scattered": 0.0}
@@ -74,18 +76,23 @@ def side_by_side(repeat: int, inputs, kernels=KERNELS) -> tuple[dict[str, float]
 
 
 def suppression(repeat: int, inputs) -> dict[str, float]:
-    """Median seconds of NMS and of NMS with voting, each class on its own."""
+    """Median seconds of NMS (every class at once, as ``Predictor.detect`` runs it) and of NMS
+    with voting, with each kernel, the kernels taking turns; their clusters compared."""
     boxes, scores, labels = inputs
-    out = {}
-    for name, fn in (("nms", nms), ("vote", nms_vote)):
-        times = []
-        for _ in range(repeat):
+    times: dict[str, list[float]] = {f"{m}_{k}": [] for m in ("nms", "vote") for k in KERNELS}
+    founders = {}
+    for _ in range(repeat):
+        for kernel in KERNELS:
             start = time.perf_counter()
-            for c in np.unique(labels):
-                fn(boxes[labels == c], scores[labels == c], 0.5)
-            times.append(time.perf_counter() - start)
-        out[name] = statistics.median(times)
-    return out
+            founders[kernel] = suppress(boxes, scores, labels, 0.5, kernel)
+            middle = time.perf_counter()
+            vote(boxes, scores, founders[kernel])
+            end = time.perf_counter()
+            times[f"nms_{kernel}"].append(middle - start)
+            times[f"vote_{kernel}"].append(end - start)
+    if not np.array_equal(founders["compiled"], founders["numpy"]):
+        raise SystemExit("the two kernels' NMS clusters differ")
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def peak_memory(kernel: str, n: int, classes: int, regime: str) -> float:
@@ -130,7 +137,7 @@ def main() -> int:
         parser.error(f"--regime: unknown {', '.join(unknown) or '(empty)'}; expected a comma-separated subset of {', '.join(REGIMES)}")
     if args.classes < 1 or args.repeat < 1:
         parser.error("--classes and --repeat take a positive number")
-    compiled_kernel()  # compiled or loaded from the cache before anything is timed
+    compiled()  # compiled or loaded from the cache before anything is timed
     print(f"{machine()['cpu']}; medians of {args.repeat}; {args.classes} classes", flush=True)
     rows = []
     for regime in chosen:
@@ -141,9 +148,10 @@ def main() -> int:
             medians |= suppression(args.repeat, inputs)
             row = {"regime": regime, "boxes": n, "compiled_ms": medians["compiled"] * 1e3, "numpy_ms": medians["numpy"] * 1e3,
                    "speedup": medians["numpy"] / medians["compiled"], "identical": same(results["compiled"], results["numpy"]),
-                   "merged": len(results["compiled"].boxes), "nms_ms": medians["nms"] * 1e3, "vote_ms": medians["vote"] * 1e3}
-            line = (f"{regime:<13} {n:>6} boxes  compiled {row['compiled_ms']:8.2f} ms  numpy {row['numpy_ms']:9.2f} ms  "
-                    f"{row['speedup']:6.1f}x  identical {row['identical']}  nms {row['nms_ms']:7.2f} ms  vote {row['vote_ms']:7.2f} ms")
+                   "merged": len(results["compiled"].boxes), **{f"{k}_ms": v * 1e3 for k, v in medians.items() if k.startswith(("nms", "vote"))}}
+            line = (f"{regime:<13} {n:>6} boxes  merge: compiled {row['compiled_ms']:8.2f} ms  numpy {row['numpy_ms']:9.2f} ms  "
+                    f"{row['speedup']:6.1f}x  identical {row['identical']}  nms: {row['nms_compiled_ms']:6.2f} / {row['nms_numpy_ms']:7.2f} ms  "
+                    f"vote: {row['vote_compiled_ms']:6.2f} / {row['vote_numpy_ms']:7.2f} ms")
             if n in args.reference_boxes:
                 start = time.perf_counter()
                 ref = greedy_merge_reference(*inputs, 0.5, 1.0)

@@ -10,6 +10,7 @@ import numpy as np
 from overfeat.errors import InputError
 from overfeat.metadata import ModelMeta
 
+from .kernels import compiled, resolve_kernel
 from .pyramid import Scale
 
 
@@ -71,16 +72,41 @@ def _nms_inputs(name: str, boxes, scores, iou_threshold: float, least: float) ->
     return boxes, scores
 
 
-def nms_clusters(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[np.ndarray]:
-    """The clusters of greedy non-maximum suppression: boxes ndarray[N, 4], scores ndarray[N].
+def suppress(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float, kernel: str = "auto") -> np.ndarray:
+    """Greedy non-maximum suppression within each class: boxes ndarray[N, 4], scores ndarray[N],
+    classes ndarray[N] (integers) → ndarray[N], the input index of each box's cluster founder.
 
-    Repeatedly, the best remaining box (equal scores in input order) and every remaining box
-    whose IoU with it is greater than ``iou_threshold`` form a cluster (a box of no area overlaps
-    nothing, but still founds its own). Returns each cluster's input indices, its founder first
-    and the others by rank. Each cluster costs one IoU row against the boxes still unassigned, so
-    the time is O(N · K) with small constants, against the merge's O(N²) matrix.
+    Per class, repeatedly, the best remaining box (equal scores in input order) founds a cluster
+    of itself and every remaining box whose IoU with it is greater than ``iou_threshold`` (a box
+    of no area overlaps nothing, but still founds its own). ``kernel`` (see
+    :mod:`overfeat.runtime.kernels`): the compiled kernel finds each cluster with a k-d tree
+    query; the NumPy one takes one IoU row per cluster against the boxes still unassigned,
+    O(N · K). Both give the same clusters.
     """
     boxes, scores = _nms_inputs("nms", boxes, scores, iou_threshold, least=-np.inf)
+    classes = np.asarray(classes)
+    if classes.shape != scores.shape or (len(classes) and not np.issubdtype(classes.dtype, np.integer)):
+        raise InputError(f"nms needs one integer class per box: got classes of shape {list(classes.shape)} and dtype {classes.dtype} for {len(boxes)} boxes")
+    founder = np.empty(len(boxes), dtype=np.int64)
+    if not len(boxes):
+        return founder
+    order = np.argsort(classes, kind="stable")  # each class's boxes together, in input order
+    sorted_classes = classes[order]
+    starts = np.flatnonzero(np.concatenate([[True], sorted_classes[1:] != sorted_classes[:-1], [True]]))
+    if resolve_kernel(kernel) == "compiled":
+        kernels = compiled()
+        local = kernels.nms.nms_groups(np.ascontiguousarray(boxes[order]), np.ascontiguousarray(scores[order]), starts.astype(np.int64),
+                                       float(iou_threshold), kernels.tree.LEAF)
+        founder[order] = order[local + np.repeat(starts[:-1], np.diff(starts))]  # group-relative rows → input indices
+        return founder
+    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+        rows = order[lo:hi]
+        for members in _clusters_numpy(boxes[rows], scores[rows], iou_threshold):
+            founder[rows[members]] = rows[members[0]]
+    return founder
+
+
+def _clusters_numpy(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[np.ndarray]:
     rest = np.lexsort((np.arange(len(scores)), -scores))
     clusters = []
     while len(rest):
@@ -91,36 +117,61 @@ def nms_clusters(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) ->
     return clusters
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+def nms_clusters(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, kernel: str = "auto") -> list[np.ndarray]:
+    """The clusters of greedy non-maximum suppression (:func:`suppress`, one class) of boxes
+    ndarray[N, 4] with scores ndarray[N]: each cluster's input indices, its founder first and the
+    others by rank, the clusters in the order they were founded."""
+    founder = suppress(boxes, scores, np.zeros(len(np.asarray(scores).reshape(-1)), dtype=np.int64), iou_threshold, kernel)
+    rank = np.lexsort((np.arange(len(founder)), -np.asarray(scores, dtype=np.float64)))
+    heads = rank[founder[rank] == rank]  # founders, in rank order: the order of founding
+    position = np.empty(len(founder), dtype=np.int64)
+    position[heads] = np.arange(len(heads))
+    ranked = rank[np.argsort(position[founder[rank]], kind="stable")]  # by cluster, by rank within it
+    return np.split(ranked, np.cumsum(np.bincount(position[founder], minlength=len(heads)))[:-1]) if len(heads) else []
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, kernel: str = "auto") -> np.ndarray:
     """Greedy non-maximum suppression of boxes: ndarray[N, 4] with scores: ndarray[N].
 
     Returns the kept indices, best score first: the founders of :func:`nms_clusters`. A box is
     suppressed when its IoU with a kept, higher-ranked box is greater than ``iou_threshold``.
     Equal scores rank by input order.
     """
-    return np.asarray([c[0] for c in nms_clusters(boxes, scores, iou_threshold)], dtype=np.int64)
+    return np.asarray([c[0] for c in nms_clusters(boxes, scores, iou_threshold, kernel)], dtype=np.int64)
 
 
-def nms_vote(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nms_vote(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, kernel: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-maximum suppression in which the suppressed boxes vote: boxes ndarray[N, 4], scores
     ndarray[N] ≥ 0 (probabilities).
 
     Each cluster of :func:`nms_clusters` gives one box, the score-weighted mean of its members
     (their plain mean if the scores sum to 0), scored with the sum of its members' scores, as
-    the greedy merge scores its boxes. Returns (boxes [K, 4], scores [K], counts [K]) in cluster
-    order (the order of :func:`nms`'s kept boxes).
+    the greedy merge scores its boxes (:func:`vote`). Returns (boxes [K, 4], scores [K], counts
+    [K]) in cluster order (the order of :func:`nms`'s kept boxes).
     """
     boxes, scores = _nms_inputs("nms_vote", boxes, scores, iou_threshold, least=0.0)
-    out_boxes, out_scores, counts = [], [], []
-    for members in nms_clusters(boxes, scores, iou_threshold):
-        out_boxes.append(weighted_box(boxes[members], scores[members]))
-        out_scores.append(scores[members].sum())
-        counts.append(len(members))
-    return np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4), np.asarray(out_scores, dtype=np.float64), np.asarray(counts, dtype=np.int64)
+    founder = suppress(boxes, scores, np.zeros(len(scores), dtype=np.int64), iou_threshold, kernel)
+    heads, out_boxes, out_scores, counts = vote(boxes, scores, founder)
+    return out_boxes, out_scores, counts
 
 
-def weighted_box(boxes: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The weighted mean of boxes [M, 4] (M ≥ 1) with weights [M] ≥ 0; their plain mean if the
-    weights sum to 0."""
-    total = weights.sum()
-    return (weights @ boxes) / total if total > 0 else boxes.mean(axis=0)
+def vote(boxes: np.ndarray, scores: np.ndarray, founder: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The clusters of :func:`suppress` (``founder``: each box's founder) voted: per cluster, in
+    the founders' rank order, the founder, Σ s·b / Σ s over its members (their plain mean where
+    Σ s = 0), Σ s and the number of members. Sums run over the members in rank order.
+
+    Returns (founders [K], boxes [K, 4], scores [K], counts [K]).
+    """
+    rank = np.lexsort((np.arange(len(scores)), -scores))
+    heads = rank[founder[rank] == rank]
+    position = np.empty(len(scores), dtype=np.int64)
+    position[heads] = np.arange(len(heads))
+    cluster, k = position[founder[rank]], len(heads)
+    s, b = scores[rank], boxes[rank]
+    total = np.bincount(cluster, weights=s, minlength=k)
+    counts = np.bincount(cluster, minlength=k)
+    weighted = np.stack([np.bincount(cluster, weights=s * b[:, j], minlength=k) for j in range(4)], axis=1)
+    plain = np.stack([np.bincount(cluster, weights=b[:, j], minlength=k) for j in range(4)], axis=1)
+    positive = total > 0
+    out = np.where(positive[:, None], weighted / np.where(positive, total, 1.0)[:, None], plain / np.maximum(counts, 1)[:, None])
+    return heads, out.reshape(-1, 4), total, counts.astype(np.int64)

@@ -19,40 +19,35 @@ union is empty; the centre term's denominator is floored at 1e-12.
 order merges first (smallest i, then smallest j); the merged box takes the place of box i. A
 pair whose dissimilarity equals ``threshold`` still merges.
 
-**Kernels.** Two implementations give the same result, bit for bit (both are tested against
-the literal loop kept in the tests as the reference). ``"compiled"``
-(:mod:`overfeat.runtime.merge_compiled`, numba, extra ``fast``) keeps each box's nearest older
-neighbour in a tournament tree and finds neighbours in a k-d tree: O(n) memory, about 100 times
-faster than NumPy on thousands of boxes. ``"numpy"``, the fallback of the NumPy-only install,
-keeps each class's dissimilarity matrix and every box's nearest neighbour; a round takes the
-pairs in order of their nearest-neighbour distance, as long as they are disjoint, computes all
-their merged boxes at once, and keeps the longest prefix for which no merged box is closer to
-anything than the next pair is (so each kept merge is exactly the one the sequential loop
-would make next). ``MergeConfig(kernel="auto")`` (the default) takes the compiled kernel where
-numba is installed; :attr:`Merged.kernel` says which ran.
-
-The compiled kernel is compiled on its first use in a fresh install (about 20 s, announced on
-stderr) and then loaded from numba's cache (about 0.3 s per process): next to this module, or
-in ``NUMBA_CACHE_DIR`` where the installation is read-only.
+**Kernels** (:mod:`overfeat.runtime.kernels`). Two implementations give the same result, bit
+for bit (both are tested against the literal loop kept in the tests as the reference).
+``"compiled"`` (:mod:`overfeat.runtime.compiled.merge`, numba, the ``fast`` extra) keeps each
+box's nearest older neighbour in a tournament tree and finds neighbours in a k-d tree: O(n)
+memory, 25–60 times faster than NumPy on thousands of boxes (``docs/benchmarks.md``).
+``"numpy"``, the fallback of the NumPy-only install, keeps each class's dissimilarity matrix and
+every box's nearest neighbour; a round takes the pairs in order of their nearest-neighbour
+distance, as long as they are disjoint, computes all their merged boxes at once, and keeps the
+longest prefix for which no merged box is closer to anything than the next pair is (so each
+kept merge is exactly the one the sequential loop would make next).
+``MergeConfig(kernel="auto")`` (the default) takes the compiled kernel where numba is
+installed; :attr:`Merged.kernel` says which ran.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
 from dataclasses import dataclass
-from importlib.util import find_spec
 
 import numpy as np
 
-from overfeat.errors import BackendError, InputError
+from overfeat.errors import InputError
+
+from .kernels import check_kernel, compiled, resolve_kernel
 
 _ROUND = 512  # most merges tried in one round (NumPy kernel)
 _BLOCK = 1024  # rows of the initial dissimilarity matrix computed at once (bounds temporaries)
 MAX_PER_CLASS = 16384  # NumPy kernel: the per-class matrix is n² float64, 2 GiB at this size
 MAX_BOXES = 1_000_000  # compiled kernel: about 0.5 KiB of working memory per box
 MAX_COORDINATE = 1e12
-KERNELS = ("auto", "compiled", "numpy")
 
 
 @dataclass(frozen=True)
@@ -69,8 +64,7 @@ class MergeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise InputError(f"MergeConfig.{name} must be a finite number ≥ 0, got {value!r}")
-        if self.kernel not in KERNELS:
-            raise InputError(f"MergeConfig.kernel is {self.kernel!r}, expected one of {list(KERNELS)}")
+        check_kernel(self.kernel, "MergeConfig.kernel")
 
 
 @dataclass(frozen=True)
@@ -92,82 +86,6 @@ class Merged:
     def members(self, k: int) -> np.ndarray:
         """Input indices of the boxes merged into output row ``k``, ascending."""
         return np.flatnonzero(self.labels == k)
-
-
-def compiled_unavailable() -> str | None:
-    """Why the compiled kernel cannot run here, or None when it can (as far as is known before
-    its first use: a failure to compile or load it is remembered)."""
-    if find_spec("numba") is None:
-        return "numba is not installed (pip install 'overfeat[fast]')"
-    return _load_error
-
-
-def resolve_kernel(kernel: str = "auto") -> str:
-    """The kernel ``MergeConfig(kernel=...)`` runs here: ``"compiled"`` or ``"numpy"``.
-
-    ``"auto"`` takes the compiled kernel where numba is installed and falls back to NumPy if it
-    fails to compile or load (saying so once on stderr); ``"compiled"`` raises instead.
-    """
-    if kernel == "numpy":
-        return kernel
-    if compiled_unavailable() is None:
-        try:
-            compiled_kernel()
-            return "compiled"
-        except BackendError:
-            if kernel == "compiled":
-                raise
-            sys.stderr.write(f"overfeat: {_load_error}; merging with NumPy instead\n")
-            return "numpy"
-    if kernel == "compiled":
-        raise BackendError(f"the compiled merge kernel was asked for, but {compiled_unavailable()}; or use kernel='numpy'")
-    return "numpy"
-
-
-_load_lock = threading.Lock()
-_kernel = None  # the compiled kernel's module, once loaded
-_load_error: str | None = None
-COMPILE_NOTICE_AFTER = 1.0  # seconds: a first use that takes longer says so on stderr
-
-
-def compiled_kernel():
-    """The compiled kernel's module (:mod:`overfeat.runtime.merge_compiled`), compiled or
-    loaded from numba's cache on first use; a BackendError if that fails.
-
-    A first use not done within a second (a compilation, about 20 s) prints one line on
-    stderr, so that it is not taken for a hang.
-    """
-    global _kernel, _load_error
-    with _load_lock:
-        if _kernel is None and _load_error is None:
-            failure: list[BaseException] = []
-            worker = threading.Thread(target=_first_call, args=(failure,), daemon=True)
-            worker.start()
-            worker.join(COMPILE_NOTICE_AFTER)
-            if worker.is_alive():
-                sys.stderr.write("overfeat: compiling the greedy merge kernel (first use after installing; about 20 s, cached afterwards)\n")
-                sys.stderr.flush()
-                worker.join()
-            if failure:
-                _load_error = f"the compiled merge kernel failed to load ({type(failure[0]).__name__}: {failure[0]})"
-            else:
-                from . import merge_compiled
-
-                _kernel = merge_compiled
-        if _kernel is None:
-            raise BackendError(f"{_load_error}; use MergeConfig(kernel='numpy'), or set NUMBA_CACHE_DIR to a writable folder")
-        return _kernel
-
-
-def _first_call(failure: list) -> None:
-    """Import the kernel and merge two boxes with it (numba compiles, or loads its cache)."""
-    try:
-        from . import merge_compiled
-
-        boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
-        merge_compiled.merge_groups(boxes, np.ones(2), np.array([0, 2], np.int64), 0.5, 1.0)
-    except Exception as error:  # noqa: BLE001 - reported to the caller, with its type
-        failure.append(error)
 
 
 def dissimilarity(a: np.ndarray, b: np.ndarray, centre_weight: float) -> np.ndarray:
@@ -249,13 +167,13 @@ def _merge_compiled(boxes, scores, classes, config: MergeConfig):
     """(boxes, scores, classes, counts, first member, label of each input box) by the kernel."""
     if not len(boxes):
         return np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    kernel = compiled_kernel()
+    kernels = compiled()
     order = np.argsort(classes, kind="stable")  # each class's boxes together, in input order
     sorted_classes = classes[order]
     starts = np.flatnonzero(np.concatenate([[True], sorted_classes[1:] != sorted_classes[:-1], [True]]))
-    out_boxes, out_scores, counts, first, labels = kernel.merge_groups(
+    out_boxes, out_scores, counts, first, labels = kernels.merge.merge_groups(
         np.ascontiguousarray(boxes[order]), np.ascontiguousarray(scores[order]), starts.astype(np.int64),
-        float(config.threshold), float(config.centre_weight), kernel.LEAF)
+        float(config.threshold), float(config.centre_weight), kernels.tree.LEAF)
     owner = np.empty(len(boxes), np.int64)
     owner[order] = labels
     return out_boxes, out_scores, sorted_classes[first], counts, order[first], owner

@@ -34,9 +34,10 @@ from overfeat.errors import BackendError, InputError, ModelError, positive_int
 from overfeat.metadata import INPUT_NAME, ModelMeta
 
 from .backends import Backend, create_backend
-from .boxes import decode_boxes, nms, nms_vote
+from .boxes import decode_boxes, suppress, vote
 from .image import DEFAULT_MAX_PIXELS, as_rgb, load_image
-from .merge import MergeConfig, greedy_merge, resolve_kernel
+from .kernels import resolve_kernel
+from .merge import MergeConfig, greedy_merge
 from .pyramid import PyramidSpec, Scale, pyramid_batches, pyramid_sizes
 from .results import BoxResult, ClassScore, Result
 
@@ -221,24 +222,14 @@ class Predictor:
         if method == "merge":
             merged = greedy_merge(boxes, scores, labels, self.merge_config)
             return self._boxes(merged.boxes, merged.scores, merged.classes, merged.counts)
-        if method == "vote":
-            return self._voted(boxes, scores, labels, iou_threshold)
-        keep = np.concatenate([np.flatnonzero(labels == c)[nms(boxes[labels == c], scores[labels == c], iou_threshold)] for c in np.unique(labels)]) if len(labels) else np.zeros(0, int)
+        founder = suppress(boxes, scores, labels, iou_threshold, self.merge_config.kernel)
+        if method == "vote":  # all clusters by score (descending), then class, then the order they were founded
+            heads, voted, totals, counts = vote(boxes, scores, founder)
+            order = np.lexsort((np.arange(len(heads)), labels[heads], -totals))
+            return self._boxes(voted[order], totals[order], labels[heads][order], counts[order])
+        keep = np.flatnonzero(founder == np.arange(len(founder)))
         keep = keep[np.lexsort((keep, -scores[keep]))]
         return self._boxes(boxes[keep], scores[keep], labels[keep], np.ones(len(keep), int))
-
-    def _voted(self, boxes, scores, labels, iou_threshold: float) -> tuple[BoxResult, ...]:
-        """nms_vote per class; all clusters by score (descending), then class, then cluster order."""
-        parts = [(c, *nms_vote(boxes[labels == c], scores[labels == c], iou_threshold)) for c in np.unique(labels)]
-        if not parts:
-            return ()
-        b = np.concatenate([p[1] for p in parts])
-        s = np.concatenate([p[2] for p in parts])
-        n = np.concatenate([p[3] for p in parts])
-        c = np.concatenate([np.full(len(p[2]), p[0], dtype=np.int64) for p in parts])
-        rank = np.concatenate([np.arange(len(p[2])) for p in parts])
-        order = np.lexsort((rank, c, -s))
-        return self._boxes(b[order], s[order], c[order], n[order])
 
     # ---------------------------------------------------------------- decoding
 

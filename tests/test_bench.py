@@ -14,7 +14,7 @@ from overfeat.bench.run import Candidate, CandidateResult, summarize
 from overfeat.bench.windows import context, per_window
 from overfeat.cli import main
 from overfeat.geometry import ACCURATE, FAST, spatial_ops
-from overfeat.runtime.merge import resolve_kernel
+from overfeat.runtime.kernels import resolve_kernel
 from tests.conftest import CHECKPOINT, needs_export
 
 pytestmark = needs_export

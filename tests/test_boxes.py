@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from overfeat.errors import InputError
 from overfeat.geometry import ACCURATE, FAST, spatial_ops
 from overfeat.metadata import ModelMeta
-from overfeat.runtime.boxes import decode_boxes, iou, nms, nms_clusters, nms_vote, window_origins
+from overfeat.runtime.boxes import decode_boxes, iou, nms, nms_clusters, nms_vote, suppress, window_origins
 from overfeat.runtime.pyramid import Scale
+from tests.kernels import KERNELS, NO_NUMBA, clustered_boxes, leaves
 from tests.reference import nms_reference, nms_vote_reference
 
 
@@ -86,26 +87,63 @@ def _random_boxes(seed: int, n: int, grid: bool) -> tuple[np.ndarray, np.ndarray
 _NMS_CASES = given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 40), threshold=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]), grid=st.booleans())
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @settings(max_examples=100, deadline=None)
 @_NMS_CASES
-def test_nms_equals_reference(seed, n, threshold, grid):
+def test_nms_equals_reference(kernel, seed, n, threshold, grid):
     boxes, scores = _random_boxes(seed, n, grid)
-    assert nms(boxes, scores, threshold).tolist() == nms_reference(boxes.tolist(), scores.tolist(), threshold)
+    with leaves(kernel[1]):
+        assert nms(boxes, scores, threshold, kernel[0]).tolist() == nms_reference(boxes.tolist(), scores.tolist(), threshold)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @settings(max_examples=100, deadline=None)
 @_NMS_CASES
-def test_nms_vote_equals_reference(seed, n, threshold, grid):
+def test_nms_vote_equals_reference(kernel, seed, n, threshold, grid):
     boxes, scores = _random_boxes(seed, n, grid)
-    got_boxes, got_scores, got_counts = nms_vote(boxes, scores, threshold)
+    with leaves(kernel[1]):
+        got_boxes, got_scores, got_counts = nms_vote(boxes, scores, threshold, kernel[0])
+        clusters = nms_clusters(boxes, scores, threshold, kernel[0])  # a partition of the boxes, in nms's order
     expected = nms_vote_reference(boxes.tolist(), scores.tolist(), threshold)
     assert got_counts.tolist() == [n for _, _, n in expected]
     assert got_counts.sum() == n and len(got_scores) == len(nms(boxes, scores, threshold))
-    clusters = nms_clusters(boxes, scores, threshold)  # a partition of the boxes, in nms's order
     assert sorted(i for c in clusters for i in c.tolist()) == list(range(n))
     assert [int(c[0]) for c in clusters] == nms_reference(boxes.tolist(), scores.tolist(), threshold)
     np.testing.assert_allclose(got_scores, [s for _, s, _ in expected], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got_boxes, np.asarray([b for b, _, _ in expected]).reshape(-1, 4), rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled kernels: {NO_NUMBA}")
+@pytest.mark.parametrize("threshold", [-0.5, 0.0, 0.3, 0.5, 0.9, 1.0])
+def test_compiled_suppression_equals_numpy(threshold):
+    """Clusters of every box, several classes at once, and their votes: the compiled kernel (at
+    its own leaf size and with leaves of one box) gives the NumPy kernel's, bit for bit, on
+    clustered, scattered and grid-snapped sets, scores with ties among them."""
+    for seed in range(24):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(1, 400))
+        boxes = clustered_boxes(rng, n, objects=3) if seed % 2 else _random_boxes(seed, n, seed % 3 == 0)[0]
+        if seed % 4 == 0:
+            boxes = np.round(boxes / 5) * 5
+        scores = np.round(rng.uniform(0, 1, n), 1 + seed % 3)
+        classes = rng.integers(0, 1 + seed % 4, n)
+        want = suppress(boxes, scores, classes, threshold, "numpy")
+        for leaf in (None, 1):
+            with leaves(leaf):
+                assert np.array_equal(suppress(boxes, scores, classes, threshold, "compiled"), want), f"case {seed}, leaf {leaf}"
+        in_class = classes == classes[0]
+        numpy_vote = nms_vote(boxes[in_class], scores[in_class], threshold, "numpy")
+        compiled_vote = nms_vote(boxes[in_class], scores[in_class], threshold, "compiled")
+        assert all(np.array_equal(a, b) for a, b in zip(numpy_vote, compiled_vote, strict=True)), f"case {seed}"
+        founders = np.unique(want)
+        assert (want[founders] == founders).all() and (classes[want] == classes).all(), "a founder heads its own cluster, of its class"
+
+
+def test_suppress_refuses_bad_classes():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10]], dtype=float)
+    for classes in (np.array([0]), np.array([0.0, 1.0])):
+        with pytest.raises(InputError, match="nms needs one integer class per box"):
+            suppress(boxes, np.ones(2), classes, 0.5)
 
 
 def test_nms_vote_by_hand_and_bad_scores():

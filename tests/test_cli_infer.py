@@ -65,7 +65,7 @@ def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
 
 def test_infer_merge_kernels_give_the_same_boxes(small_onnx, images, tmp_path):
     """--merge-kernel numpy and compiled: the same JSON but for the kernel named in it."""
-    from overfeat.runtime.merge import compiled_unavailable
+    from overfeat.runtime.kernels import compiled_unavailable
 
     if compiled_unavailable():
         pytest.skip(f"compiled merge: {compiled_unavailable()}")
@@ -83,7 +83,7 @@ def test_infer_merge_kernels_give_the_same_boxes(small_onnx, images, tmp_path):
 
 def test_cli_kernel_names_are_the_runtime_ones():
     from overfeat.cli import MERGE_KERNELS
-    from overfeat.runtime.merge import KERNELS
+    from overfeat.runtime.kernels import KERNELS
 
     assert MERGE_KERNELS == KERNELS
 

@@ -9,7 +9,7 @@ import pytest
 
 from overfeat.errors import InputError
 from overfeat.runtime.evaluate import Detections, average_precision, interpolated_ap
-from overfeat.runtime.merge import resolve_kernel
+from overfeat.runtime.kernels import resolve_kernel
 from tests.reference import voc_ap_reference
 
 

@@ -9,7 +9,7 @@ LIGHT = ["overfeat", "overfeat.cli", "overfeat.datasets.shapes", "overfeat.datas
          "overfeat.runtime.backends.onnxruntime", "overfeat.runtime.backends.tensorrt", "overfeat.runtime.draw",
          "overfeat.engines.manifest", "overfeat.engines.plan", "overfeat.engines.build", "overfeat.engines.compiler", "overfeat.engines.validate",
          "overfeat.bench", "overfeat.bench.run", "overfeat.bench.suite", "overfeat.bench.macs", "overfeat.bench.ceiling", "overfeat.bench.windows",
-         "overfeat.inspect_model", "overfeat.runtime", "overfeat.engines", "overfeat.calibration"]
+         "overfeat.inspect_model", "overfeat.runtime", "overfeat.runtime.kernels", "overfeat.runtime.compiled", "overfeat.engines", "overfeat.calibration"]
 
 
 def test_light_modules_import_no_heavy_library():

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,32 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from overfeat.errors import BackendError, InputError
-from overfeat.runtime import merge
-from overfeat.runtime.merge import MergeConfig, compiled_unavailable, dissimilarity, greedy_merge
+from overfeat.runtime import kernels, merge
+from overfeat.runtime.merge import MergeConfig, dissimilarity, greedy_merge
+from tests.kernels import KERNELS, NO_NUMBA, clustered_boxes, leaves, random_boxes
 from tests.reference import dissimilarity_scalar, greedy_merge_reference, merge_mismatch
-
-NO_NUMBA = compiled_unavailable()
-KERNELS = [
-    pytest.param(("numpy", None), id="numpy"),
-    pytest.param(("compiled", None), id="compiled", marks=pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled merge: {NO_NUMBA}")),
-    pytest.param(("compiled", 2), id="compiled-leaf2", marks=pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled merge: {NO_NUMBA}")),
-]
-
-
-@contextmanager
-def leaves(size):
-    """The compiled kernel's leaf size set to ``size`` (None: its default) for the block."""
-    if size is None:
-        yield
-        return
-    from overfeat.runtime import merge_compiled
-
-    default = merge_compiled.LEAF
-    merge_compiled.LEAF = size
-    try:
-        yield
-    finally:
-        merge_compiled.LEAF = default
 
 
 def assert_same(boxes, scores, classes, config, kernel=("numpy", None)):
@@ -56,28 +33,6 @@ def assert_same(boxes, scores, classes, config, kernel=("numpy", None)):
     mismatch = merge_mismatch(fast, ref)
     assert mismatch is None, mismatch
     return fast
-
-
-def random_boxes(rng, n, grid=None):
-    centres = rng.normal(100, 30, (n, 2))
-    sizes = rng.uniform(5, 80, (n, 2))
-    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1)
-    if grid:  # coarse coordinates make exact ties between pair distances common
-        boxes = np.round(boxes / grid) * grid
-    return boxes
-
-
-def clustered_boxes(rng, n, objects=2, noise=0.06, scattered=0.25):
-    """Boxes around a few objects, as a localization gives, plus scattered ones."""
-    centres = rng.uniform(60, 240, (objects, 2))
-    sizes = rng.uniform(40, 160, (objects, 2))
-    pick = rng.integers(0, objects, n)
-    c = centres[pick] + rng.normal(0, noise, (n, 2)) * sizes[pick]
-    wh = sizes[pick] * np.exp(rng.normal(0, noise, (n, 2)))
-    boxes = np.concatenate([c - wh / 2, c + wh / 2], axis=1)
-    k = int(n * scattered)
-    boxes[:k] = random_boxes(rng, k)
-    return boxes
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -188,7 +143,7 @@ def test_thresholds_on_every_pair_of_a_cluster(kernel):
             assert_same(boxes, np.ones(12), np.zeros(12, int), MergeConfig(threshold=float(t)), kernel)
 
 
-@pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled merge: {NO_NUMBA}")
+@pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled kernels: {NO_NUMBA}")
 def test_pairs_at_the_pruning_bound_are_never_pruned():
     """Thresholds equal to some pair's d, centre weight 0 (so d = 1 − IoU) and coordinates on a
     0.1 grid, which binary floats do not hold exactly: the pruning's IoU bound, computed in
@@ -244,7 +199,7 @@ def test_degenerate_boxes(kernel):
         assert_same(boxes, np.ones(5), np.zeros(5, int), MergeConfig(threshold=threshold), kernel)
 
 
-@pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled merge: {NO_NUMBA}")
+@pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled kernels: {NO_NUMBA}")
 @pytest.mark.parametrize("clustered", [0.75, 0.0])
 def test_compiled_equals_numpy_on_thousands_of_boxes(clustered):
     """Both kernels on 3,000 boxes of 3 classes (too many for the literal reference), bit for
@@ -261,7 +216,7 @@ def test_compiled_equals_numpy_on_thousands_of_boxes(clustered):
     assert len(a.boxes) < 2900 and (a.counts > 20).sum() >= (3 if clustered else 0)
 
 
-@pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled merge: {NO_NUMBA}")
+@pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled kernels: {NO_NUMBA}")
 def test_compiled_equals_numpy_on_random_sets():
     """80 sets of 20–300 boxes of 1 or 2 classes (scattered or clustered, some on a grid), thresholds 0–1.2,
     centre weights 0–3, the compiled kernel with leaves of 1 and 2 boxes (the deepest trees,
@@ -346,20 +301,20 @@ def test_kernel_choice(monkeypatch):
     assert auto.kernel == ("numpy" if NO_NUMBA else "compiled")
     assert greedy_merge(boxes, np.ones(3), np.zeros(3, int), MergeConfig(kernel="numpy")).kernel == "numpy"
     # Where numba is not installed, auto falls back to NumPy and an explicit request says why.
-    monkeypatch.setattr(merge, "find_spec", lambda name: None)
-    assert merge.resolve_kernel("auto") == "numpy"
-    with pytest.raises(BackendError, match=r"the compiled merge kernel was asked for, but numba is not installed \(pip install 'overfeat\[fast\]'\)"):
+    monkeypatch.setattr(kernels, "find_spec", lambda name: None)
+    assert kernels.resolve_kernel("auto") == "numpy"
+    with pytest.raises(BackendError, match=r"the compiled kernels were asked for, but numba is not installed \(pip install 'overfeat\[fast\]'\)"):
         greedy_merge(boxes, np.ones(3), np.zeros(3, int), MergeConfig(kernel="compiled"))
 
 
-@pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled merge: {NO_NUMBA}")
+@pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled kernels: {NO_NUMBA}")
 def test_first_use_compiles_into_the_cache_and_says_so(tmp_path):
     """In a fresh cache the first merge compiles the kernel, announcing it on stderr (here at
     once: the notice's delay set to 0), and writes numba's cache where NUMBA_CACHE_DIR says."""
     code = (
         "import json, numpy as np\n"
-        "from overfeat.runtime import merge\n"
-        "merge.COMPILE_NOTICE_AFTER = 0.0\n"
+        "from overfeat.runtime import kernels, merge\n"
+        "kernels.COMPILE_NOTICE_AFTER = 0.0\n"
         "out = merge.greedy_merge(np.array([[0, 0, 10, 10], [1, 0, 11, 10.0]]), np.ones(2), np.zeros(2, int))\n"
         "print(json.dumps([out.kernel, out.counts.tolist()]))\n"
     )
@@ -367,5 +322,5 @@ def test_first_use_compiles_into_the_cache_and_says_so(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == ["compiled", [2]]
-    assert "compiling the greedy merge kernel" in done.stderr
+    assert "compiling the post-processing kernels" in done.stderr
     assert list(Path(tmp_path / "cache").rglob("*.nbi")), "numba wrote no cache index"
