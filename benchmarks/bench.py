@@ -2,7 +2,8 @@
 
     python benchmarks/bench.py full --arch accurate [--repeat 3] [--windows] --json docs/bench-accurate.json --plot docs/bench-accurate.png
     python benchmarks/bench.py full --arch fast [--repeat 3] --json docs/bench-fast.json --plot docs/bench-fast.png
-    python benchmarks/bench.py shapes [--repeat 3] --json docs/bench-shapes.json --plot docs/bench-shapes.png
+    python benchmarks/bench.py shapes [--repeat 3] [--merge-kernel compiled,numpy] --json docs/bench-shapes.json --plot docs/bench-shapes.png
+    python benchmarks/bench.py localize [--repeat 3] --json docs/bench-localize.json --plot docs/bench-localize.png
 
 ``full``: the paper's network at full width (cls head, 1000 classes, random weights: speed does
 not depend on them) saved as a safetensors checkpoint, exported from it (so PyTorch and ONNX
@@ -12,6 +13,11 @@ random images at the six paper scales with flips.
 ``shapes``: the committed shapes model exported, converted to FP16 and calibrated to INT8
 (minmax, 64 validation images, no check), with its checkpoint in PyTorch, on 4 generated test
 images.
+``localize``: the full-size accurate network with the ``cls`` and ``loc`` heads (1000 classes,
+random weights) exported to ONNX, run in ONNX Runtime fp32 with each post-processing kernel side
+by side (``--merge-kernel compiled,numpy``) on 2 random images: classification and localization
+(top 5 classes per scale, flips), where the merge meets about 16,000 candidates per image.
+``--merge-kernel`` is passed to ``overfeat bench`` (default: its own, ``auto``).
 """
 
 from __future__ import annotations
@@ -35,27 +41,37 @@ def _run(args: list[str]) -> None:
         raise SystemExit(f"overfeat {args[0]} failed with exit code {code}")
 
 
-def _full_checkpoint(arch: str, path: Path) -> None:
+def _full_checkpoint(arch: str, path: Path, heads: tuple[str, ...] = ("cls",)) -> None:
     from safetensors.torch import save_file
 
     from overfeat.export import build_model
 
-    model = build_model(arch, 1000, ("cls",), 1.0, seed=0)
-    info = {"arch": arch, "width": 1.0, "num_classes": 1000, "heads": ["cls"], "classes": [f"class_{i}" for i in range(1000)], "box_per_class": True}
+    model = build_model(arch, 1000, heads, 1.0, seed=0)
+    info = {"arch": arch, "width": 1.0, "num_classes": 1000, "heads": list(heads), "classes": [f"class_{i}" for i in range(1000)], "box_per_class": True}
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata={"overfeat.model": json.dumps(info)})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=("full", "shapes"))
+    parser.add_argument("which", choices=("full", "shapes", "localize"))
     parser.add_argument("--arch", choices=("accurate", "fast"), default="accurate")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--windows", action="store_true")
+    parser.add_argument("--merge-kernel", default=None, help="passed to overfeat bench (localize: compiled,numpy by default)")
     parser.add_argument("--json", required=True)
     parser.add_argument("--plot", required=True)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="overfeat-bench-") as tmp:
         work = Path(tmp)
+        kernels = args.merge_kernel
+        if args.which == "localize":
+            checkpoint = work / "accurate-loc.safetensors"
+            _full_checkpoint("accurate", checkpoint, ("cls", "loc"))
+            model = work / "accurate-loc.onnx"
+            _run(["export", "--checkpoint", str(checkpoint), "--output", str(model), "--check-sizes", "", "--quiet"])
+            _run(["bench", "--model", str(model), "--random", "2", "--merge-kernel", kernels or "compiled,numpy", "--repeat", str(args.repeat),
+                  "--json", args.json, "--plot", args.plot])
+            return
         if args.which == "full":
             checkpoint = work / f"{args.arch}.safetensors"
             _full_checkpoint(args.arch, checkpoint)
@@ -73,7 +89,7 @@ def main() -> None:
             _run(["convert", "--precision", "fp16", "--model", str(models[0]), "--output", str(models[2]), "--no-check", "--quiet"])
             images = ["--images", "shapes:test:4"]
         bench = ["bench", *(a for m in models for a in ("--model", str(m))), "--torch", str(checkpoint), *images,
-                 "--repeat", str(args.repeat), "--json", args.json, "--plot", args.plot]
+                 "--repeat", str(args.repeat), "--json", args.json, "--plot", args.plot, *(["--merge-kernel", kernels] if kernels else [])]
         _run([*bench, "--windows"] if args.windows else bench)
 
 

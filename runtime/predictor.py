@@ -65,7 +65,8 @@ class Predictor:
     ) -> None:
         self.backend, self.flip, self.max_pixels = backend, bool(flip), max_pixels
         self.merge_config = merge or MergeConfig()
-        self.merge_kernel  # noqa: B018 - a compiled kernel asked for and missing fails here, not at the first image
+        if self.merge_config.kernel == "compiled":
+            resolve_kernel("compiled")  # compiled kernels asked for and missing: an error here, not at the first image
         self.pyramid = pyramid
         pyramid_sizes(pyramid, self.meta, (self.meta.window, self.meta.window + 1))  # validate now
 

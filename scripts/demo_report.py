@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-TARGETS = {"top5_error": ("≤", 0.02), "localization_error": ("≤", 0.10), "mean_ap": ("≥", 0.80)}
 ROWS = (("top1_error", "classification top-1 error", "single"), ("top5_error", "classification top-5 error", "single"),
         ("localization_error", "localization error (top-5 boxes, IoU ≥ 0.5)", "single"), ("mean_ap", "detection mAP@0.5", "multi"))
 
@@ -17,8 +16,24 @@ def fmt(key: str, value) -> str:
     return f"{value:.4f}" if key == "mean_ap" else f"{100 * value:.2f}%"
 
 
+def owed(ev: dict, int8: dict) -> list[str]:
+    """The table of what the toolkit owes: the runtime's figures are PyTorch's, INT8 keeps fp32's
+    mAP within one point and its top-1 class 99% of the time."""
+    differ = [name for key, name, kind in ROWS if fmt(key, ev["onnxruntime", kind][key]) != fmt(key, ev["torch", kind][key])]
+    fp32_map, int8_map = ev["onnxruntime", "multi"]["mean_ap"], ev["int8", "multi"]["mean_ap"]
+    top1 = int8["check"]["agreement"]["top1"]
+    checks = [
+        ("the runtime (ONNX Runtime fp32) gives PyTorch's figures", "all four equal" if not differ else "differ: " + ", ".join(differ), not differ),
+        ("INT8 mAP@0.5 within 1 point of fp32's", f"{int8_map:.4f} against {fp32_map:.4f} ({100 * (int8_map - fp32_map):+.2f} points)",
+         abs(int8_map - fp32_map) <= 0.01),
+        ("INT8 top-1 class agrees with fp32's on ≥ 99% of images", f"{top1:.1%}", top1 >= 0.99),
+    ]
+    return ["| target | measured | |", "|---|---|---|", *(f"| {name} | {measured} | {'met' if ok else '**missed**'} |" for name, measured, ok in checks)]
+
+
 def main(out: Path) -> str:
     ev = {(backend, kind): json.loads((out / f"eval-{backend}-{kind}.json").read_text()) for backend in ("onnxruntime", "int8", "torch") for kind in ("single", "multi")}
+    int8 = json.loads((out / "int8-check.json").read_text())
     first = ev["onnxruntime", "single"]
     lines = [
         "# overfeat demo report",
@@ -27,17 +42,17 @@ def main(out: Path) -> str:
         f"{'with' if first['flip'] else 'without'} flips, {'fine' if first['fine_stride'] else 'coarse'} stride. "
         f"Test images: {first['images']} single-object and {ev['onnxruntime', 'multi']['images']} multi-object (generated with a seed the training never saw).",
         "",
-        "| metric | ONNX Runtime fp32 | ONNX Runtime int8 | PyTorch | target |",
-        "|---|---|---|---|---|",
+        "| metric | ONNX Runtime fp32 | ONNX Runtime int8 | PyTorch |",
+        "|---|---|---|---|",
     ]
     for key, name, kind in ROWS:
-        target = f"{TARGETS[key][0]} {fmt(key, TARGETS[key][1])}" if key in TARGETS else ""
-        lines.append(f"| {name} | {fmt(key, ev['onnxruntime', kind][key])} | {fmt(key, ev['int8', kind][key])} | {fmt(key, ev['torch', kind][key])} | {target} |")
+        lines.append(f"| {name} | {fmt(key, ev['onnxruntime', kind][key])} | {fmt(key, ev['int8', kind][key])} | {fmt(key, ev['torch', kind][key])} |")
+    lines += ["", "These are the shapes model's own figures, what its 15-minute CPU training buys (docs/accuracy.md), not targets "
+              "of the toolkit. What the toolkit owes is that every backend and precision keeps them:", "", *owed(ev, int8)]
     merged, voted = ev["onnxruntime", "multi"], json.loads((out / "eval-onnxruntime-multi-vote.json").read_text())
     lines += ["", f"Detection decoded by `--method vote` instead of the paper's greedy merge (NMS in which the boxes a kept box suppresses "
               f"vote; ONNX Runtime fp32, the same images): mAP@0.5 {fmt('mean_ap', voted['mean_ap'])} against {fmt('mean_ap', merged['mean_ap'])}, "
               f"{voted['seconds_per_image']:.3f} s per image against {merged['seconds_per_image']:.3f} s."]
-    int8 = json.loads((out / "int8-check.json").read_text())
     check = int8["check"]
     agreement = check["agreement"]
     if not check["passed"]:
@@ -55,7 +70,8 @@ def main(out: Path) -> str:
     lines += ["", "Per-class AP (ONNX Runtime, multi-object images):", "",
               "| " + " | ".join(ev["onnxruntime", "multi"]["ap"]) + " |", "|" + "---|" * len(ev["onnxruntime", "multi"]["ap"]),
               "| " + " | ".join(fmt("mean_ap", v) for v in ev["onnxruntime", "multi"]["ap"].values()) + " |", "",
-              "Timings (seconds per image: preprocessing, inference, decoding and merging; this machine's CPU):", "",
+              f"Timings (seconds per image: preprocessing, inference, decoding and merging, the merge by the "
+              f"{first['merge_kernel']} kernel; this machine's CPU):", "",
               "| images | ONNX Runtime fp32 | ONNX Runtime int8 | PyTorch |", "|---|---|---|---|"]
     for kind in ("single", "multi"):
         lines.append(f"| {kind} | {ev['onnxruntime', kind]['seconds_per_image']:.3f} | {ev['int8', kind]['seconds_per_image']:.3f} | {ev['torch', kind]['seconds_per_image']:.3f} |")
