@@ -45,6 +45,29 @@ def decode_boxes(encoded: np.ndarray, meta: ModelMeta, scale: Scale, flipped: bo
     return np.concatenate([np.clip(lo, 0, limit), np.clip(hi, 0, limit)], axis=-1)
 
 
+def decode_at(boxes: np.ndarray, batch: np.ndarray, label: np.ndarray, row: np.ndarray, column: np.ndarray, meta: ModelMeta,
+              scale: Scale) -> np.ndarray:
+    """:func:`decode_boxes` at chosen locations only: boxes is a scale's regressor output
+    ndarray[B, 4·C or 4, h, w] (batch 1 the mirror), and each candidate its batch, class, row
+    and column → ndarray[N, 4], the same values as decoding the whole maps (the arithmetic is
+    elementwise and the same)."""
+    channel = 4 * label if meta.box_per_class else np.zeros_like(label)
+    e = boxes[batch[:, None], channel[:, None] + np.arange(4), row[:, None], column[:, None]].astype(np.float64)  # [N, 4]
+    S = float(meta.window)
+    x0 = column.astype(np.float64) * meta.stride
+    y0 = row.astype(np.float64) * meta.stride
+    x1, y1, x2, y2 = x0 + e[:, 0] * S, y0 + e[:, 1] * S, x0 + e[:, 2] * S, y0 + e[:, 3] * S
+    flipped = batch == 1
+    width = scale.size[1]
+    x1, x2 = np.where(flipped, width - x2, x1), np.where(flipped, width - x1, x2)
+    fy, fx = scale.factor
+    out = np.stack([x1 / fx, y1 / fy, x2 / fx, y2 / fy], axis=-1)
+    lo = np.minimum(out[:, :2], out[:, 2:])
+    hi = np.maximum(out[:, :2], out[:, 2:])
+    limit = np.array([scale.image[1], scale.image[0]], dtype=np.float64)  # original width, height
+    return np.concatenate([np.clip(lo, 0, limit), np.clip(hi, 0, limit)], axis=-1)
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of a: ndarray[N, 4] with b: ndarray[M, 4] → ndarray[N, M] (0 where the union is empty)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)

@@ -16,6 +16,7 @@ and INT8 calibration both use this one function.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -98,10 +99,11 @@ def as_rgb(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS, source: str 
     return image[:, :, :3]
 
 
-def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=256)
+def filter_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices [n_out, K] and weights [n_out, K] of the triangle filter for one axis. Each row
     starts at its first input pixel of nonzero weight; rows with fewer than K such pixels end
-    in zero weights."""
+    in zero weights. Cached (a pyramid asks for the same few) and read-only."""
     scale = n_in / n_out
     support = max(scale, 1.0)  # filter half-width in input pixels
     centre = (np.arange(n_out) + 0.5) * scale  # output pixel centres in input coordinates
@@ -117,7 +119,10 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     columns = np.minimum(start[:, None] + np.arange(int(count.max())), k - 1)
     weight = np.take_along_axis(weight, columns, axis=1)
     weight[np.arange(columns.shape[1])[None, :] >= count[:, None]] = 0.0
-    return np.clip(np.take_along_axis(index, columns, axis=1), 0, n_in - 1), weight.astype(np.float32)
+    index = np.clip(np.take_along_axis(index, columns, axis=1), 0, n_in - 1)
+    weight = weight.astype(np.float32)
+    index.flags.writeable = weight.flags.writeable = False
+    return index, weight
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -126,9 +131,9 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if out_h < 1 or out_w < 1:
         raise InputError(f"resize target {out_h}x{out_w} must be at least 1x1")
     data = image.astype(np.float32, copy=False)
-    index, weight = _taps(data.shape[0], out_h)
+    index, weight = filter_taps(data.shape[0], out_h)
     rows = _accumulate(data, index, weight, axis=0)
-    index, weight = _taps(data.shape[1], out_w)
+    index, weight = filter_taps(data.shape[1], out_w)
     return _accumulate(rows, index, weight, axis=1)
 
 

@@ -1,9 +1,10 @@
-"""Which implementation of the post-processing runs: the compiled kernels or NumPy.
+"""Which implementation of the runtime's array work runs: the compiled kernels or NumPy.
 
-The greedy merge and the clusters of non-maximum suppression each exist twice, with the same
-results: compiled (:mod:`overfeat.runtime.compiled`, numba, the ``fast`` extra) and in NumPy,
-the fallback of the NumPy-only install. A kernel choice is one of :data:`KERNELS`; ``"auto"``
-takes the compiled kernels where numba is installed.
+A pyramid scale's batch (resize, normalise, mirror), the greedy merge and the clusters of
+non-maximum suppression each exist twice, with the same results: compiled
+(:mod:`overfeat.runtime.compiled`, numba, the ``fast`` extra) and in NumPy, the fallback of the
+NumPy-only install. A kernel choice is one of :data:`KERNELS`; ``"auto"`` takes the compiled
+kernels where numba is installed.
 
 numba compiles the kernels on their first use in a fresh install (about 20 s, announced on
 stderr) and then loads them from its cache (about 0.3 s per process): next to the kernels'
@@ -59,7 +60,7 @@ def resolve_kernel(kernel: str = "auto") -> str:
         except BackendError:
             if kernel == "compiled":
                 raise
-            sys.stderr.write(f"overfeat: {_load_error}; post-processing with NumPy instead\n")
+            sys.stderr.write(f"overfeat: {_load_error}; running NumPy instead\n")
             return "numpy"
     if kernel == "compiled":
         raise BackendError(f"the compiled kernels were asked for, but {compiled_unavailable()}; or use the 'numpy' kernel")
@@ -67,9 +68,9 @@ def resolve_kernel(kernel: str = "auto") -> str:
 
 
 def compiled() -> SimpleNamespace:
-    """The compiled kernels' modules (``merge``, ``nms`` and their ``tree``, of
-    :mod:`overfeat.runtime.compiled`), compiled or loaded from numba's cache on first use; a
-    BackendError if that fails.
+    """The compiled kernels' modules (``merge``, ``nms``, ``resize`` and the merge's and NMS's
+    ``tree``, of :mod:`overfeat.runtime.compiled`), compiled or loaded from numba's cache on
+    first use; a BackendError if that fails.
 
     A first use not done within a second (a compilation, about 20 s) prints one line on
     stderr, so that it is not taken for a hang.
@@ -82,15 +83,15 @@ def compiled() -> SimpleNamespace:
             worker.start()
             worker.join(COMPILE_NOTICE_AFTER)
             if worker.is_alive():
-                sys.stderr.write("overfeat: compiling the post-processing kernels (first use after installing; about 20 s, cached afterwards)\n")
+                sys.stderr.write("overfeat: compiling the runtime's kernels (first use after installing; about 20 s, cached afterwards)\n")
                 sys.stderr.flush()
                 worker.join()
             if failure:
                 _load_error = f"the compiled kernels failed to load ({type(failure[0]).__name__}: {failure[0]})"
             else:
-                from .compiled import merge, nms, tree
+                from .compiled import merge, nms, resize, tree
 
-                _loaded = SimpleNamespace(merge=merge, nms=nms, tree=tree)
+                _loaded = SimpleNamespace(merge=merge, nms=nms, resize=resize, tree=tree)
         if _loaded is None:
             raise BackendError(f"{_load_error}; use the 'numpy' kernel, or set NUMBA_CACHE_DIR to a writable folder")
         return _loaded
@@ -99,10 +100,12 @@ def compiled() -> SimpleNamespace:
 def _first_use(failure: list) -> None:
     """Import the kernels and run each on two boxes (numba compiles them, or loads its cache)."""
     try:
-        from .compiled import merge, nms
+        from .compiled import merge, nms, resize
 
         boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
         merge.merge_groups(boxes, np.ones(2), np.array([0, 2], np.int64), 0.5, 1.0)
         nms.nms_groups(boxes, np.ones(2), np.array([0, 2], np.int64), 0.5)
+        taps = (np.zeros((1, 1), np.int64), np.ones((1, 1), np.float32))
+        resize.batch(resize.planes(np.zeros((1, 1, 3), np.float32)), *taps, *taps, np.zeros(3, np.float32), np.ones(3, np.float32), True)
     except Exception as error:  # noqa: BLE001 - reported to the caller, with its type
         failure.append(error)

@@ -34,7 +34,7 @@ from overfeat.errors import BackendError, InputError, ModelError, positive_int
 from overfeat.metadata import INPUT_NAME, ModelMeta
 
 from .backends import Backend, create_backend
-from .boxes import decode_boxes, suppress, vote
+from .boxes import decode_at, suppress, vote
 from .image import DEFAULT_MAX_PIXELS, as_rgb, load_image
 from .kernels import resolve_kernel
 from .merge import MergeConfig, greedy_merge
@@ -106,7 +106,7 @@ class Predictor:
         """Run every pyramid scale on an RGB array; the dense maps per scale."""
         timings = timings if timings is not None else {}
         maps = []
-        batches = pyramid_batches(image, self.pyramid, self.meta, self.flip)
+        batches = pyramid_batches(image, self.pyramid, self.meta, self.flip, self.merge_config.kernel)
         while True:
             with _timed(timings, "preprocess"):
                 scale, batch = next(batches, (None, None))
@@ -242,37 +242,31 @@ class Predictor:
         return tuple(ClassScore(int(c), self.meta.classes[c], float(probs[c])) for c in order)
 
     def _localization_candidates(self, maps: list[ScaleMaps], top_k: int, min_score: float):
+        """Per scale, the top-k classes by their best probability; for each, in that order, the
+        image's then the mirror's locations (row-major) whose probability reaches min_score."""
         boxes, scores, labels = [], [], []
         for m in maps:
             probs = _softmax(m.outputs["scores"].astype(np.float64), axis=1)  # [B, C, h, w]
             best = probs.max(axis=(0, 2, 3))
-            for c in np.lexsort((np.arange(len(best)), -best))[:top_k]:
-                for b in range(len(probs)):
-                    where = probs[b, c] >= min_score
-                    decoded = decode_boxes(self._box_maps(m.outputs["boxes"][b], c), self.meta, m.scale, flipped=b == 1)
-                    boxes.append(decoded[where])
-                    scores.append(probs[b, c][where])
-                    labels.append(np.full(int(where.sum()), c))
+            top = np.lexsort((np.arange(len(best)), -best))[:top_k]
+            chosen = probs[:, top].transpose(1, 0, 2, 3)  # [k, B, h, w]: class rank, then image and mirror
+            rank, batch, row, column = np.nonzero(chosen >= min_score)
+            boxes.append(decode_at(m.outputs["boxes"], batch, top[rank], row, column, self.meta, m.scale))
+            scores.append(chosen[rank, batch, row, column])
+            labels.append(top[rank])
         return _stack(boxes, scores, labels)
 
     def _detection_candidates(self, maps: list[ScaleMaps], threshold: float):
-        background = self.meta.background_index
+        """Per scale, the image's then the mirror's classes in order, each class's locations
+        (row-major) whose probability reaches the threshold; never the background."""
         boxes, scores, labels = [], [], []
         for m in maps:
-            probs = _softmax(m.outputs["det_scores"].astype(np.float64), axis=1)  # [B, C+1, h, w]
-            for b, c in zip(*np.nonzero((probs >= threshold).any(axis=(2, 3))), strict=True):
-                if c == background:
-                    continue
-                where = probs[b, c] >= threshold
-                decoded = decode_boxes(self._box_maps(m.outputs["boxes"][b], c), self.meta, m.scale, flipped=b == 1)
-                boxes.append(decoded[where])
-                scores.append(probs[b, c][where])
-                labels.append(np.full(int(where.sum()), c))
+            probs = _softmax(m.outputs["det_scores"].astype(np.float64), axis=1)[:, : self.meta.background_index]  # [B, C, h, w]
+            batch, label, row, column = np.nonzero(probs >= threshold)
+            boxes.append(decode_at(m.outputs["boxes"], batch, label, row, column, self.meta, m.scale))
+            scores.append(probs[batch, label, row, column])
+            labels.append(label)
         return _stack(boxes, scores, labels)
-
-    def _box_maps(self, boxes: np.ndarray, c: int) -> np.ndarray:
-        """The 4 regressor maps of class c ([4, h, w]); a shared regressor has only 4 channels."""
-        return boxes[4 * c : 4 * c + 4] if self.meta.box_per_class else boxes[:4]
 
     def _boxes(self, boxes, scores, labels, counts) -> tuple[BoxResult, ...]:
         names = self.meta.classes

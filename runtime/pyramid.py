@@ -27,7 +27,8 @@ import numpy as np
 from overfeat.errors import InputError
 from overfeat.metadata import ModelMeta
 
-from .image import resize
+from .image import filter_taps, resize
+from .kernels import compiled, resolve_kernel
 
 PyramidSpec = str | int | Sequence[tuple[int, int]]
 MAX_ASPECT = 4.0
@@ -81,21 +82,36 @@ def scales(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int]) -> l
     return [Scale(size, (size[0] / h, size[1] / w), (h, w)) for size in pyramid_sizes(spec, meta, image_size)]
 
 
-def make_batch(image: np.ndarray, size: tuple[int, int], meta: ModelMeta, flip: bool) -> np.ndarray:
-    """Resize image [H, W, 3] to ``size`` and normalise: [2 or 1, 3, h, w] float32 (image, mirror)."""
-    resized = resize(image, size)
-    mean = np.asarray(meta.mean, dtype=np.float32)[:, None, None]
-    inv_std = (1.0 / np.asarray(meta.std, dtype=np.float64)).astype(np.float32)[:, None, None]
-    batch = np.empty((2 if flip else 1, 3, *resized.shape[:2]), dtype=np.float32)
-    np.subtract(resized.transpose(2, 0, 1), mean, out=batch[0])  # written in place: no temporaries
-    batch[0] *= inv_std
-    if flip:
-        batch[1] = batch[0][:, :, ::-1]
-    return batch
+def make_batch(image: np.ndarray, size: tuple[int, int], meta: ModelMeta, flip: bool, kernel: str = "auto") -> np.ndarray:
+    """Resize image [H, W, 3] to ``size`` and normalise: [2 or 1, 3, h, w] float32 (image,
+    mirror). ``kernel`` (:mod:`overfeat.runtime.kernels`): the compiled kernel gives the same
+    values, bit for bit, in one pass."""
+    return next(_batches(image, [size], meta, flip, kernel))
 
 
-def pyramid_batches(image: np.ndarray, spec: PyramidSpec, meta: ModelMeta, flip: bool) -> Iterator[tuple[Scale, np.ndarray]]:
+def pyramid_batches(image: np.ndarray, spec: PyramidSpec, meta: ModelMeta, flip: bool, kernel: str = "auto") -> Iterator[tuple[Scale, np.ndarray]]:
     """Each scale of an RGB image [H, W, 3] with the batch it runs as: the one preprocessing
-    path shared by the runtime and INT8 calibration."""
-    for scale in scales(spec, meta, image.shape[:2]):
-        yield scale, make_batch(image, scale.size, meta, flip)
+    path shared by the runtime and INT8 calibration. Batches are made as they are asked for."""
+    levels = scales(spec, meta, image.shape[:2])
+    yield from zip(levels, _batches(image, [level.size for level in levels], meta, flip, kernel), strict=True)
+
+
+def _batches(image: np.ndarray, sizes: list[tuple[int, int]], meta: ModelMeta, flip: bool, kernel: str) -> Iterator[np.ndarray]:
+    mean = np.asarray(meta.mean, dtype=np.float32)
+    inv_std = (1.0 / np.asarray(meta.std, dtype=np.float64)).astype(np.float32)
+    if resolve_kernel(kernel) == "compiled":
+        resample = compiled().resize
+        planes = resample.planes(np.ascontiguousarray(image, dtype=np.float32))  # once for every size
+        for h, w in sizes:
+            if h < 1 or w < 1:
+                raise InputError(f"resize target {h}x{w} must be at least 1x1")
+            yield resample.batch(planes, *filter_taps(image.shape[0], h), *filter_taps(image.shape[1], w), mean, inv_std, flip)
+        return
+    for size in sizes:
+        resized = resize(image, size)
+        batch = np.empty((2 if flip else 1, 3, *resized.shape[:2]), dtype=np.float32)
+        np.subtract(resized.transpose(2, 0, 1), mean[:, None, None], out=batch[0])  # written in place: no temporaries
+        batch[0] *= inv_std[:, None, None]
+        if flip:
+            batch[1] = batch[0][:, :, ::-1]
+        yield batch

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from overfeat.errors import InputError
 from overfeat.geometry import ACCURATE, FAST, spatial_ops
 from overfeat.metadata import ModelMeta
-from overfeat.runtime.boxes import decode_boxes, iou, nms, nms_clusters, nms_vote, suppress, window_origins
+from overfeat.runtime.boxes import decode_at, decode_boxes, iou, nms, nms_clusters, nms_vote, suppress, window_origins
 from overfeat.runtime.pyramid import Scale
 from tests.kernels import KERNELS, NO_NUMBA, clustered_boxes, leaves
 from tests.reference import nms_reference, nms_vote_reference
@@ -47,6 +47,27 @@ def test_decoding_inverts_the_encoding_at_every_scale(spec, flipped):
         decoded = decode_boxes(encode(box, meta, scale, map_size, flipped), meta, scale, flipped)
         assert decoded.shape == (*map_size, 4)
         np.testing.assert_allclose(decoded.reshape(-1, 4), np.tile(box, (map_size[0] * map_size[1], 1)), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("per_class", [True, False])
+def test_decoding_chosen_locations_is_decoding_the_maps(per_class):
+    """decode_at, which the runtime uses, equals decode_boxes on the whole maps at every
+    location of both batches and every class, bit for bit (swapped corners, clipping, mirror)."""
+    from dataclasses import replace
+
+    meta = replace(meta_for(ACCURATE), box_per_class=per_class)
+    rng = np.random.default_rng(5)
+    for size, image in (((245, 245), (300, 280)), ((281, 317), (480, 640)), ((389, 461), (200, 150))):
+        scale = Scale(size, (size[0] / image[0], size[1] / image[1]), image)
+        h, w = meta.map_size(size)
+        regressor = rng.normal(0.3, 0.6, (2, 4 * len(meta.classes) if per_class else 4, h, w)).astype(np.float32)
+        batch, label, row, column = (a.ravel() for a in np.meshgrid(np.arange(2), np.arange(len(meta.classes)), np.arange(h), np.arange(w), indexing="ij"))
+        got = decode_at(regressor, batch, label, row, column, meta, scale)
+        for b in range(2):
+            for c in range(len(meta.classes)):
+                maps = regressor[b, 4 * c: 4 * c + 4] if per_class else regressor[b, :4]
+                want = decode_boxes(maps, meta, scale, flipped=b == 1).reshape(-1, 4)
+                assert np.array_equal(got[(batch == b) & (label == c)], want)
 
 
 def test_window_geometry_by_hand():

@@ -322,5 +322,5 @@ def test_first_use_compiles_into_the_cache_and_says_so(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == ["compiled", [2]]
-    assert "compiling the post-processing kernels" in done.stderr
+    assert "compiling the runtime's kernels" in done.stderr
     assert list(Path(tmp_path / "cache").rglob("*.nbi")), "numba wrote no cache index"
