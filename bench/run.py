@@ -45,10 +45,13 @@ class BenchConfig:
     repeat: int = 3
     warmup: int = 1
     seed: int = 0
+    min_score: float = 0.2  # localize's floor (Predictor.localize's default); 0 keeps every location of the top classes
 
     def __post_init__(self) -> None:
         if self.repeat < 1 or self.warmup < 0:
             raise InputError(f"--repeat {self.repeat} / warm-up {self.warmup}: expected at least 1 counted round and no negative warm-up")
+        if not 0 <= self.min_score <= 1:
+            raise InputError(f"--min-score {self.min_score}: expected a probability within 0..1")
 
 
 def peak_rss() -> int:
@@ -97,7 +100,8 @@ def _worker(conn, candidate: Candidate, config: BenchConfig, sizes, image_files)
                     decoded = time.perf_counter() - t
                     timings: dict[str, float] = {}
                     maps = predictor.dense(array, timings)
-                    results = predictor.decode(maps, tasks, image_size=array.shape[:2], timings=timings, score_threshold=0.1)
+                    results = predictor.decode(maps, tasks, image_size=array.shape[:2], timings=timings, score_threshold=0.1,
+                                               min_score=config.min_score)
                     total = time.perf_counter() - t
                     split = {"decode": decoded, "preprocess": timings.get("preprocess", 0.0), "inference": timings.get("inference", 0.0)}
                     for result in results.values():  # each task decodes and merges on its own

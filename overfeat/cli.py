@@ -614,6 +614,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
     p.add_argument("--seed", type=int, default=0, help="images and random batches (default 0)")
     p.add_argument("--windows", action="store_true", help="also time dense against per-window evaluation at the largest scale (equal outputs checked)")
+    p.add_argument("--min-score", type=float, default=0.2, help="localize: least per-location class probability of a box (default 0.2; 0 keeps every location of the top classes)")
     p.add_argument("--merge-kernel", type=_merge_kernels, default=("auto",), metavar="KERNEL[,KERNEL]",
                    help="the greedy merge's kernel: auto (default), compiled or numpy; several, comma-separated, time each --model once per kernel, side by side")
     p.add_argument("--json", help="write the figures to this JSON file")
@@ -631,7 +632,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         if path:
             check_output_path(path, flag)
     inputs = Inputs(images=args.images, random=args.random, max_images=args.max_images)
-    config = BenchConfig(pyramid=args.pyramid, flip=not args.no_flip, repeat=args.repeat, warmup=args.warmup, seed=args.seed)
+    config = BenchConfig(pyramid=args.pyramid, flip=not args.no_flip, repeat=args.repeat, warmup=args.warmup, seed=args.seed, min_score=args.min_score)
     report = benchmark(args.model, inputs, config, torch=args.torch, windows=args.windows, merge_kernels=args.merge_kernel,
                        progress=Progress(enabled=not args.quiet))
     print(table(report))

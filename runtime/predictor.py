@@ -14,8 +14,11 @@ and its mirror), then:
 - ``detect``: per location, a softmax over the C classes and background; every location and
   class with probability ≥ ``score_threshold`` gives a candidate box; per class, greedy merge
   (``method="merge"``: accumulated scores, as the paper), NMS (``"nms"``) or NMS in which the
-  suppressed boxes vote (``"vote"``: score-weighted mean box, summed score; far faster than
-  the merge on thousands of candidates, see ``docs/accuracy.md``).
+  suppressed boxes vote (``"vote"``: score-weighted mean box, summed score; see
+  ``docs/accuracy.md``).
+
+Resizing, merging and NMS run as compiled kernels where numba is installed, else in NumPy, with
+the same results (``MergeConfig.kernel``, :mod:`overfeat.runtime.kernels`).
 
 A Predictor keeps no per-call state: it may be called from several threads at once.
 """
