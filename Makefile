@@ -17,12 +17,12 @@ $(BIN)/python:
 WARM   := $(BIN)/python -c "from overfeat.runtime.kernels import compiled; compiled()"
 
 $(VENV)/.installed-demo: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) -e ".[export,ort,images,validate,fast]"
+	$(PIP) -e ".[export,ort,openvino,images,validate,fast]"
 	$(WARM)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) -e ".[export,ort,images,validate,fast,dev]"
+	$(PIP) -e ".[export,ort,openvino,images,validate,fast,dev]"
 	$(WARM)
 	touch $@
 

@@ -36,6 +36,7 @@ class Candidate:
     backend: str  # onnxruntime, tensorrt or torch
     label: str
     merge_kernel: str = "auto"  # the greedy merge's kernel (overfeat.runtime.merge.KERNELS)
+    precision: str | None = None  # OpenVINO's execution precision (fp32 or bf16); None: the backend's default
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,14 @@ def _worker(conn, candidate: Candidate, config: BenchConfig, sizes, image_files)
         from overfeat.runtime.image import load_image
 
         start = time.perf_counter()
-        predictor = Predictor.from_path(candidate.path, candidate.backend, pyramid=config.pyramid, flip=config.flip,
+        predictor = Predictor.from_path(candidate.path, candidate.backend, precision=candidate.precision, pyramid=config.pyramid, flip=config.flip,
                                         merge=MergeConfig(kernel=candidate.merge_kernel))
         load = time.perf_counter() - start
         tasks = default_tasks(predictor.meta)
         rng = np.random.default_rng(config.seed)
         batch = 2 if config.flip else 1
         feeds = [{INPUT_NAME: rng.standard_normal((batch, 3, h, w)).astype(np.float32)} for h, w in sizes]
-        conn.send(("ready", {"load_s": load, "tasks": list(tasks), "precision": predictor.meta.precision, "merge_kernel": predictor.merge_kernel}))
+        conn.send(("ready", {"load_s": load, "tasks": list(tasks), "precision": predictor.execution_precision, "merge_kernel": predictor.merge_kernel}))
         while True:
             command = conn.recv()
             if command == "round":
@@ -208,5 +209,21 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+FLAGS = ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")  # what the ceilings depend on
+
+
 def machine() -> dict[str, Any]:
-    return {"cpu": _cpu_name(), "cores": os.cpu_count()}
+    """The CPU's name, cores and the flags its GEMM speed depends on (AMX, VNNI, bf16)."""
+    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "flags": _cpu_flags()}
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in FLAGS if flag in have]
+    except OSError:
+        pass
+    return []

@@ -4,9 +4,9 @@
 per scale (:mod:`.macs`), measures the machine's GEMM rates (:mod:`.ceiling`) and, when asked,
 dense against per-window evaluation at the largest scale (:mod:`.windows`). Each candidate's
 achieved rate is its pyramid's MACs over its summed per-scale median inference time; its
-*floor* is the same MACs over the GEMM rate of its precision (int8 for int8 files, fp32 for the
-rest), and ``end-to-end / floor`` says how far the whole image is from what the arithmetic
-alone would take.
+*floor* is the same MACs over the GEMM ceiling of its arithmetic (int8 for int8 files, bf16 for
+OpenVINO's bf16 execution, fp32 for the rest), and ``end-to-end / floor`` says how far the whole
+image is from what the arithmetic alone would take.
 """
 
 from __future__ import annotations
@@ -41,17 +41,23 @@ class Inputs:
 
 def candidates_from(models: list[str], torch: str | None, merge_kernels: tuple[str, ...] = ("auto",)) -> list[Candidate]:
     """A candidate per model and merge kernel (several kernels: the kernel ends the label); the
-    PyTorch baseline merges with the first kernel."""
+    PyTorch baseline merges with the first kernel. A model is a file (ONNX in ONNX Runtime, an
+    engine manifest in TensorRT) or ``FILE.onnx@openvino[:bf16]`` (OpenVINO, fp32 or bf16)."""
     from overfeat.runtime.backends import default_backend
 
     out = []
-    for path in models:
+    for spec in models:
+        path, at, runner = spec.partition("@")
+        if at and (not path.endswith(".onnx") or runner not in ("openvino", "openvino:fp32", "openvino:bf16")):
+            raise InputError(f"--model {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone")
         if not Path(path).is_file():
             raise InputError(f"--model {path} does not exist or is not a file")
-        backend = default_backend(path)
-        label = f"{'trt' if backend == 'tensorrt' else 'ort' if backend == 'onnxruntime' else 'torch'}:{Path(path).name}"
+        backend = "openvino" if at else default_backend(path)
+        precision = runner.partition(":")[2] or None
+        short = {"tensorrt": "trt", "onnxruntime": "ort", "openvino": "ov"}.get(backend, "torch")
+        label = f"{short}:{Path(path).name}" + (f" {precision}" if precision else "")
         for kernel in merge_kernels:
-            out.append(Candidate(path, backend, f"{label} {kernel}" if len(merge_kernels) > 1 else label, kernel))
+            out.append(Candidate(path, backend, f"{label} {kernel}" if len(merge_kernels) > 1 else label, kernel, precision))
     if torch:
         if not Path(torch).is_file():
             raise InputError(f"--torch {torch} does not exist or is not a file")
@@ -87,9 +93,15 @@ def _image_files(inputs: Inputs, meta, seed: int, work: Path) -> list[str]:
     return files
 
 
+def arithmetic(precision: str) -> str:
+    """The GEMM ceiling a candidate's precision is held to: int8 for int8 files (whatever runs
+    their float layers), bf16 for bf16 execution, fp32 for fp32 and fp16 files."""
+    return "int8" if precision.startswith("int8") else "bf16" if precision == "bf16" else "fp32"
+
+
 def _onnx_of(candidate: Candidate) -> str | None:
     """The ONNX file whose graph a candidate runs (for counting MACs)."""
-    if candidate.backend == "onnxruntime":
+    if candidate.backend in ("onnxruntime", "openvino"):
         return candidate.path
     if candidate.backend == "tensorrt":
         from overfeat.engines.manifest import Manifest
@@ -104,7 +116,7 @@ def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: 
     from overfeat.runtime.backends import create_backend
     from overfeat.runtime.pyramid import pyramid_sizes
 
-    from .ceiling import fp32_gemm_rate, fp32_gemm_rate_onnxruntime, int8_gemm_rate
+    from .ceiling import fp32_gemm_rate, fp32_gemm_rate_onnxruntime, int8_gemm_rate, openvino_rate
     from .macs import count_macs
 
     progress = progress or Progress(enabled=False)
@@ -126,9 +138,10 @@ def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: 
         if onnx and onnx not in macs:
             with progress.step(f"counting MACs of {onnx}"):
                 macs[onnx] = {f"{h}x{w}": v for (h, w), v in count_macs(onnx, sizes, batch).items()}
-    with progress.step("measuring the GEMM rates (fp32 NumPy and ONNX Runtime, int8 ONNX Runtime)"):
-        measured = {"fp32_numpy": fp32_gemm_rate(), "fp32_onnxruntime": fp32_gemm_rate_onnxruntime(), "int8": int8_gemm_rate()}
-    rates = {"fp32": max(v for k, v in measured.items() if k.startswith("fp32") and v), "int8": measured["int8"]}
+    with progress.step("measuring the GEMM rates (fp32: NumPy, ONNX Runtime, OpenVINO; bf16: OpenVINO; int8: ONNX Runtime, OpenVINO)"):
+        measured = {"fp32_numpy": fp32_gemm_rate(), "fp32_onnxruntime": fp32_gemm_rate_onnxruntime(), "fp32_openvino": openvino_rate("fp32"),
+                    "bf16_openvino": openvino_rate("bf16"), "int8_onnxruntime": int8_gemm_rate(), "int8_openvino": openvino_rate("int8")}
+    rates = {p: max((v for k, v in measured.items() if k.startswith(p + "_") and v), default=None) for p in ("fp32", "bf16", "int8")}
     with tempfile.TemporaryDirectory(prefix="overfeat-bench-") as tmp:
         files = _image_files(inputs, meta, config.seed, Path(tmp))
         results = run_candidates(candidates, sizes, files, config, progress)
@@ -144,7 +157,7 @@ def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: 
         per_scale_macs = macs.get(onnx) if onnx else None
         if per_scale_macs:
             total = sum(per_scale_macs.values())
-            rate = rates["int8"] if row["precision"] == "int8" and rates["int8"] else rates["fp32"]
+            rate = rates.get(arithmetic(row["precision"])) or rates["fp32"]
             floor_ms = 1e3 * total / rate
             row["gmacs_achieved"] = total / (row["pyramid_inference_ms"] / 1e3) / 1e9
             row["ceiling_fraction"] = row["gmacs_achieved"] * 1e9 / rate
@@ -169,11 +182,17 @@ def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: 
 
 def table(report: dict[str, Any]) -> str:
     g, m = report["gemm_gmacs"], report["gemm_gmacs_measured"]
-    lines = [f"overfeat bench, {report['date']}, {report['machine']['cpu']} ({report['machine']['cores']} cores)",
+
+    def rates(precision: str) -> str:
+        parts = [f"{name} {2 * v:.0f}" for name, key in (("NumPy", "numpy"), ("ONNX Runtime", "onnxruntime"), ("OpenVINO", "openvino"))
+                 if (v := m.get(f"{precision}_{key}"))]
+        return f"{precision} {2 * g[precision]:.0f} ({', '.join(parts)})" if g.get(precision) else f"{precision} not measured"
+
+    machine = report["machine"]
+    flags = ", ".join(machine.get("flags", [])) or "none of AMX, AVX-512 BF16/VNNI, AVX-VNNI"
+    lines = [f"overfeat bench, {report['date']}, {machine['cpu']} ({machine['cores']} cores; {flags})",
              f"pyramid {', '.join(report['pyramid'])}, batch {report['batch']}; {report['images']} images; {report['repeat']} rounds after {report['warmup']} warm-up",
-             f"GEMM ceiling: fp32 {2 * g['fp32']:.0f} GFLOP/s (NumPy {2 * m['fp32_numpy']:.0f}"
-             + (f", ONNX Runtime {2 * m['fp32_onnxruntime']:.0f}" if m.get("fp32_onnxruntime") else "") + ")"
-             + (f", int8 {2 * g['int8']:.0f} GOP/s (ONNX Runtime MatMulInteger)" if g.get("int8") else ""), ""]
+             f"GEMM ceilings, GFLOP/s (GOP/s for int8): {rates('fp32')}; {rates('bf16')}; {rates('int8')}", ""]
     scales = report["pyramid"]
     lines.append(f"{'candidate':<28} " + " ".join(f"{s:>9}" for s in scales) + f" {'pyramid':>9}   (median ms per scale, inference only)")
     for row in report["candidates"]:

@@ -131,17 +131,21 @@ def compare(
     score_threshold: float = 0.1,
     progress: Progress | None = None,
     reference_outputs: ReferenceOutputs | None = None,
+    candidate_backend: str = "onnxruntime",
+    candidate_precision: str | None = None,
 ) -> Comparison:
     """Compare ``candidate`` with ``reference`` (both ONNX files) on up to ``count`` images of
     ``images`` from position ``start`` on. Pass the same ``reference_outputs`` to calls that
-    differ only in ``candidate`` to run the reference once."""
+    differ only in ``candidate`` to run the reference once. The reference runs in ONNX Runtime;
+    the candidate in ``candidate_backend``, in ``candidate_precision`` where that backend takes
+    one (OpenVINO: ``"bf16"`` judges bf16 execution of an fp32 file)."""
     from overfeat.runtime import Predictor
     from overfeat.runtime.evaluate import Evaluation, Scorer, class_map, default_tasks
 
     config = config or GateConfig()
     progress = progress or Progress(enabled=False)
     with Predictor.from_path(reference, "onnxruntime", pyramid=pyramid, flip=flip) as ref, \
-            Predictor.from_path(candidate, "onnxruntime", pyramid=pyramid, flip=flip) as cand:
+            Predictor.from_path(candidate, candidate_backend, precision=candidate_precision, pyramid=pyramid, flip=flip) as cand:
         if ref.meta.classes != cand.meta.classes or ref.meta.heads != cand.meta.heads:
             raise InputError(f"{candidate} and {reference} differ in classes or heads; compare a model with its own conversion")
         tasks = default_tasks(ref.meta)

@@ -67,7 +67,7 @@ class CalibrateConfig:
 @dataclass
 class Report:
     model: str
-    output: str
+    output: str | None  # None: an execution precision (bf16), no file
     precision: str
     written: bool = False
     calibration: dict[str, Any] = field(default_factory=dict)
@@ -102,7 +102,10 @@ class Report:
             lines.append(self.check.table())
         else:
             lines.append("accuracy check: not run (--no-check)")
-        if self.written:
+        if self.output is None:
+            verdict = "passes" if self.check and self.check.passed else "fails"
+            lines.append(f"{self.precision} is an execution precision (OpenVINO runs {self.model} in it): nothing to write; it {verdict} the accuracy check")
+        elif self.written:
             lines.append(f"wrote {self.output}")
         else:
             older = " (the file of that name is from an earlier run)" if Path(self.output).exists() else ""
@@ -305,14 +308,19 @@ def _finish(report: Report, candidate: str, report_path: str | None) -> Report:
     return report
 
 
-def convert(model: str, output: str, precision: str, check: CheckConfig | None, pyramid: Any = "paper", flip: bool = True,
+def convert(model: str, output: str | None, precision: str, check: CheckConfig | None, pyramid: Any = "paper", flip: bool = True,
             progress: Progress | None = None, report_path: str | None = None) -> Report:
-    """``overfeat convert --precision fp16``."""
+    """``overfeat convert --precision fp16`` (writes ``output``) or ``bf16`` (writes nothing:
+    OpenVINO runs the fp32 file in bf16; the gate judges that execution, which needs a check)."""
     from .fp16 import convert_fp16
 
     progress = progress or Progress(enabled=False)
+    if precision == "bf16":
+        return check_bf16(model, output, check, pyramid, flip, progress, report_path)
     if precision != "fp16":
-        raise InputError(f"--precision {precision}: convert writes fp16; INT8 needs calibration ('overfeat calibrate')")
+        raise InputError(f"--precision {precision}: convert writes fp16 (or checks bf16); INT8 needs calibration ('overfeat calibrate')")
+    if output is None:
+        raise InputError("convert --precision fp16 writes a model: give --output")
     _outputs(model, output, (report_path, "--report"))
     meta = _fp32_meta(model)
     if check is not None and check.images is None:
@@ -329,3 +337,33 @@ def convert(model: str, output: str, precision: str, check: CheckConfig | None, 
         if check is not None:
             report.check = compare(model, candidate, held_out, check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress)
         return _finish(report, candidate, report_path)
+
+
+def check_bf16(model: str, output: str | None, check: CheckConfig | None, pyramid: Any = "paper", flip: bool = True,
+               progress: Progress | None = None, report_path: str | None = None) -> Report:
+    """The gate on bf16: the fp32 file run by OpenVINO in bf16 (``--backend openvino --precision
+    bf16``) against the same file in ONNX Runtime fp32. bf16 is an execution precision, not a
+    file, so nothing is written: the report says whether it passed."""
+    from overfeat.runtime.backends import REGISTRY
+
+    progress = progress or Progress(enabled=False)
+    if output is not None:
+        raise InputError(f"--output {output}: bf16 writes no model (OpenVINO runs the fp32 file in bf16); leave --output out")
+    if check is None or check.images is None:
+        raise InputError("convert --precision bf16 is the accuracy check alone: give --check DATA (a directory, a COCO JSON or shapes:SPLIT:N)")
+    if not REGISTRY["openvino"].is_available():
+        raise InputError(f"bf16 runs in OpenVINO, which is not available here: {REGISTRY['openvino'].needs}")
+    if report_path:
+        check_output_path(report_path, "--report")
+    meta = _fp32_meta(model)
+    held_out = open_images(check.images, check.seed)
+    if len(held_out.items) < MIN_CHECK_IMAGES:
+        raise InputError(f"--check {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
+    _gate_applies(meta, held_out)
+    report = Report(model, None, "bf16")
+    report.check = compare(model, model, held_out, check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress,
+                           candidate_backend="openvino", candidate_precision="bf16")
+    report.written = False
+    if report_path:
+        write_json(report_path, report.to_dict())
+    return report

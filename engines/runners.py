@@ -1,9 +1,9 @@
 """Polygraphy runners for what Polygraphy cannot open itself (imports Polygraphy: load lazily).
 
 - :class:`BackendRunner` runs any :mod:`overfeat.runtime.backends` backend: the PyTorch
-  checkpoint runner (``torch``) and the engine manifest runner (``tensorrt``: one manifest holds
-  a plan per scale, chosen by input shape, and is checked against this GPU and TensorRT before
-  any plan is deserialized).
+  checkpoint runner (``torch``), OpenVINO (``openvino``, in fp32 or bf16) and the engine manifest
+  runner (``tensorrt``: one manifest holds a plan per scale, chosen by input shape, and is
+  checked against this GPU and TensorRT before any plan is deserialized).
 
 ONNX files run in Polygraphy's own ``OnnxrtRunner`` (:func:`onnx_runner`), as
 ``polygraphy run --onnxrt`` would run them.
@@ -55,10 +55,10 @@ def onnx_runner(path: str, name: str):
     return OnnxrtRunner(SessionFromOnnx(str(path), providers=["CPUExecutionProvider"]), name=name)
 
 
-def backend_runner(path: str, backend: str, name: str) -> BackendRunner:
+def backend_runner(path: str, backend: str, name: str, **options) -> BackendRunner:
     from overfeat.runtime.backends import create_backend
 
-    return BackendRunner(lambda: create_backend(path, backend), name)
+    return BackendRunner(lambda: create_backend(path, backend, **options), name)
 
 
 def compare_func(atol: dict[str, float], rtol: float, stat: str):

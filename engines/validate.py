@@ -56,12 +56,10 @@ class Tolerance:
     @classmethod
     def parse(cls, text: str) -> tuple[str, Tolerance]:
         """``"int8=mean:0.03:0"`` → ("int8", Tolerance("mean", 0.03, 0.0))."""
-        from overfeat.metadata import PRECISIONS
-
         precision, _, rest = str(text).partition("=")
         parts = rest.split(":")
-        if precision not in PRECISIONS or len(parts) != 3:
-            raise InputError(f"--tolerance {text!r}: expected PRECISION=STAT:ATOL:RTOL with PRECISION one of {', '.join(PRECISIONS)}, e.g. fp16=elemwise:0.01:0.01")
+        if precision not in DEFAULT_TOLERANCES or len(parts) != 3:
+            raise InputError(f"--tolerance {text!r}: expected PRECISION=STAT:ATOL:RTOL with PRECISION one of {', '.join(DEFAULT_TOLERANCES)}, e.g. fp16=elemwise:0.01:0.01")
         try:
             atol, rtol = float(parts[1]), float(parts[2])
         except ValueError:
@@ -73,10 +71,12 @@ class Tolerance:
 
 
 # fp32: different kernels, same arithmetic. fp16: 11-bit mantissas through nine layers.
+# bf16 (OpenVINO's execution of an fp32 file): 8-bit mantissas, fp32 accumulation.
 # int8: per element the quantization step shows, so the mean error is what is bounded.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance("elemwise", 1e-4, 1e-3),
     "fp16": Tolerance("elemwise", 2e-2, 1e-2),
+    "bf16": Tolerance("elemwise", 5e-2, 5e-2),
     "int8": Tolerance("mean", 2.5e-2, 0.0),
 }
 
@@ -110,11 +110,12 @@ class ValidateConfig:
 @dataclass
 class Model:
     path: str
-    kind: str  # onnx, torch or tensorrt
-    precision: str
+    kind: str  # the runner: onnxrt, openvino, torch or tensorrt
+    precision: str  # the arithmetic it runs in (OpenVINO: fp32, bf16 or int8; else the file's)
     meta: ModelMeta
     skip: str | None = None  # why it cannot run here
     backend: Any = None  # an open backend (torch) handed to the runner
+    options: dict[str, Any] = field(default_factory=dict)  # the backend's options (OpenVINO: precision)
 
 
 @dataclass
@@ -185,6 +186,8 @@ def _short(text: str, width: int) -> str:
 class _MapsOnly:
     """A stand-in backend that lets the runtime decode maps computed elsewhere."""
 
+    name = "maps"
+
     def __init__(self, meta: ModelMeta, source: str) -> None:
         self.meta, self.source = meta, source
 
@@ -199,16 +202,28 @@ class _MapsOnly:
         pass
 
 
-def describe(path: str) -> Model:
-    """What ``path`` is and how it runs: ONNX file, PyTorch checkpoint or engine manifest."""
+def describe(spec: str) -> Model:
+    """What a model is and how it runs: an ONNX file (ONNX Runtime; ``FILE.onnx@openvino`` or
+    ``FILE.onnx@openvino:bf16`` in OpenVINO), a PyTorch checkpoint or an engine manifest."""
+    path, at, runner = str(spec).partition("@")
     p = Path(path)
+    if at and (p.suffix != ".onnx" or runner not in ("openvino", "openvino:fp32", "openvino:bf16")):
+        raise InputError(f"model {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone")
     if not p.is_file():
         raise InputError(f"model {path} does not exist or is not a file")
     if p.suffix == ".onnx":
         from overfeat.inspect_model import inspect_onnx
 
         meta = inspect_onnx(p).meta
-        return Model(str(path), "onnxrt", meta.precision, meta)
+        if not at:
+            return Model(str(path), "onnxrt", meta.precision, meta)
+        from overfeat.runtime.backends.openvino import unavailable
+
+        precision = runner.partition(":")[2] or "fp32"
+        if precision == "bf16" and meta.precision != "fp32":
+            raise InputError(f"model {spec}: bf16 execution is for fp32 files; {path} is {meta.precision}")
+        ran = "int8" if meta.precision == "int8" else precision
+        return Model(str(spec), "openvino", ran, meta, skip=unavailable(), options={"precision": precision})
     if p.suffix == ".json":
         from overfeat.runtime.backends.tensorrt import unavailable
 
@@ -254,7 +269,7 @@ def _runner(model: Model, name: str):
     if model.backend is not None:
         backend = model.backend
         return BackendRunner(lambda: backend, name)
-    return backend_runner(model.path, model.kind, name)
+    return backend_runner(model.path.partition("@")[0], model.kind, name, **model.options)
 
 
 def validate(reference: str, candidates: list[str], config: ValidateConfig, progress: Progress | None = None) -> ValidationReport:

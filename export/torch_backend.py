@@ -44,6 +44,8 @@ def checkpoint_info(path: str | Path) -> dict | None:
 
 
 class TorchBackend:
+    name = "torch"
+
     def __init__(self, path: str, fine_stride: bool = True) -> None:
         info = checkpoint_info(path)
         if info is None:

@@ -122,9 +122,12 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 def _run_inspect(args: argparse.Namespace) -> int:
     from overfeat.inspect_model import inspect_onnx
+    from overfeat.runtime.backends import runners_for
 
     info = inspect_onnx(args.model)
     print(info.report())
+    for number, (backend, precisions, why) in enumerate(runners_for(info.meta)):
+        print(f"{'runs with' if number == 0 else '':<10} {backend:<12} {precisions}" + (f"  (not here: {why})" if why else ""))
     return 0 if info.qdq is None or info.qdq.ok else 1
 
 
@@ -146,6 +149,8 @@ EVAL_OPTIONS = {"score_threshold": (0.1, ("detect",)), "method": ("merge", ("det
 METHOD_HELP = ("detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote "
                "(score-weighted box, summed score)")
 MERGE_THRESHOLD_HELP = "localize, and detect by merge: the greedy merge's largest dissimilarity that still merges (default 0.5)"
+PRECISION_HELP = ("--backend openvino: the arithmetic of the layers that are not quantized, fp32 (default) or bf16 "
+                  "(several times faster on CPUs with AMX; check it with 'overfeat convert --precision bf16')")
 MERGE_KERNELS = ("auto", "compiled", "numpy")  # overfeat.runtime.merge.KERNELS, without importing NumPy here
 MERGE_KERNEL_HELP = ("the greedy merge's implementation, the same result either way: 'compiled' (numba, the 'fast' extra), 'numpy', "
                      "or 'auto' (default: compiled where numba is installed)")
@@ -180,6 +185,11 @@ def _method_options(args: argparse.Namespace, tasks: Sequence[str]) -> None:
                          "the default) suppresses nothing: leave it out, or add --method nms or --method vote")
 
 
+def _precision_option(args: argparse.Namespace) -> None:
+    if args.precision is not None and args.backend != "openvino":
+        raise InputError(f"--precision {args.precision} sets OpenVINO's execution precision: add --backend openvino")
+
+
 def _probability(option: str, value: float | None) -> None:
     if value is not None and not 0 <= value <= 1:
         raise InputError(f"{option} must be within 0..1, got {value}")
@@ -193,7 +203,8 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=_positive_int, default=None, help=f"classes considered (classify, localize; default {INFER_OPTIONS['top_k'][0]})")
     p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
     p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default=None, help="default: from the model file type")
+    p.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt"), default=None, help="default: from the model file type (ONNX: onnxruntime)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help=PRECISION_HELP)
     p.add_argument("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (default CPU)")
     p.add_argument("--score-threshold", type=float, default=None, help=f"detect: least per-location probability (default {INFER_OPTIONS['score_threshold'][0]})")
     p.add_argument("--min-score", type=float, default=None, help=f"localize: least per-location class probability of a box (default {INFER_OPTIONS['min_score'][0]})")
@@ -240,9 +251,10 @@ def _run_infer(args: argparse.Namespace) -> int:
     providers = args.providers.split(",") if args.providers else None
     if providers and (args.backend or default_backend(args.model)) != "onnxruntime":
         raise InputError("--providers selects ONNX Runtime execution providers; it does not apply to TensorRT engines")
+    _precision_option(args)
     results, failed = [], []
     with Predictor.from_path(
-        args.model, args.backend, providers=providers, pyramid=args.pyramid, flip=not args.no_flip,
+        args.model, args.backend, providers=providers, precision=args.precision, pyramid=args.pyramid, flip=not args.no_flip,
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, merge=merge,
     ) as predictor:
         predictor.check_task(args.task)
@@ -268,7 +280,8 @@ def _run_infer(args: argparse.Namespace) -> int:
             results.append(result)
     if args.json:
         merges = args.task == "localize" or (args.task == "detect" and args.method == "merge")
-        write_json(args.json, {"model": args.model, "task": args.task, "merge_kernel": predictor.merge_kernel if merges else None,
+        write_json(args.json, {"model": args.model, "task": args.task, "backend": predictor.backend_name, "precision": predictor.execution_precision,
+                               "merge_kernel": predictor.merge_kernel if merges else None,
                                "results": [r.to_dict() for r in results], "failed": failed})
         print(f"wrote {args.json}")
     if failed:
@@ -328,7 +341,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", type=_tasks, default=None, help="comma-separated: classify, localize, detect (default: all the model's heads allow)")
     p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
     p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"), default=None, help="default: from the model file type")
+    p.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt", "torch"), default=None, help="default: from the model file type (ONNX: onnxruntime)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help=PRECISION_HELP)
     p.add_argument("--score-threshold", type=float, default=None, help=f"detect: least per-location probability of a candidate (default {EVAL_OPTIONS['score_threshold'][0]})")
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
     p.add_argument("--method", choices=("merge", "nms", "vote"), default=None, help=METHOD_HELP)
@@ -355,7 +369,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     dataset = read_coco(path)
     if args.limit:
         dataset = dataclasses.replace(dataset, records=dataset.records[: args.limit])
-    with Predictor.from_path(args.model, args.backend, pyramid=args.pyramid, flip=not args.no_flip, merge=merge) as predictor:
+    _precision_option(args)
+    with Predictor.from_path(args.model, args.backend, precision=args.precision, pyramid=args.pyramid, flip=not args.no_flip, merge=merge) as predictor:
         tasks = check_tasks(predictor, args.task)  # the tasks the model's heads allow, by default
         _method_options(args, tasks)
         _task_options(args, tasks, EVAL_OPTIONS, several=True)
@@ -433,10 +448,12 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="FP16: weights and activations fp16, inputs/outputs fp32, checked against fp32")
-    p.add_argument("--precision", choices=("fp16",), required=True, help="target precision (INT8: 'overfeat calibrate')")
+    p = sub.add_parser("convert", help="FP16: weights and activations fp16, inputs/outputs fp32, checked against fp32; "
+                                        "bf16: the accuracy check of OpenVINO's bf16 execution (no file written)")
+    p.add_argument("--precision", choices=("fp16", "bf16"), required=True,
+                   help="fp16: write an fp16 file; bf16: check the fp32 file run in bf16 by OpenVINO (INT8: 'overfeat calibrate')")
     p.add_argument("--model", required=True, help="the fp32 ONNX file from 'overfeat export'")
-    p.add_argument("--output", required=True, help="the converted ONNX file to write")
+    p.add_argument("--output", help="the converted ONNX file to write (fp16 only)")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out image order (default 0)")
     _add_check(p, "none; give one or --no-check")
     p.set_defaults(func=_run_convert)
@@ -445,9 +462,14 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 def _run_convert(args: argparse.Namespace) -> int:
     from overfeat.calibration.pipeline import convert
 
+    if args.precision == "fp16" and not args.output:
+        raise InputError("convert --precision fp16 writes a model: give --output")
+    default_report = _stem(args.output) + ".check.json" if args.output else _stem(args.model) + f".{args.precision}.check.json"
     report = convert(args.model, args.output, args.precision, _check_config(args), args.pyramid, not args.no_flip,
-                     Progress(enabled=not args.quiet), args.report or _stem(args.output) + ".check.json")
+                     Progress(enabled=not args.quiet), args.report or default_report)
     print(report.table())
+    if report.output is None:
+        return 0 if report.check is not None and report.check.passed else 1
     return 0 if report.written else 1
 
 
@@ -554,7 +576,8 @@ def _tolerance(text: str):
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="candidates (checkpoint, ONNX fp32/fp16/int8, TensorRT manifest) against a reference, through Polygraphy; exit 1 on a failure")
     p.add_argument("--reference", required=True, help="model.onnx or a .safetensors checkpoint from 'overfeat train'")
-    p.add_argument("--candidate", action="append", required=True, help="a model to check (repeat for more): .onnx, .safetensors or an engine manifest.json")
+    p.add_argument("--candidate", action="append", required=True,
+                   help="a model to check (repeat for more): .onnx (ONNX Runtime; FILE.onnx@openvino or FILE.onnx@openvino:bf16 in OpenVINO), .safetensors or an engine manifest.json")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="a directory of images, a COCO JSON, or shapes:SPLIT:N")
     source.add_argument("--random", type=_positive_int, help="this many random images instead")
@@ -602,7 +625,8 @@ def _merge_kernels(text: str) -> tuple[str, ...]:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="latency per scale and end to end, side by side, against the machine's GEMM ceiling")
-    p.add_argument("--model", action="append", default=[], help="an ONNX file (ONNX Runtime) or engine manifest.json (TensorRT); repeat for more")
+    p.add_argument("--model", action="append", default=[],
+                   help="an ONNX file (ONNX Runtime; FILE.onnx@openvino or FILE.onnx@openvino:bf16 in OpenVINO) or engine manifest.json (TensorRT); repeat for more")
     p.add_argument("--torch", default=None, help="also a PyTorch eager baseline: a .safetensors checkpoint from 'overfeat train'")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="a directory of image files, a COCO JSON, or shapes:SPLIT:N")

@@ -113,6 +113,8 @@ class Evaluation:
     method: str | None = None  # how detections were decoded (None: no detection)
     merge_threshold: float | None = None  # the greedy merge's, where localization or detection merged
     merge_kernel: str | None = None  # the greedy merge's kernel ("compiled" or "numpy"), where it merged
+    backend: str | None = None  # the backend that ran the network
+    precision: str | None = None  # the arithmetic it ran in (OpenVINO: fp32, bf16 or int8; else the file's)
     iou_threshold: float | None = None  # the suppression's, where detection ran by nms or vote
     labelled_images: int = 0  # images with one class, used for classification and localization
     top1_error: float | None = None
@@ -261,7 +263,8 @@ def evaluate(
     merged = "localize" in tasks or (detect and method == "merge")
     out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(predictor.pyramid), predictor.flip, meta.fine_stride, meta.classes,
                      method=method if detect else None, merge_threshold=predictor.merge_config.threshold if merged else None,
-                     merge_kernel=predictor.merge_kernel if merged else None,
+                     merge_kernel=predictor.merge_kernel if merged else None, backend=predictor.backend_name,
+                     precision=predictor.execution_precision,
                      iou_threshold=iou_threshold if detect and method != "merge" else None)
     scorer.fill(out)
     out.seconds_per_image = seconds / max(1, len(dataset.records))

@@ -74,10 +74,24 @@ class Predictor:
         pyramid_sizes(pyramid, self.meta, (self.meta.window, self.meta.window + 1))  # validate now
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike, backend: str | None = None, *, providers=None, **kwargs) -> Predictor:
-        """Open an ONNX file (ONNX Runtime) or an engine manifest (TensorRT)."""
-        options = {"providers": providers} if providers else {}
-        return cls(create_backend(path, backend, **options), **kwargs)
+    def from_path(cls, path: str | os.PathLike, backend: str | None = None, *, providers=None, precision: str | None = None,
+                  **kwargs) -> Predictor:
+        """Open an ONNX file (ONNX Runtime, or OpenVINO with ``backend="openvino"``), an engine
+        manifest (TensorRT) or a checkpoint from ``overfeat train`` (PyTorch). ``providers``:
+        ONNX Runtime's execution providers; ``precision``: OpenVINO's execution precision
+        (``"fp32"``, the default, or ``"bf16"``)."""
+        return cls(create_backend(path, backend, providers=providers, precision=precision), **kwargs)
+
+    @property
+    def backend_name(self) -> str:
+        """The backend's name in the registry (``onnxruntime``, ``openvino``, ``tensorrt``, ``torch``)."""
+        return getattr(self.backend, "name", type(self.backend).__name__)
+
+    @property
+    def execution_precision(self) -> str:
+        """The arithmetic the network runs in: the backend's (OpenVINO: fp32, bf16 or int8),
+        else the file's precision."""
+        return getattr(self.backend, "execution_precision", self.meta.precision)
 
     @property
     def meta(self) -> ModelMeta:

@@ -20,6 +20,7 @@ from overfeat.metadata import ModelMeta
 
 
 class Backend(Protocol):
+    name: str  # the registry's name of the backend
     meta: ModelMeta
     source: str  # the file it was loaded from, for messages
 
@@ -67,6 +68,16 @@ def _make_onnxruntime(path: str, **options) -> Backend:
     return OnnxRuntimeBackend(path, **options)
 
 
+def _openvino_available() -> bool:
+    return find_spec("openvino") is not None
+
+
+def _make_openvino(path: str, **options) -> Backend:
+    from .openvino import OpenVinoBackend
+
+    return OpenVinoBackend(path, **options)
+
+
 def _make_tensorrt(path: str, **options) -> Backend:
     from .tensorrt import TensorRTBackend
 
@@ -77,7 +88,10 @@ REGISTRY: dict[str, BackendEntry] = {
     "onnxruntime": BackendEntry("onnxruntime", _onnxruntime_available, _make_onnxruntime, "pip install 'overfeat[ort]' (or 'overfeat[gpu]' on NVIDIA GPUs)"),
     "tensorrt": BackendEntry("tensorrt", _tensorrt_available, _make_tensorrt, "pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU"),
     "torch": BackendEntry("torch", _torch_available, _make_torch, "pip install 'overfeat[export]'"),
+    "openvino": BackendEntry("openvino", _openvino_available, _make_openvino, "pip install 'overfeat[openvino]'"),
 }
+# the options each backend takes beyond the path (create_backend refuses others, naming these)
+OPTIONS = {"onnxruntime": ("providers", "threads"), "tensorrt": ("device",), "torch": ("fine_stride",), "openvino": ("precision", "threads")}
 
 
 def available_backends() -> list[str]:
@@ -97,8 +111,34 @@ def create_backend(path: str | Path, backend: str | None = None, **options) -> B
     if name not in REGISTRY:
         raise InputError(f"unknown backend {name!r}: expected one of {', '.join(REGISTRY)}")
     entry = REGISTRY[name]
+    unknown = [k for k, v in options.items() if v is not None and k not in OPTIONS[name]]
+    if unknown:
+        raise InputError(f"backend {name!r} takes no {unknown[0]!r} option" + (f"; it takes {', '.join(OPTIONS[name])}" if OPTIONS[name] else ""))
+    options = {k: v for k, v in options.items() if v is not None}
     if not entry.is_available():
         raise BackendError(f"backend {name!r} is not available here: {entry.needs}")
     if not Path(path).is_file():
         raise InputError(f"model {path} does not exist or is not a file")
     return entry.factory(str(path), **options)
+
+
+def runners_for(meta: ModelMeta) -> list[tuple[str, str, str | None]]:
+    """How an ONNX file of this metadata can run: (backend, precisions, why not here or None),
+    for ``overfeat inspect``."""
+    rows: list[tuple[str, str, str | None]] = []
+    ort = REGISTRY["onnxruntime"]
+    rows.append(("onnxruntime", meta.precision, None if ort.is_available() else ort.needs))
+    ov = REGISTRY["openvino"]
+    if meta.precision == "int8":
+        precisions = "int8 (the layers kept in float: fp32 or bf16)"
+    else:
+        precisions = "fp32, bf16" if meta.precision == "fp32" else "fp32 (the fp16 weights widened)"
+    why = None if ov.is_available() else ov.needs
+    if why is None and "bf16" in precisions:
+        from .openvino import has_bf16
+
+        if not has_bf16():
+            precisions, why = precisions.replace(", bf16", ""), None
+    rows.append(("openvino", precisions, why))
+    rows.append(("tensorrt", f"{meta.precision} engines from 'overfeat build'", None if REGISTRY["tensorrt"].is_available() else REGISTRY["tensorrt"].needs))
+    return rows

@@ -16,6 +16,8 @@ from overfeat.metadata import INPUT_NAME, ModelMeta
 
 
 class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
     def __init__(self, path: str, providers: Sequence[str] | None = None, threads: int | None = None) -> None:
         import onnxruntime as ort
 

@@ -115,6 +115,8 @@ class _Engine:
 
 
 class TensorRTBackend:
+    name = "tensorrt"
+
     def __init__(self, path: str, device: int = 0) -> None:
         import tensorrt as trt
 
