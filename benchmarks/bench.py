@@ -1,8 +1,8 @@
 """Prepare the models ``docs/benchmarks.md`` reports and run ``overfeat bench`` on them.
 
-    python benchmarks/bench.py full --arch accurate [--repeat 3] [--windows] --json docs/bench-accurate.json --plot docs/bench-accurate.png
-    python benchmarks/bench.py full --arch fast [--repeat 3] --json docs/bench-fast.json --plot docs/bench-fast.png
-    python benchmarks/bench.py shapes [--repeat 3] [--merge-kernel compiled,numpy] --json docs/bench-shapes.json --plot docs/bench-shapes.png
+    python benchmarks/bench.py full --arch accurate [--repeat 3] [--windows] [--openvino] --json docs/bench-accurate.json --plot docs/bench-accurate.png
+    python benchmarks/bench.py full --arch fast [--repeat 3] [--openvino] --json docs/bench-fast.json --plot docs/bench-fast.png
+    python benchmarks/bench.py shapes [--repeat 3] [--merge-kernel compiled,numpy] [--openvino] --json docs/bench-shapes.json --plot docs/bench-shapes.png
     python benchmarks/bench.py localize [--repeat 3] --json docs/bench-localize.json --plot docs/bench-localize.png
 
 ``full``: the paper's network at full width (cls head, 1000 classes, random weights: speed does
@@ -13,6 +13,7 @@ random images at the six paper scales with flips.
 ``shapes``: the committed shapes model exported, converted to FP16 and calibrated to INT8
 (minmax, 64 validation images, no check), with its checkpoint in PyTorch, on 4 generated test
 images.
+``--openvino`` adds the fp32 file in OpenVINO fp32 and bf16 and the INT8 file in OpenVINO.
 ``localize``: the full-size accurate network with the ``cls`` and ``loc`` heads (1000 classes,
 random weights) exported to ONNX, run in ONNX Runtime fp32 with each post-processing kernel side
 by side (``--merge-kernel compiled,numpy``) on 2 random images: classification and localization
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--windows", action="store_true")
     parser.add_argument("--merge-kernel", default=None, help="passed to overfeat bench (localize: compiled,numpy by default)")
+    parser.add_argument("--openvino", action="store_true", help="full, shapes: also OpenVINO fp32 and bf16 (the fp32 file) and int8 (the INT8 file)")
     parser.add_argument("--json", required=True)
     parser.add_argument("--plot", required=True)
     args = parser.parse_args()
@@ -89,7 +91,10 @@ def main() -> None:
                   "--output", str(models[1]), "--quiet"])
             _run(["convert", "--precision", "fp16", "--model", str(models[0]), "--output", str(models[2]), "--no-check", "--quiet"])
             images = ["--images", "shapes:test:4"]
-        bench = ["bench", *(a for m in models for a in ("--model", str(m))), "--torch", str(checkpoint), *images,
+        specs = [str(m) for m in models]
+        if args.openvino:  # the fp32 file in OpenVINO fp32 and bf16, the INT8 file in OpenVINO
+            specs += [f"{models[0]}@openvino", f"{models[0]}@openvino:bf16", f"{models[1]}@openvino"]
+        bench = ["bench", *(a for m in specs for a in ("--model", m)), "--torch", str(checkpoint), *images,
                  "--repeat", str(args.repeat), "--json", args.json, "--plot", args.plot, *(["--merge-kernel", kernels] if kernels else [])]
         _run([*bench, "--windows"] if args.windows else bench)
 
