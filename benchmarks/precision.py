@@ -1,7 +1,7 @@
 """FP32 vs FP16 vs INT8 in ONNX Runtime on this machine's CPU: speed and accuracy.
 
     python benchmarks/precision.py speed [--repeat 5] [--json docs/precision-speed.json]
-    python benchmarks/precision.py accuracy [--images 100] [--seed 77] [--json docs/precision-accuracy.json]
+    python benchmarks/precision.py accuracy [--images 100] [--seed 77] [--openvino] [--json docs/precision-accuracy.json]
 
 ``speed``: the full-size accurate model (random weights, cls head; 145M parameters) exported,
 calibrated to INT8 (minmax on 8 generated shapes images, no accuracy check: random weights
@@ -14,7 +14,8 @@ each method (64 validation images), then each compared with fp32 by the accuracy
 test images (``overfeat.calibration.gate.compare``, six scales plus flips): the ``overfeat eval``
 figures of both, top-1 agreement and whether the default gate passes. One more INT8 candidate is
 minmax with ``--auto-exclude``, which picks its float layers on the next 100 validation images;
-the test images then judge that choice.
+the test images then judge that choice. With ``--openvino``: the fp32 file in OpenVINO fp32 and
+bf16, and the minmax INT8 file in ONNX Runtime and in OpenVINO, against ONNX Runtime fp32.
 """
 
 from __future__ import annotations
@@ -76,6 +77,28 @@ def speed(repeat: int, work: Path) -> dict:
     return {"repeat": repeat, "threads": "ONNX Runtime default (all cores)", "rows": rows, "pyramid_median": total, "speedup": total["fp32"] / total["int8"]}
 
 
+def accuracy_openvino(images: int, seed: int, work: Path) -> list[dict]:
+    """The fp32 file in OpenVINO fp32 and bf16, and the minmax INT8 file in ONNX Runtime and in
+    OpenVINO, each against ONNX Runtime fp32 by the gate (the reference run once for all)."""
+    from overfeat.calibration.gate import ReferenceOutputs, compare
+    from overfeat.calibration.source import open_images
+
+    fp32, int8 = work / "shapes.onnx", work / "shapes.minmax.int8.onnx"
+    _run(["export", "--checkpoint", str(CHECKPOINT), "--output", str(fp32), "--quiet"])
+    _run(["calibrate", "--model", str(fp32), "--images", "shapes:val:64", "--method", "minmax", "--no-check", "--no-cache", "--quiet", "--output", str(int8)])
+    kept = ReferenceOutputs()
+    rows = []
+    for label, path, backend, precision in (("int8 minmax, ONNX Runtime", int8, "onnxruntime", None), ("fp32, OpenVINO", fp32, "openvino", "fp32"),
+                                            ("bf16, OpenVINO", fp32, "openvino", "bf16"), ("int8 minmax, OpenVINO", int8, "openvino", None)):
+        result = compare(str(fp32), str(path), open_images(f"shapes:test:{images}", seed), images, reference_outputs=kept,
+                         candidate_backend=backend, candidate_precision=precision)
+        rows.append({"precision": label, "fp32": result.metrics["fp32"], "candidate": result.metrics["candidate"], "agreement": result.agreement,
+                     "outputs": result.outputs, "passed": result.passed, "failures": result.failures, "excluded": []})
+        print(f"{label}: top-1 agreement {result.agreement['top1']:.2%}, mAP {result.metrics['candidate']['mean_ap']:.4f} "
+              f"(fp32 {result.metrics['fp32']['mean_ap']:.4f}), gate {'PASS' if result.passed else 'FAIL'}", file=sys.stderr)
+    return rows
+
+
 def accuracy(images: int, seed: int, work: Path) -> list[dict]:
     from overfeat.calibration.gate import compare
     from overfeat.calibration.source import open_images
@@ -124,9 +147,13 @@ def main() -> None:
     a.add_argument("--images", type=int, default=100)
     a.add_argument("--seed", type=int, default=77)
     a.add_argument("--json", default=None)
+    a.add_argument("--openvino", action="store_true", help="instead: OpenVINO fp32, bf16 and int8 next to ONNX Runtime's int8")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="overfeat-precision-") as tmp:
-        result = speed(args.repeat, Path(tmp)) if args.what == "speed" else accuracy(args.images, args.seed, Path(tmp))
+        if args.what == "speed":
+            result = speed(args.repeat, Path(tmp))
+        else:
+            result = (accuracy_openvino if args.openvino else accuracy)(args.images, args.seed, Path(tmp))
     if args.json:
         write_json(args.json, {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"), "result": result})
     if args.what == "speed":
@@ -140,7 +167,7 @@ def main() -> None:
                 print(f"{row['precision']:<18} no exclusion set passes: {'; '.join(row['failures'])}")
                 continue
             f, c = row["fp32"], row["candidate"]
-            print(f"{row['precision']:<18} top-1 {c['top1_error']:.1%} (fp32 {f['top1_error']:.1%})  top-5 {c['top5_error']:.1%}  "
+            print(f"{row['precision']:<26} top-1 {c['top1_error']:.1%} (fp32 {f['top1_error']:.1%})  top-5 {c['top5_error']:.1%}  "
                   f"loc {c['localization_error']:.1%}  mAP {c['mean_ap']:.4f} (fp32 {f['mean_ap']:.4f})  "
                   f"top-1 agreement {row['agreement']['top1']:.1%}  gate {'PASS' if row['passed'] else 'FAIL'}"
                   + (f"  ({len(row['excluded'])} layers in float: {', '.join(row['excluded'])})" if row["excluded"] else ""))

@@ -87,6 +87,8 @@ class Comparison:
     agreement: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"fp32": {...}, "candidate": {...}}
     failures: list[str] = field(default_factory=list)
+    backend: str = "onnxruntime"  # what ran the candidate
+    precision: str = ""  # the arithmetic it ran in
 
     @property
     def passed(self) -> bool:
@@ -94,14 +96,16 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "reference": self.reference, "candidate": self.candidate, "images": self.images, "tasks": list(self.tasks),
+            "reference": self.reference, "candidate": self.candidate, "backend": self.backend, "precision": self.precision,
+            "images": self.images, "tasks": list(self.tasks),
             "gate": {"min_top1_agreement": self.gate.min_top1_agreement, "max_map_drop": self.gate.max_map_drop},
             "outputs": self.outputs, "agreement": self.agreement, "metrics": self.metrics,
             "passed": self.passed, "failures": self.failures,
         }
 
     def table(self) -> str:
-        lines = [f"accuracy check: {self.candidate} against {self.reference} on {self.images} held-out images"]
+        lines = [f"accuracy check: {self.candidate} ({self.backend}, {self.precision}) against {self.reference} (onnxruntime, fp32) "
+                 f"on {self.images} held-out images"]
         for name, e in self.outputs.items():
             lines.append(f"  {name:<11} max |error| {e['max_abs']:.4g}  mean |error| {e['mean_abs']:.3g}  relative {e['relative']:.3%}")
         labels = {"top1": "top-1 agreement", "top5_overlap": "top-5 overlap", "localize_iou": "localize top-box IoU",
@@ -149,6 +153,7 @@ def compare(
         if ref.meta.classes != cand.meta.classes or ref.meta.heads != cand.meta.heads:
             raise InputError(f"{candidate} and {reference} differ in classes or heads; compare a model with its own conversion")
         tasks = default_tasks(ref.meta)
+        execution = cand.execution_precision
         to_model = class_map(ref.meta, images.classes) if images.classes else None
         scorers = {"fp32": Scorer(ref.meta, tasks), "candidate": Scorer(ref.meta, tasks)} if to_model is not None else {}
         raw: dict[str, list[float]] = {}
@@ -184,7 +189,7 @@ def compare(
                 scorers["candidate"].add(truth[0], labels, {t: c[t] for t in wanted})
     if n < MIN_CHECK_IMAGES:
         raise InputError(f"the accuracy check read {n} images, expected at least {MIN_CHECK_IMAGES}; give more held-out images (--check)")
-    out = Comparison(reference, candidate, n, tasks, config)
+    out = Comparison(reference, candidate, n, tasks, config, backend=candidate_backend, precision=execution)
     out.outputs = {k: {"max_abs": s[0], "mean_abs": s[1] / s[2], "relative": s[0] / max(s[3], 1e-12)} for k, s in raw.items()}
     out.agreement = {k: float(np.mean(v)) for k, v in agree.items() if v}
     if scorers:

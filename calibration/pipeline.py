@@ -38,8 +38,11 @@ class CheckConfig:
     count: int = 100
     seed: int = 0
     gate: GateConfig = field(default_factory=GateConfig)
+    backend: str = "onnxruntime"  # what runs the candidate (the fp32 reference runs in ONNX Runtime)
 
     def __post_init__(self) -> None:
+        if self.backend not in ("onnxruntime", "openvino"):
+            raise InputError(f"--check-backend {self.backend}: expected onnxruntime or openvino")
         if self.count < MIN_CHECK_IMAGES:
             raise InputError(f"--check-images {self.count}: the accuracy check needs at least {MIN_CHECK_IMAGES} held-out images")
 
@@ -186,7 +189,7 @@ def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progre
             # --auto-exclude compares several candidates on these images: the fp32 model runs once
             reference = ReferenceOutputs() if config.auto_exclude else None
             report.check = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate,
-                                   progress=progress, reference_outputs=reference)
+                                   progress=progress, reference_outputs=reference, candidate_backend=config.check.backend)
             if not report.check.passed:
                 feeds = [f for _, image, _ in images.take(SENSITIVITY_IMAGES) for f in calibration_feeds(image, meta, config.pyramid, config.flip)]
                 ranked = rank_layers(model, ranges, feeds, exclude, progress)
@@ -245,7 +248,7 @@ def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, reference
         with progress.step(f"quantizing with {len(layers)} layers kept in float"):
             quantize_int8(model, ranges, candidate, layers)
         result = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate,
-                         progress=progress, reference_outputs=reference)
+                         progress=progress, reference_outputs=reference, candidate_backend=config.check.backend)
         report.attempts.append({"excluded": layers, "passed": result.passed, "failures": result.failures, "agreement": result.agreement})
         return result
 
@@ -335,7 +338,8 @@ def convert(model: str, output: str | None, precision: str, check: CheckConfig |
         with progress.step("converting to fp16"):
             convert_fp16(model, candidate)
         if check is not None:
-            report.check = compare(model, candidate, held_out, check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress)
+            report.check = compare(model, candidate, held_out, check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress,
+                                   candidate_backend=check.backend)
         return _finish(report, candidate, report_path)
 
 

@@ -391,6 +391,8 @@ def _add_check(p: argparse.ArgumentParser, default_source: str) -> None:
     g.add_argument("--no-check", action="store_true", help="write the converted model without checking it")
     g.add_argument("--min-top1-agreement", type=float, default=0.99, help="least share of images whose top-1 class stays the same (default 0.99)")
     g.add_argument("--max-map-drop", type=float, default=0.01, help="largest drop of detection mAP@0.5, labelled images only (default 0.01, one point)")
+    g.add_argument("--check-backend", choices=("onnxruntime", "openvino"), default="onnxruntime",
+                   help="what runs the converted model in the check (default onnxruntime; openvino judges it as OpenVINO will run it); the fp32 reference runs in ONNX Runtime")
     p.add_argument("--pyramid", type=_pyramid, default="paper", help="'paper' (default), 'aspect', a number of scales, or HxW,HxW,...")
     p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image")
     p.add_argument("--report", help="the report JSON (default: <output>.check.json)")
@@ -405,7 +407,7 @@ def _check_config(args: argparse.Namespace):
         if args.check:
             raise InputError("--check and --no-check contradict each other; give one")
         return None
-    return CheckConfig(args.check, args.check_images, args.seed, GateConfig(args.min_top1_agreement, args.max_map_drop))
+    return CheckConfig(args.check, args.check_images, args.seed, GateConfig(args.min_top1_agreement, args.max_map_drop), args.check_backend)
 
 
 def _stem(output: str) -> str:

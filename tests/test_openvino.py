@@ -194,3 +194,15 @@ def test_the_gate_judges_bf16_execution(shapes_onnx, tmp_path, capsys):
     assert "nothing to write" in capsys.readouterr().out
     assert main([*args, "--output", str(tmp_path / "m.bf16.onnx")]) == 2
     assert "bf16 writes no model" in capsys.readouterr().err
+
+
+def test_calibrate_can_judge_int8_as_openvino_runs_it(shapes_onnx, tmp_path):
+    """--check-backend openvino: the gate runs the INT8 candidate in OpenVINO (the fp32 reference
+    in ONNX Runtime) and the report says so."""
+    report = tmp_path / "int8.check.json"
+    code = main(["calibrate", "--model", str(shapes_onnx), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
+                 "--check", "shapes:test:10", "--check-images", "10", "--check-backend", "openvino", "--no-cache",
+                 "--pyramid", "2", "--no-flip", "--quiet", "--output", str(tmp_path / "m.int8.onnx"), "--report", str(report)])
+    check = json.loads(report.read_text())["check"]
+    assert (check["backend"], check["precision"]) == ("openvino", "int8")
+    assert code == (0 if check["passed"] else 1) and (tmp_path / "m.int8.onnx").exists() == check["passed"]
