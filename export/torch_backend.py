@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from overfeat.errors import InputError, ModelError
-from overfeat.metadata import INPUT_NAME
+from overfeat.runtime.backends import feed_image
 
 from .checkpoint import load_checkpoint
 from .model import build_model
@@ -61,7 +61,7 @@ class TorchBackend:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME])))
+            out = self.model(torch.from_numpy(np.ascontiguousarray(feed_image(feeds))))
         return {k: v.numpy() for k, v in out.items()}
 
     def close(self) -> None:

@@ -4,7 +4,6 @@ every pyramid size, landscape and portrait, batch 1 and 2; threads; bad files; t
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from overfeat.errors import BackendError, InputError, ModelError
 from overfeat.runtime import Predictor
 from overfeat.runtime.backends import REGISTRY, create_backend
 from tests.conftest import needs_export
+from tests.threads import assert_threads_match
 
 NO_OPENVINO = None if REGISTRY["openvino"].is_available() else REGISTRY["openvino"].needs
 pytestmark = [needs_export, pytest.mark.skipif(NO_OPENVINO is not None, reason=f"OpenVINO: {NO_OPENVINO}")]
@@ -96,20 +96,7 @@ def test_threads_give_the_sequential_results(small_onnx):
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (int(rng.integers(240, 400)), int(rng.integers(240, 400)), 3), dtype=np.uint8) for _ in range(6)]
     with Predictor.from_path(path, "openvino", pyramid=2) as predictor:
-        sequential = [predictor.localize(image).to_dict() for image in images]
-        results = [None] * len(images)
-
-        def work(i):
-            results[i] = predictor.localize(images[i]).to_dict()
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    for got, expected in zip(results, sequential, strict=True):
-        got.pop("timings"), expected.pop("timings")
-        assert got == expected
+        assert_threads_match(lambda image: predictor.localize(image).to_dict(), images)
 
 
 def test_bad_files_and_options(small_onnx, tmp_path):

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from overfeat.runtime.boxes import nms_vote
 from overfeat.runtime.pyramid import Scale
 from tests.conftest import needs_export
 from tests.test_boxes import encode, meta_for
+from tests.threads import assert_threads_match
 
 
 @pytest.fixture(scope="module")
@@ -140,21 +140,7 @@ def test_localize_floor_drops_undecided_locations():
 
 
 def test_threads_give_the_sequential_results(predictor):
-    images = [_image(10 + i) for i in range(6)]
-    sequential = [predictor.localize(im).to_dict() for im in images]
-    results = [None] * len(images)
-
-    def work(i):
-        results[i] = predictor.localize(images[i]).to_dict()
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for got, expected in zip(results, sequential, strict=True):
-        got.pop("timings"), expected.pop("timings")
-        assert got == expected
+    assert_threads_match(lambda image: predictor.localize(image).to_dict(), [_image(10 + i) for i in range(6)])
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from overfeat.errors import BackendError, InputError
-from overfeat.metadata import ModelMeta
+from overfeat.metadata import INPUT_NAME, ModelMeta
 
 
 class Backend(Protocol):
@@ -32,6 +32,15 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def feed_image(feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """The one input of a feed dict, checked: float32 [N, 3, H, W] under the name ``image``."""
+    image = feeds.get(INPUT_NAME)
+    if not isinstance(image, np.ndarray) or image.dtype != np.float32 or image.ndim != 4 or image.shape[1] != 3:
+        got = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise InputError(f"input {INPUT_NAME!r}: got {got}, expected float32 [N, 3, H, W]")
+    return image
 
 
 @dataclass(frozen=True)

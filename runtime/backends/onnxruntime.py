@@ -11,8 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from overfeat.errors import BackendError, InputError, ModelError
+from overfeat.errors import BackendError, ModelError
 from overfeat.metadata import INPUT_NAME, ModelMeta
+
+from . import feed_image
 
 
 class OnnxRuntimeBackend:
@@ -45,10 +47,7 @@ class OnnxRuntimeBackend:
         return self._outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        image = feeds.get(INPUT_NAME)
-        if not isinstance(image, np.ndarray) or image.dtype != np.float32 or image.ndim != 4 or image.shape[1] != 3:
-            got = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise InputError(f"input {INPUT_NAME!r}: got {got}, expected float32 [N, 3, H, W]")
+        image = feed_image(feeds)
         try:
             values = self.session.run(list(self._outputs), {INPUT_NAME: image})
         except Exception as exc:

@@ -17,6 +17,7 @@ import numpy as np
 from overfeat.errors import BackendError, InputError, ModelError
 from overfeat.metadata import INPUT_NAME, ModelMeta
 
+from . import feed_image
 from .onnxruntime import check_io
 
 PRECISIONS = ("fp32", "bf16")  # execution precisions of the layers that are not quantized
@@ -62,10 +63,7 @@ class OpenVinoBackend:
         return self._outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        image = feeds.get(INPUT_NAME)
-        if not isinstance(image, np.ndarray) or image.dtype != np.float32 or image.ndim != 4 or image.shape[1] != 3:
-            got = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise InputError(f"input {INPUT_NAME!r}: got {got}, expected float32 [N, 3, H, W]")
+        image = feed_image(feeds)
         if self.compiled is None:
             raise BackendError(f"the OpenVINO backend of {self.source} is closed")
         request = getattr(self._local, "request", None)

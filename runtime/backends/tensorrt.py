@@ -17,8 +17,10 @@ import threading
 import numpy as np
 
 from overfeat.engines.manifest import Manifest, PlanEntry, check_compatible, verify_plans
-from overfeat.errors import BackendError, InputError, ModelError
+from overfeat.errors import BackendError, ModelError
 from overfeat.metadata import INPUT_NAME
+
+from . import feed_image
 
 
 def unavailable() -> str | None:
@@ -156,9 +158,7 @@ class TensorRTBackend:
             return self._engines[plan.file]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        image = feeds.get(INPUT_NAME)
-        if not isinstance(image, np.ndarray) or image.dtype != np.float32 or image.ndim != 4:
-            raise InputError(f"input {INPUT_NAME!r}: expected float32 [N, 3, H, W]")
+        image = feed_image(feeds)
         _check(_cudart().cudaSetDevice(self.device), "cudaSetDevice")  # the current device is per thread
         engine = self._engine(self.manifest.plan_for(image.shape))
         outputs = engine.run(image)
