@@ -104,7 +104,7 @@ def _onnx_of(candidate: Candidate) -> str | None:
     if candidate.backend in ("onnxruntime", "openvino"):
         return candidate.path
     if candidate.backend == "tensorrt":
-        from overfeat.engines.manifest import Manifest
+        from overfeat.runtime.manifest import Manifest
 
         onnx = Manifest.load(candidate.path).onnx_file
         return onnx if Path(onnx).is_file() else None

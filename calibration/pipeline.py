@@ -117,7 +117,7 @@ class Report:
 
 
 def _fp32_meta(model: str) -> ModelMeta:
-    from overfeat.inspect_model import inspect_onnx
+    from overfeat.calibration.inspect import inspect_onnx
 
     meta = inspect_onnx(model).meta
     if meta.precision != "fp32":

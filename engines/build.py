@@ -31,8 +31,8 @@ from overfeat import __version__
 from overfeat.errors import InputError, OverfeatError
 from overfeat.fileio import atomic_path, check_output_path, sha256_file
 from overfeat.progress import Progress
+from overfeat.runtime.manifest import Manifest, PlanEntry
 
-from .manifest import Manifest, PlanEntry
 from .plan import BuildPlan, EngineSpec
 
 MANIFEST = "manifest.json"

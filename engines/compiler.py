@@ -74,12 +74,12 @@ class TensorRTCompiler:
             raise BackendError(reason)
         import tensorrt as trt
 
-        from overfeat.runtime.backends.tensorrt import _check, _cudart
+        from overfeat.runtime.backends.tensorrt import cuda_call, cudart
 
         self.trt, self.plan = trt, plan
-        cudart = _cudart()
-        _check(cudart.cudaSetDevice(device), "cudaSetDevice")
-        props = _check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+        rt = cudart()
+        cuda_call(rt.cudaSetDevice(device), "cudaSetDevice")
+        props = cuda_call(rt.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
         self.gpu_name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
         self.compute_capability = f"{props.major}.{props.minor}"
         self.tensorrt_version = trt.__version__

@@ -221,7 +221,7 @@ def _check_input(path: str, inputs, options: BuildOptions, sizes: list[Size]) ->
 
 def plan_build(onnx: str | os.PathLike[str], options: BuildOptions) -> BuildPlan:
     """Decide every engine of a build from the ONNX file and the options (needs ``onnx``)."""
-    from overfeat.inspect_model import inspect_onnx
+    from overfeat.calibration.inspect import inspect_onnx
 
     info = inspect_onnx(onnx)
     meta = info.meta

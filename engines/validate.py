@@ -212,7 +212,7 @@ def describe(spec: str) -> Model:
     if not p.is_file():
         raise InputError(f"model {path} does not exist or is not a file")
     if p.suffix == ".onnx":
-        from overfeat.inspect_model import inspect_onnx
+        from overfeat.calibration.inspect import inspect_onnx
 
         meta = inspect_onnx(p).meta
         if not at:
@@ -226,8 +226,7 @@ def describe(spec: str) -> Model:
         return Model(str(spec), "openvino", ran, meta, skip=unavailable(), options={"precision": precision})
     if p.suffix == ".json":
         from overfeat.runtime.backends.tensorrt import unavailable
-
-        from .manifest import Manifest
+        from overfeat.runtime.manifest import Manifest
 
         manifest = Manifest.load(p)
         return Model(str(path), "tensorrt", manifest.precision, manifest.meta, skip=unavailable())

@@ -1,20 +1,21 @@
 """PyTorch OverFeat models, checkpoint loading and verified ONNX export (extra ``export``).
 
-Importing this package imports torch.
+The names below import torch when first used (``from overfeat.export import build_model``);
+importing the package alone does not, so that :mod:`overfeat.export.backend_entry`, which the
+runtime finds through the ``overfeat.backends`` entry point, stays light.
 """
 
-from .checkpoint import check_state_dict, load_checkpoint, read_state_dict
-from .model import OverFeat, build_model
-from .onnx_export import DEFAULT_CHECK_SIZES, ExportReport, ParityRow, export_onnx
+from importlib import import_module
 
-__all__ = [
-    "DEFAULT_CHECK_SIZES",
-    "ExportReport",
-    "OverFeat",
-    "ParityRow",
-    "build_model",
-    "check_state_dict",
-    "export_onnx",
-    "load_checkpoint",
-    "read_state_dict",
-]
+_NAMES = {
+    "check_state_dict": ".checkpoint", "load_checkpoint": ".checkpoint", "read_state_dict": ".checkpoint",
+    "OverFeat": ".model", "build_model": ".model",
+    "DEFAULT_CHECK_SIZES": ".onnx_export", "ExportReport": ".onnx_export", "ParityRow": ".onnx_export", "export_onnx": ".onnx_export",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module 'overfeat.export' has no attribute {name!r}")
+    return getattr(import_module(_NAMES[name], __name__), name)

@@ -121,7 +121,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from overfeat.inspect_model import inspect_onnx
+    from overfeat.calibration.inspect import inspect_onnx
     from overfeat.runtime.backends import runners_for
 
     info = inspect_onnx(args.model)

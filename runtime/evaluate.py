@@ -17,16 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from overfeat.datasets.coco import Dataset
 from overfeat.errors import InputError
 from overfeat.progress import Progress
 
 from .boxes import iou
 from .predictor import _TASK_HEADS, METHODS, Predictor
 from .results import Result
+
+if TYPE_CHECKING:
+    from overfeat.datasets.coco import Dataset
 
 TASKS = ("classify", "localize", "detect")
 IOU_THRESHOLD = 0.5

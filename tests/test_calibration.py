@@ -357,8 +357,8 @@ def test_too_few_readable_images_after_skipping(shapes, tmp_path, capsys):
 
 
 def test_calibration_feeds_are_the_runtime_batches(shapes):
+    from overfeat.calibration.inspect import inspect_onnx
     from overfeat.calibration.source import calibration_feeds, open_images
-    from overfeat.inspect_model import inspect_onnx
     from overfeat.runtime.pyramid import make_batch, pyramid_sizes
 
     meta = inspect_onnx(shapes / "model.onnx").meta

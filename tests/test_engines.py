@@ -16,9 +16,9 @@ import pytest
 
 from overfeat.cli import build_parser, main
 from overfeat.engines.build import MANIFEST, build_engines
-from overfeat.engines.manifest import Manifest, build_arguments, rebuild_command, verify_plans
 from overfeat.engines.plan import BuildOptions, DynamicRange, EngineSpec, format_bytes, parse_bytes, plan_build
 from overfeat.errors import BuildError, InputError, ModelError
+from overfeat.runtime.manifest import Manifest, build_arguments, rebuild_command, verify_plans
 from tests.conftest import needs_export
 
 pytestmark = needs_export

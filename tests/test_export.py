@@ -128,7 +128,7 @@ def test_output_directory_must_exist(tmp_path):
 
 
 def test_inspect_reports_map_sizes_that_onnxruntime_produces(small_onnx):
-    from overfeat.inspect_model import inspect_onnx
+    from overfeat.calibration.inspect import inspect_onnx
 
     path, model = small_onnx
     info = inspect_onnx(path)

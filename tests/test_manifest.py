@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from overfeat.engines.manifest import Manifest, PlanEntry, check_compatible, verify_plans
 from overfeat.errors import BackendError, ModelError
 from overfeat.geometry import ACCURATE, spatial_ops
 from overfeat.metadata import ModelMeta
+from overfeat.runtime.manifest import Manifest, PlanEntry, check_compatible, verify_plans
 
 
 def _manifest(tmp_path, **build):

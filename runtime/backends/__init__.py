@@ -49,6 +49,7 @@ class BackendEntry:
     is_available: Callable[[], bool]
     factory: Callable[..., Backend]
     needs: str  # what to install when unavailable
+    options: tuple[str, ...] = ()  # the keyword options the factory takes beyond the path
 
 
 def _onnxruntime_available() -> bool:
@@ -59,16 +60,6 @@ def _tensorrt_available() -> bool:
     if find_spec("tensorrt") is None or find_spec("cuda") is None:
         return False
     return find_spec("cuda.bindings") is not None or find_spec("cuda.cudart") is not None  # cuda-python, not another cuda.* package
-
-
-def _torch_available() -> bool:
-    return find_spec("torch") is not None and find_spec("safetensors") is not None
-
-
-def _make_torch(path: str, **options) -> Backend:
-    from overfeat.export.torch_backend import TorchBackend
-
-    return TorchBackend(path, **options)
 
 
 def _make_onnxruntime(path: str, **options) -> Backend:
@@ -94,17 +85,31 @@ def _make_tensorrt(path: str, **options) -> Backend:
 
 
 REGISTRY: dict[str, BackendEntry] = {
-    "onnxruntime": BackendEntry("onnxruntime", _onnxruntime_available, _make_onnxruntime, "pip install 'overfeat[ort]' (or 'overfeat[gpu]' on NVIDIA GPUs)"),
-    "tensorrt": BackendEntry("tensorrt", _tensorrt_available, _make_tensorrt, "pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU"),
-    "torch": BackendEntry("torch", _torch_available, _make_torch, "pip install 'overfeat[export]'"),
-    "openvino": BackendEntry("openvino", _openvino_available, _make_openvino, "pip install 'overfeat[openvino]'"),
+    "onnxruntime": BackendEntry("onnxruntime", _onnxruntime_available, _make_onnxruntime, "pip install 'overfeat[ort]' (or 'overfeat[gpu]' on NVIDIA GPUs)",
+                                ("providers", "threads")),
+    "tensorrt": BackendEntry("tensorrt", _tensorrt_available, _make_tensorrt, "pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU", ("device",)),
+    "openvino": BackendEntry("openvino", _openvino_available, _make_openvino, "pip install 'overfeat[openvino]'", ("precision", "threads")),
 }
-# the options each backend takes beyond the path (create_backend refuses others, naming these)
-OPTIONS = {"onnxruntime": ("providers", "threads"), "tensorrt": ("device",), "torch": ("fine_stride",), "openvino": ("precision", "threads")}
+ENTRY_POINTS = "overfeat.backends"  # other packages' backends (overfeat.export's torch) register here
+_plugins_loaded = False
+
+
+def registry() -> dict[str, BackendEntry]:
+    """Every backend: the runtime's own and those registered through the ``overfeat.backends``
+    entry point group (each a :class:`BackendEntry`), loaded once, on first use."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        from importlib.metadata import entry_points
+
+        for point in entry_points(group=ENTRY_POINTS):
+            if point.name not in REGISTRY:
+                REGISTRY[point.name] = point.load()
+        _plugins_loaded = True
+    return REGISTRY
 
 
 def available_backends() -> list[str]:
-    return [name for name, entry in REGISTRY.items() if entry.is_available()]
+    return [name for name, entry in registry().items() if entry.is_available()]
 
 
 def default_backend(path: str | Path) -> str:
@@ -117,12 +122,13 @@ def default_backend(path: str | Path) -> str:
 def create_backend(path: str | Path, backend: str | None = None, **options) -> Backend:
     """Open ``path`` with the named backend (default: chosen from the file type)."""
     name = backend or default_backend(path)
-    if name not in REGISTRY:
-        raise InputError(f"unknown backend {name!r}: expected one of {', '.join(REGISTRY)}")
-    entry = REGISTRY[name]
-    unknown = [k for k, v in options.items() if v is not None and k not in OPTIONS[name]]
+    backends = registry()
+    if name not in backends:
+        raise InputError(f"unknown backend {name!r}: expected one of {', '.join(backends)}")
+    entry = backends[name]
+    unknown = [k for k, v in options.items() if v is not None and k not in entry.options]
     if unknown:
-        raise InputError(f"backend {name!r} takes no {unknown[0]!r} option" + (f"; it takes {', '.join(OPTIONS[name])}" if OPTIONS[name] else ""))
+        raise InputError(f"backend {name!r} takes no {unknown[0]!r} option" + (f"; it takes {', '.join(entry.options)}" if entry.options else ""))
     options = {k: v for k, v in options.items() if v is not None}
     if not entry.is_available():
         raise BackendError(f"backend {name!r} is not available here: {entry.needs}")

@@ -6,7 +6,7 @@ Written against TensorRT's name-based I/O API, the same in TensorRT 10.x and 11.
 (``cuda.bindings.runtime`` from 12.6.1 on; ``cuda.cudart`` before). No PyTorch.
 
 Before any plan is deserialized the manifest is checked against this machine (TensorRT version,
-GPU compute capability) and every plan's sha256 (:mod:`overfeat.engines.manifest`). Plans are
+GPU compute capability) and every plan's sha256 (:mod:`overfeat.runtime.manifest`). Plans are
 deserialized on first use. A context is not thread-safe, so each has its own lock.
 """
 
@@ -16,9 +16,9 @@ import threading
 
 import numpy as np
 
-from overfeat.engines.manifest import Manifest, PlanEntry, check_compatible, verify_plans
 from overfeat.errors import BackendError, ModelError
 from overfeat.metadata import INPUT_NAME
+from overfeat.runtime.manifest import Manifest, PlanEntry, check_compatible, verify_plans
 
 from . import feed_image
 
@@ -29,13 +29,13 @@ def unavailable() -> str | None:
 
     if not REGISTRY["tensorrt"].is_available():
         return "TensorRT and cuda-python are not installed here (pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU)"
-    err, count = _cudart().cudaGetDeviceCount()
+    err, count = cudart().cudaGetDeviceCount()
     if int(err) != 0 or count < 1:
         return f"no CUDA device is visible (cudaGetDeviceCount: error {int(err)}, {count} devices)"
     return None
 
 
-def _cudart():
+def cudart():
     try:
         from cuda.bindings import runtime as cudart
     except ImportError:  # cuda-python older than 12.6.1
@@ -43,12 +43,12 @@ def _cudart():
     return cudart
 
 
-def _check(result, what: str):
+def cuda_call(result, what: str):
     """cuda-python returns (err, value...) tuples; raise on anything but success."""
     err, *values = result
     if int(err) != 0:
-        cudart = _cudart()
-        _, message = cudart.cudaGetErrorString(err)
+        rt = cudart()
+        _, message = rt.cudaGetErrorString(err)
         raise BackendError(f"CUDA {what} failed: {message.decode() if isinstance(message, bytes) else message}")
     return values[0] if len(values) == 1 else values
 
@@ -70,28 +70,28 @@ class _Engine:
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) != trt.TensorIOMode.INPUT]
         self.input_dtype = trt.nptype(self.engine.get_tensor_dtype(INPUT_NAME))
         self.lock = threading.Lock()
-        self.stream = _check(_cudart().cudaStreamCreate(), "cudaStreamCreate")
+        self.stream = cuda_call(cudart().cudaStreamCreate(), "cudaStreamCreate")
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
 
     def _device(self, name: str, nbytes: int) -> int:
-        cudart = _cudart()
+        rt = cudart()
         pointer, size = self.buffers.get(name, (0, 0))
         if size < nbytes:
             if pointer:
-                _check(cudart.cudaFree(pointer), "cudaFree")
-            pointer = int(_check(cudart.cudaMalloc(nbytes), "cudaMalloc"))
+                cuda_call(rt.cudaFree(pointer), "cudaFree")
+            pointer = int(cuda_call(rt.cudaMalloc(nbytes), "cudaMalloc"))
             self.buffers[name] = (pointer, nbytes)
         return pointer
 
     def run(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        cudart = _cudart()
-        kind = cudart.cudaMemcpyKind
+        rt = cudart()
+        kind = rt.cudaMemcpyKind
         image = np.ascontiguousarray(image, dtype=self.input_dtype)  # fp32 unless the plan says otherwise
         with self.lock:
             if not self.context.set_input_shape(INPUT_NAME, image.shape):
                 raise BackendError(f"plan {self.plan.file} rejected input shape {list(image.shape)}")
             pointer = self._device(INPUT_NAME, image.nbytes)
-            _check(cudart.cudaMemcpyAsync(pointer, image.ctypes.data, image.nbytes, kind.cudaMemcpyHostToDevice, self.stream), "copy to device")
+            cuda_call(rt.cudaMemcpyAsync(pointer, image.ctypes.data, image.nbytes, kind.cudaMemcpyHostToDevice, self.stream), "copy to device")
             self.context.set_tensor_address(INPUT_NAME, pointer)
             results = {}
             for name in self.outputs:
@@ -103,17 +103,17 @@ class _Engine:
                 raise BackendError(f"TensorRT execution of plan {self.plan.file} failed")
             for name, host in results.items():
                 pointer, _ = self.buffers[name]
-                _check(cudart.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes, kind.cudaMemcpyDeviceToHost, self.stream), "copy to host")
-            _check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+                cuda_call(rt.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes, kind.cudaMemcpyDeviceToHost, self.stream), "copy to host")
+            cuda_call(rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return {name: value.astype(np.float32, copy=False) for name, value in results.items()}
 
     def close(self) -> None:
-        cudart = _cudart()
+        rt = cudart()
         with self.lock:  # never under a running execution
             for pointer, _ in self.buffers.values():
-                cudart.cudaFree(pointer)
+                rt.cudaFree(pointer)
             self.buffers.clear()
-            cudart.cudaStreamDestroy(self.stream)
+            rt.cudaStreamDestroy(self.stream)
 
 
 class TensorRTBackend:
@@ -124,10 +124,10 @@ class TensorRTBackend:
 
         self.source = path
         self.manifest = Manifest.load(path)
-        cudart = _cudart()
+        rt = cudart()
         self.device = device
-        _check(cudart.cudaSetDevice(device), "cudaSetDevice")
-        props = _check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+        cuda_call(rt.cudaSetDevice(device), "cudaSetDevice")
+        props = cuda_call(rt.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
         name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
         check_compatible(self.manifest, trt.__version__, f"{props.major}.{props.minor}", name)
         verify_plans(self.manifest)
@@ -159,7 +159,7 @@ class TensorRTBackend:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         image = feed_image(feeds)
-        _check(_cudart().cudaSetDevice(self.device), "cudaSetDevice")  # the current device is per thread
+        cuda_call(cudart().cudaSetDevice(self.device), "cudaSetDevice")  # the current device is per thread
         engine = self._engine(self.manifest.plan_for(image.shape))
         outputs = engine.run(image)
         return {name: outputs[name] for name in self.output_names}

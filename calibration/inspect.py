@@ -1,4 +1,5 @@
-"""``overfeat inspect``: what an exported ONNX file holds, read without running it."""
+"""``overfeat inspect``: what an exported ONNX file holds, read without running it: metadata,
+inputs, outputs, op counts and, for a Q/DQ file, TensorRT's rules checked node by node."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from overfeat.calibration.structure import QdqSummary, check_qdq
 from overfeat.errors import InputError, ModelError
 from overfeat.metadata import ModelMeta
+
+from .structure import QdqSummary, check_qdq
 
 
 @dataclass(frozen=True)
