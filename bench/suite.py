@@ -23,8 +23,6 @@ from overfeat.progress import Progress
 
 from .run import BenchConfig, Candidate, machine, run_candidates, summarize
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-
 
 @dataclass(frozen=True)
 class Inputs:
@@ -73,6 +71,8 @@ def _image_files(inputs: Inputs, meta, seed: int, work: Path) -> list[str]:
     from PIL import Image
 
     if inputs.images and Path(inputs.images).is_dir():
+        from overfeat.datasets.images import IMAGE_SUFFIXES
+
         files = sorted(str(p) for p in Path(inputs.images).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"--images {inputs.images}: no image files ({', '.join(IMAGE_SUFFIXES)})")
@@ -83,7 +83,7 @@ def _image_files(inputs: Inputs, meta, seed: int, work: Path) -> list[str]:
         sizes = rng.integers(meta.window, 2 * meta.window + 1, (inputs.random, 2))
         arrays = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
     else:
-        from overfeat.calibration.source import open_images
+        from overfeat.datasets.images import open_images
 
         arrays = [image for _, image, _ in open_images(inputs.images, seed).take(inputs.max_images)]
     files = []

@@ -81,7 +81,7 @@ def accuracy_openvino(images: int, seed: int, work: Path) -> list[dict]:
     """The fp32 file in OpenVINO fp32 and bf16, and the minmax INT8 file in ONNX Runtime and in
     OpenVINO, each against ONNX Runtime fp32 by the gate (the reference run once for all)."""
     from overfeat.calibration.gate import ReferenceOutputs, compare
-    from overfeat.calibration.source import open_images
+    from overfeat.datasets.images import open_images
 
     fp32, int8 = work / "shapes.onnx", work / "shapes.minmax.int8.onnx"
     _run(["export", "--checkpoint", str(CHECKPOINT), "--output", str(fp32), "--quiet"])
@@ -101,7 +101,7 @@ def accuracy_openvino(images: int, seed: int, work: Path) -> list[dict]:
 
 def accuracy(images: int, seed: int, work: Path) -> list[dict]:
     from overfeat.calibration.gate import compare
-    from overfeat.calibration.source import open_images
+    from overfeat.datasets.images import open_images
 
     fp32 = work / "shapes.onnx"
     _run(["export", "--checkpoint", str(CHECKPOINT), "--output", str(fp32), "--quiet"])

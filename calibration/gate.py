@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from overfeat.datasets.images import ImageSet
 from overfeat.errors import InputError
 from overfeat.progress import Progress
-
-from .source import ImageSet
 
 MIN_CHECK_IMAGES = 10
 

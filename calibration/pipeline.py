@@ -16,17 +16,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from overfeat.datasets.images import ImageSet, open_images
 from overfeat.errors import InputError
 from overfeat.fileio import atomic_path, check_output_path, sha256_file, write_json
-from overfeat.metadata import ModelMeta
+from overfeat.metadata import INPUT_NAME, ModelMeta
 from overfeat.progress import Progress
+from overfeat.runtime.pyramid import pyramid_batches
 
 from .gate import MIN_CHECK_IMAGES, Comparison, GateConfig, ReferenceOutputs, compare
 from .int8 import check_exclude, quantize_int8
 from .ranges import Method, Ranges, collect_ranges, load_ranges, save_ranges
 from .sensitivity import rank_layers, time_model
-from .source import MIN_IMAGES, ImageSet, calibration_feeds, open_images
 
+MIN_IMAGES = 8  # fewer calibration images than this give ranges too noisy to trust
 SENSITIVITY_IMAGES = 4  # calibration images whose feeds measure each layer's sensitivity
 
 
@@ -371,3 +373,10 @@ def check_bf16(model: str, output: str | None, check: CheckConfig | None, pyrami
     if report_path:
         write_json(report_path, report.to_dict())
     return report
+
+
+def calibration_feeds(image, meta: ModelMeta, pyramid, flip: bool):
+    """One feed dict ``{"image": [B, 3, H, W]}`` per pyramid scale, preprocessed exactly as the
+    runtime does (:func:`overfeat.runtime.pyramid.pyramid_batches`)."""
+    for _, batch in pyramid_batches(image, pyramid, meta, flip):
+        yield {INPUT_NAME: batch}

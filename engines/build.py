@@ -14,7 +14,7 @@ honest at every moment:
 - plans the previous manifest listed, or with the names this module gives plans, that the new one
   does not list are removed after it is written (a failed build's leftovers included).
 
-The compiler is anything with the :class:`Compiler` shape; :class:`overfeat.engines.tensorrt.
+The compiler is anything with the :class:`Compiler` shape; :class:`overfeat.engines.compiler.
 TensorRTCompiler` is the real one, and the tests use a stand-in (TensorRT cannot run on CPUs).
 """
 

@@ -4,7 +4,7 @@
 :class:`BuildPlan`: one :class:`EngineSpec` per engine, each with its file name, the
 min/opt/max input shapes of its optimization profile and the output shapes the metadata
 predicts. Everything here is plain Python, tested on the CPU; the TensorRT builder
-(:mod:`overfeat.engines.tensorrt`) only executes the plan. ``overfeat build --dry-run`` prints
+(:mod:`overfeat.engines.compiler`) only executes the plan. ``overfeat build --dry-run`` prints
 :meth:`BuildPlan.describe`.
 
 Static plans (the default) are one per pyramid size, batch fixed (2 = the image and its

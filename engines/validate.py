@@ -250,7 +250,7 @@ def _inputs(config: ValidateConfig, meta: ModelMeta) -> tuple[str, list[np.ndarr
         rng = np.random.default_rng(config.seed)
         sizes = rng.integers(meta.window, 2 * meta.window + 1, (config.random, 2))
         return f"{config.random} random images (seed {config.seed})", [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
-    from overfeat.calibration.source import open_images
+    from overfeat.datasets.images import open_images
 
     images = open_images(config.images, config.seed)
     arrays = [image for _, image, _ in images.take(config.max_images)]

@@ -209,7 +209,6 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score-threshold", type=float, default=None, help=f"detect: least per-location probability (default {INFER_OPTIONS['score_threshold'][0]})")
     p.add_argument("--min-score", type=float, default=None, help=f"localize: least per-location class probability of a box (default {INFER_OPTIONS['min_score'][0]})")
     p.add_argument("--method", choices=("merge", "nms", "vote"), default=None, help=METHOD_HELP)
-    p.add_argument("--nms", action="store_const", const="nms", dest="method", help=argparse.SUPPRESS)  # the older spelling of --method nms
     p.add_argument("--merge-threshold", type=float, default=None, help=MERGE_THRESHOLD_HELP)
     p.add_argument("--iou-threshold", type=float, default=None, help=IOU_THRESHOLD_HELP)
     p.add_argument("--merge-kernel", choices=MERGE_KERNELS, default="auto", help=MERGE_KERNEL_HELP)

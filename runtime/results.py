@@ -64,10 +64,3 @@ class Result:
             "boxes": [b.to_dict() for b in self.boxes],
             "timings": dict(self.timings),
         }
-
-    def by_class(self) -> dict[str, list[BoxResult]]:
-        """Boxes grouped by class name, each list best first."""
-        groups: dict[str, list[BoxResult]] = {}
-        for box in self.boxes:
-            groups.setdefault(box.name, []).append(box)
-        return groups

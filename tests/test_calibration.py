@@ -358,7 +358,8 @@ def test_too_few_readable_images_after_skipping(shapes, tmp_path, capsys):
 
 def test_calibration_feeds_are_the_runtime_batches(shapes):
     from overfeat.calibration.inspect import inspect_onnx
-    from overfeat.calibration.source import calibration_feeds, open_images
+    from overfeat.calibration.pipeline import calibration_feeds
+    from overfeat.datasets.images import open_images
     from overfeat.runtime.pyramid import make_batch, pyramid_sizes
 
     meta = inspect_onnx(shapes / "model.onnx").meta
@@ -373,7 +374,7 @@ def test_calibration_feeds_are_the_runtime_batches(shapes):
 
 
 def test_image_order_is_seeded_and_take_resumes(tmp_path):
-    from overfeat.calibration.source import open_images
+    from overfeat.datasets.images import open_images
 
     _write_pngs(tmp_path / "images", 12, seed=10)
     a, b = open_images(str(tmp_path / "images"), seed=1), open_images(str(tmp_path / "images"), seed=1)
@@ -389,7 +390,7 @@ def test_image_order_is_seeded_and_take_resumes(tmp_path):
 
 def test_the_same_model_passes_with_exact_agreement(shapes):
     from overfeat.calibration.gate import compare
-    from overfeat.calibration.source import open_images
+    from overfeat.datasets.images import open_images
 
     model = str(shapes / "model.onnx")
     result = compare(model, model, open_images("shapes:test:10", seed=3), 10, pyramid=1, flip=False)
@@ -402,7 +403,7 @@ def test_the_same_model_passes_with_exact_agreement(shapes):
 @pytest.mark.parametrize("budget", [1 << 30, 0])
 def test_kept_reference_outputs_give_the_same_comparison(shapes, int8, budget):
     from overfeat.calibration.gate import ReferenceOutputs, compare
-    from overfeat.calibration.source import open_images
+    from overfeat.datasets.images import open_images
 
     model, images = str(shapes / "model.onnx"), open_images("shapes:test:12", seed=3)
     plain = compare(model, str(int8), images, 12, pyramid=2, flip=False)

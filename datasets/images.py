@@ -1,4 +1,4 @@
-"""Images for calibration and for the accuracy check, and the feed dicts they become.
+"""Image sets: what calibration, the accuracy check, validation and the benchmark read images from.
 
 An image set is named by a string:
 
@@ -12,10 +12,6 @@ An image set is named by a string:
 :meth:`ImageSet.take` loads them in that order, skipping unreadable files (each is recorded
 with its reason) until it has the number asked for. Images are loaded one at a time, so memory
 stays bounded whatever the set's size.
-
-:func:`calibration_feeds` preprocesses each image exactly as the runtime does
-(:func:`overfeat.runtime.pyramid.pyramid_batches`: the same pyramid, resampling,
-normalisation and mirror) and yields one feed dict ``{"image": [B, 3, H, W]}`` per scale.
 """
 
 from __future__ import annotations
@@ -28,10 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from overfeat.errors import InputError
-from overfeat.metadata import INPUT_NAME, ModelMeta
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-MIN_IMAGES = 8  # fewer calibration images than this give ranges too noisy to trust
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")  # the image files of a directory
 
 
 Truth = tuple[np.ndarray, np.ndarray]  # boxes [K, 4] (x1, y1, x2, y2), labels [K] (indices into the set's classes)
@@ -130,11 +124,3 @@ def _shapes(spec: str, seed: int) -> ImageSet:
 
     items = [ImageItem(f"shapes {('single', 'multi')[i % 2]}/{split} #{i // 2}", lambda i=i: read(i)) for i in range(count)]
     return ImageSet(spec, items, tuple(CLASSES))
-
-
-def calibration_feeds(image: np.ndarray, meta: ModelMeta, pyramid, flip: bool) -> Iterator[dict[str, np.ndarray]]:
-    """One feed dict per pyramid scale, preprocessed exactly as the runtime does."""
-    from overfeat.runtime.pyramid import pyramid_batches
-
-    for _, batch in pyramid_batches(image, pyramid, meta, flip):
-        yield {INPUT_NAME: batch}
