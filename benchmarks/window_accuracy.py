@@ -3,7 +3,7 @@
     python benchmarks/window_accuracy.py [--checkpoint models/shapes-accurate-w12.safetensors]
         [--images 300] [--batches 8] [--seed 77] [--centred 500]
 
-Draws classifier crops the way training does (:class:`overfeat.export.train.CropSampler`, object
+Draws classifier crops the way training does (:class:`overfeat.training.train.CropSampler`, object
 and background crops, random symmetries; one window per crop) from the first ``--images`` single-object
 images of the train split (seed 0, the images training saw) and of the test split (``--seed``),
 runs the model on them in eval mode (batch norm folded, coarse stride: one output per window)
@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from overfeat.datasets.shapes import generate  # noqa: E402
 from overfeat.export.torch_backend import TorchBackend  # noqa: E402
-from overfeat.export.train import CropSampler  # noqa: E402
+from overfeat.training.train import CropSampler  # noqa: E402
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
 SHARES = (0.15, 0.25, 0.4, 0.6, 0.8, 1.0)  # object's longer side / window side

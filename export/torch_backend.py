@@ -1,6 +1,6 @@
 """PyTorch as an inference backend (extra ``export``): the reference the runtime is checked against.
 
-Opens a ``.safetensors`` checkpoint written by :func:`overfeat.export.train.save_checkpoint`,
+Opens a ``.safetensors`` checkpoint written by :func:`overfeat.training.train.save_checkpoint`,
 whose metadata (``overfeat.model``) names the architecture, width, heads and classes, and runs
 it through the same :class:`~overfeat.runtime.Predictor` as the exported model, so the two give
 comparable metrics. fp16 weights are computed in fp32.

@@ -503,7 +503,7 @@ def _run_train(args: argparse.Namespace) -> int:
         raise InputError(f"--steps {args.steps!r}: expected three comma-separated integers") from None
     progress = Progress(enabled=not args.quiet)
     with progress.step("loading PyTorch"):
-        from overfeat.export.train import TrainConfig, save_checkpoint, train_shapes
+        from overfeat.training.train import TrainConfig, save_checkpoint, train_shapes
     config = TrainConfig(width=args.width, seed=args.seed, single=args.single, multi=args.multi, steps=steps, batch=args.batch, grid=args.grid, workers=args.workers, lr=args.lr, paper_trunk=args.paper_trunk)
     model, log = train_shapes(config, progress)
     save_checkpoint(model, args.out, config, log)

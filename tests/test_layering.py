@@ -11,13 +11,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # folder → the package it is installed as
 FOLDERS = {"overfeat": "overfeat", "runtime": "overfeat.runtime", "datasets": "overfeat.datasets", "export": "overfeat.export",
-           "calibration": "overfeat.calibration", "engines": "overfeat.engines", "bench": "overfeat.bench"}
+           "training": "overfeat.training", "calibration": "overfeat.calibration", "engines": "overfeat.engines", "bench": "overfeat.bench"}
 # layer → the layers it may import (besides itself); the command line imports every layer
 ALLOWED = {
     "core": set(),
     "runtime": {"core"},
     "datasets": {"core", "runtime"},
     "export": {"core", "runtime", "datasets"},
+    "training": {"core", "runtime", "datasets", "export"},
     "calibration": {"core", "runtime", "datasets"},
     "engines": {"core", "runtime", "datasets", "calibration"},
     "bench": {"core", "runtime", "datasets", "calibration", "engines"},

@@ -26,7 +26,7 @@ def _random_scene(rng):
 
 @pytest.mark.parametrize("seed", range(30))
 def test_window_targets_equal_the_reference(seed):
-    from overfeat.export.train import BACKGROUND, IGNORE, window_targets
+    from overfeat.training.train import BACKGROUND, IGNORE, window_targets
 
     boxes, labels, origins = _random_scene(np.random.default_rng(seed))
     t = window_targets(boxes, labels, origins, 221, 4)
@@ -46,7 +46,7 @@ def test_symmetries_move_the_boxes_with_the_pixels(seed):
 
     import torch
 
-    from overfeat.export.train import Symmetry
+    from overfeat.training.train import Symmetry
 
     rng = np.random.default_rng(seed)
     S = int(rng.integers(20, 60))
@@ -74,7 +74,7 @@ def test_batchnorm_folds_into_the_convolutions():
     import torch
 
     from overfeat.export import build_model
-    from overfeat.export.train import fold_batchnorm, with_batchnorm
+    from overfeat.training.train import fold_batchnorm, with_batchnorm
 
     model = build_model("accurate", 3, ("cls",), 1 / 16, fine_stride=False, seed=0)
     trunk, pairs = with_batchnorm(model.features, plain_last=False)
@@ -100,7 +100,7 @@ def test_a_tiny_training_run_writes_a_loadable_checkpoint(tmp_path, paper_trunk)
     from safetensors import safe_open
 
     from overfeat.export import build_model, load_checkpoint
-    from overfeat.export.train import TrainConfig, save_checkpoint, train_shapes
+    from overfeat.training.train import TrainConfig, save_checkpoint, train_shapes
 
     config = TrainConfig(width=1 / 16, single=6, multi=4, steps=(3, 2, 2), batch=3, workers=1, paper_trunk=paper_trunk)
     model, log = train_shapes(config)
@@ -121,7 +121,7 @@ def test_a_tiny_training_run_writes_a_loadable_checkpoint(tmp_path, paper_trunk)
 
 def test_train_config_rejects_bad_values():
     from overfeat.errors import InputError
-    from overfeat.export.train import TrainConfig
+    from overfeat.training.train import TrainConfig
 
     for bad in ({"width": 0}, {"single": 0}, {"steps": (1, 0, 1)}, {"steps": (1, 1)}, {"batch": 0}, {"grid": 0}, {"lr": 0}, {"lr": float("nan")}):
         with pytest.raises(InputError):
@@ -137,7 +137,7 @@ def test_crops_show_the_boxes_their_targets_give(seed):
     import torch
 
     from overfeat.export import build_model
-    from overfeat.export.train import STAGES, CropSampler, _flat
+    from overfeat.training.train import STAGES, CropSampler, _flat
 
     rng = np.random.default_rng(seed)
     pool = []
@@ -180,7 +180,7 @@ def test_batches_are_the_normalised_crops_in_order():
     import torch
 
     from overfeat.export import build_model
-    from overfeat.export.train import CropSampler
+    from overfeat.training.train import CropSampler
 
     rng = np.random.default_rng(0)
     pool = [(rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8), np.array([[20.0, 30, 150, 170]]), np.array([1])) for h, w in rng.integers(240, 500, (4, 2))]
@@ -217,7 +217,7 @@ def test_every_stage_length_has_a_schedule():
     long stages keep exactly the 5% schedule the committed model was trained with."""
     import torch
 
-    from overfeat.export.train import one_cycle
+    from overfeat.training.train import one_cycle
 
     with pytest.raises(ZeroDivisionError):  # the failure one_cycle avoids
         torch.optim.lr_scheduler.OneCycleLR(torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))]), max_lr=3e-3, total_steps=20, pct_start=0.05)

@@ -50,10 +50,9 @@ from torch import nn
 
 from overfeat.datasets.shapes import CLASSES, generate
 from overfeat.errors import InputError
+from overfeat.export.model import OverFeat, build_model
 from overfeat.fileio import atomic_path, check_output_path
 from overfeat.progress import Progress
-
-from .model import OverFeat, build_model
 
 POSITIVE_FRAC = 0.5  # a window holding ≥ this fraction of an object's box is a positive for it
 BACKGROUND_FRAC = 0.2  # a window holding < this fraction of every object is background
