@@ -9,8 +9,9 @@ Per round and candidate:
 
 - **per scale**: one ``backend.run`` of a fixed random batch at each pyramid size (batch 2, the
   image and its mirror, unless ``--no-flip``): median and p90 over the rounds;
-- **end to end**, per image file: decode (reading the file), resize/normalise, inference,
-  map decoding and merge, as the runtime times them in ``Predictor.predict``.
+- **end to end**, per image file: ``read`` (reading and decoding the file), ``preprocess``
+  (resize, normalise), ``inference``, ``decode`` (the maps into candidate boxes and classes) and
+  ``merge``, the last three named as ``Result.timings`` names them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from overfeat.errors import InputError
 from overfeat.progress import Progress
 
-STAGES = ("decode", "preprocess", "inference", "map_decode", "merge")
+STAGES = ("read", "preprocess", "inference", "decode", "merge")
 
 
 @dataclass(frozen=True)
@@ -98,15 +99,15 @@ def _worker(conn, candidate: Candidate, config: BenchConfig, sizes, image_files)
                 for path in image_files:
                     t = time.perf_counter()
                     array = load_image(path)
-                    decoded = time.perf_counter() - t
+                    read = time.perf_counter() - t
                     timings: dict[str, float] = {}
                     maps = predictor.dense(array, timings)
                     results = predictor.decode(maps, tasks, image_size=array.shape[:2], timings=timings, score_threshold=0.1,
                                                min_score=config.min_score)
                     total = time.perf_counter() - t
-                    split = {"decode": decoded, "preprocess": timings.get("preprocess", 0.0), "inference": timings.get("inference", 0.0)}
+                    split = {"read": read, "preprocess": timings.get("preprocess", 0.0), "inference": timings.get("inference", 0.0)}
                     for result in results.values():  # each task decodes and merges on its own
-                        split["map_decode"] = split.get("map_decode", 0.0) + result.timings.get("decode", 0.0)
+                        split["decode"] = split.get("decode", 0.0) + result.timings.get("decode", 0.0)
                         split["merge"] = split.get("merge", 0.0) + result.timings.get("merge", 0.0)
                     images.append({"total": total, **split})
                 conn.send(("round", {"scales": scales, "images": images}))

@@ -21,7 +21,7 @@ from typing import Any
 from overfeat.errors import InputError
 from overfeat.progress import Progress
 
-from .run import BenchConfig, Candidate, machine, run_candidates, summarize
+from .run import STAGES, BenchConfig, Candidate, machine, run_candidates, summarize
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,7 @@ def candidates_from(models: list[str], torch: str | None, merge_kernels: tuple[s
             raise InputError(f"--model {path} does not exist or is not a file")
         backend = "openvino" if at else default_backend(path)
         precision = runner.partition(":")[2] or None
-        short = {"tensorrt": "trt", "onnxruntime": "ort", "openvino": "ov"}.get(backend, "torch")
-        label = f"{short}:{Path(path).name}" + (f" {precision}" if precision else "")
+        label = f"{backend}:{Path(path).name}" + (f" {precision}" if precision else "")
         for kernel in merge_kernels:
             out.append(Candidate(path, backend, f"{label} {kernel}" if len(merge_kernels) > 1 else label, kernel, precision))
     if torch:
@@ -66,7 +65,7 @@ def candidates_from(models: list[str], torch: str | None, merge_kernels: tuple[s
 
 
 def _image_files(inputs: Inputs, meta, seed: int, work: Path) -> list[str]:
-    """Image files to decode: a directory's own files, or generated images written as PNG."""
+    """Image files to read: a directory's own files, or generated images written as PNG."""
     import numpy as np
     from PIL import Image
 
@@ -194,10 +193,11 @@ def table(report: dict[str, Any]) -> str:
              f"pyramid {', '.join(report['pyramid'])}, batch {report['batch']}; {report['images']} images; {report['repeat']} rounds after {report['warmup']} warm-up",
              f"GEMM ceilings, GFLOP/s (GOP/s for int8): {rates('fp32')}; {rates('bf16')}; {rates('int8')}", ""]
     scales = report["pyramid"]
-    lines.append(f"{'candidate':<28} " + " ".join(f"{s:>9}" for s in scales) + f" {'pyramid':>9}   (median ms per scale, inference only)")
+    width = max([9, *(len(row["label"]) for row in report["candidates"])])
+    lines.append(f"{'candidate':<{width}} " + " ".join(f"{s:>9}" for s in scales) + f" {'pyramid':>9}   (median ms per scale, inference only)")
     for row in report["candidates"]:
-        lines.append(f"{row['label'][:28]:<28} " + " ".join(f"{row['scales'][s]['median_ms']:>9.1f}" for s in scales) + f" {row['pyramid_inference_ms']:>9.1f}")
-    lines += ["", f"{'candidate':<28} {'prec':<5} {'merge':<8} {'e2e ms':>8} {'p90 ms':>8} {'img/s':>6} {'peak MiB':>9} {'GFLOP/s':>8} {'of ceil':>7} {'/floor':>7} {'speedup':>7}  outside inference"]
+        lines.append(f"{row['label']:<{width}} " + " ".join(f"{row['scales'][s]['median_ms']:>9.1f}" for s in scales) + f" {row['pyramid_inference_ms']:>9.1f}")
+    lines += ["", f"{'candidate':<{width}} {'prec':<9} {'merge':<8} {'e2e ms':>8} {'p90 ms':>8} {'img/s':>6} {'peak MiB':>9} {'GFLOP/s':>8} {'of ceil':>7} {'/floor':>7} {'speedup':>7}  outside inference"]
     for row in report["candidates"]:
         e = row["end_to_end"]
         outside = 1 - e["split"].get("inference", 0)
@@ -205,7 +205,7 @@ def table(report: dict[str, Any]) -> str:
         gflops = f"{2 * row['gmacs_achieved']:.0f}" if "gmacs_achieved" in row else "-"
         ceil = f"{row['ceiling_fraction']:.0%}" if "ceiling_fraction" in row else "-"
         floor = f"{row['end_to_end_over_floor']:.2f}x" if "end_to_end_over_floor" in row else "-"
-        lines.append(f"{row['label'][:28]:<28} {row['precision']:<5} {row['merge_kernel']:<8} {e['median_ms']:>8.1f} {e['p90_ms']:>8.1f} {e['images_per_s']:>6.2f} {row['peak_rss_mib']:>9.0f} "
+        lines.append(f"{row['label']:<{width}} {row['precision']:<9} {row['merge_kernel']:<8} {e['median_ms']:>8.1f} {e['p90_ms']:>8.1f} {e['images_per_s']:>6.2f} {row['peak_rss_mib']:>9.0f} "
                      f"{gflops:>8} {ceil:>7} {floor:>7} {row['speedup_vs_first']:>6.2f}x  {outside:.1%} ({split})")
     if "windows" in report:
         w = report["windows"]
@@ -233,7 +233,7 @@ def plot(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     left.legend(fontsize=8)
     labels = [row["label"] for row in report["candidates"]]
     bottom = [0.0] * len(labels)
-    stages = ("decode", "preprocess", "inference", "map_decode", "merge")
+    stages = STAGES
     for stage in stages:  # the mean image's time (the split is of the summed times, so it splits the mean, not the median)
         values = [1e3 / row["end_to_end"]["images_per_s"] * row["end_to_end"]["split"].get(stage, 0) for row in report["candidates"]]
         right.barh(labels, values, left=bottom, label=stage)

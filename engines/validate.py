@@ -110,7 +110,7 @@ class ValidateConfig:
 @dataclass
 class Model:
     path: str
-    kind: str  # the runner: onnxrt, openvino, torch or tensorrt
+    kind: str  # the backend that runs it: onnxruntime, openvino, torch or tensorrt
     precision: str  # the arithmetic it runs in (OpenVINO: fp32, bf16 or int8; else the file's)
     meta: ModelMeta
     skip: str | None = None  # why it cannot run here
@@ -216,7 +216,7 @@ def describe(spec: str) -> Model:
 
         meta = inspect_onnx(p).meta
         if not at:
-            return Model(str(path), "onnxrt", meta.precision, meta)
+            return Model(str(path), "onnxruntime", meta.precision, meta)
         from overfeat.runtime.backends.openvino import unavailable
 
         precision = runner.partition(":")[2] or "fp32"
@@ -263,7 +263,7 @@ def _inputs(config: ValidateConfig, meta: ModelMeta) -> tuple[str, list[np.ndarr
 def _runner(model: Model, name: str):
     from .runners import BackendRunner, backend_runner, onnx_runner
 
-    if model.kind == "onnxrt":
+    if model.kind == "onnxruntime":
         return onnx_runner(model.path, name)
     if model.backend is not None:
         backend = model.backend

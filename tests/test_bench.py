@@ -71,9 +71,9 @@ def test_per_window_evaluation_equals_the_dense_map(small_onnx, size):
 
 def test_summary_statistics():
     rng = np.random.default_rng(3)
-    result = CandidateResult(Candidate("m.onnx", "onnxruntime", "ort:m"), precision="fp32", peak_rss=512 * 2**20)
+    result = CandidateResult(Candidate("m.onnx", "onnxruntime", "onnxruntime:m"), precision="fp32", peak_rss=512 * 2**20)
     result.scales = rng.uniform(0.01, 0.02, (7, 2)).tolist()
-    result.images = [{"total": t, "decode": 0.1 * t, "preprocess": 0.2 * t, "inference": 0.6 * t, "map_decode": 0.05 * t, "merge": 0.05 * t}
+    result.images = [{"total": t, "read": 0.1 * t, "preprocess": 0.2 * t, "inference": 0.6 * t, "decode": 0.05 * t, "merge": 0.05 * t}
                      for t in rng.uniform(0.1, 0.3, 9)]
     row = summarize(result, [(245, 245), (281, 317)])
     column = np.asarray(result.scales)[:, 1]
@@ -81,7 +81,7 @@ def test_summary_statistics():
     assert row["scales"]["281x317"]["p90_ms"] == pytest.approx(1e3 * np.quantile(column, 0.9))
     totals = [im["total"] for im in result.images]
     assert row["end_to_end"]["images_per_s"] == pytest.approx(9 / sum(totals))
-    assert row["end_to_end"]["split"] == pytest.approx({"decode": 0.1, "preprocess": 0.2, "inference": 0.6, "map_decode": 0.05, "merge": 0.05})
+    assert row["end_to_end"]["split"] == pytest.approx({"read": 0.1, "preprocess": 0.2, "inference": 0.6, "decode": 0.05, "merge": 0.05})
     assert row["peak_rss_mib"] == 512
 
 
@@ -95,7 +95,7 @@ def test_bench_command_writes_json_and_plot(small_onnx, tmp_path, capsys):
     data = json.loads(report.read_text())
     assert data["pyramid"] == ["245x245", "461x569"] and data["images"] == 2 and data["batch"] == 2
     first, second = data["candidates"]
-    assert (first["label"], second["label"]) == ("ort:accurate.onnx numpy", "ort:accurate.onnx auto")
+    assert (first["label"], second["label"]) == ("onnxruntime:accurate.onnx numpy", "onnxruntime:accurate.onnx auto")
     assert (first["merge_kernel"], second["merge_kernel"]) == ("numpy", resolve_kernel("auto"))
     assert first["end_to_end"]["images"] == 4  # 2 images x 2 rounds
     assert set(first["scales"]) == {"245x245", "461x569"} and all(v["p90_ms"] >= v["median_ms"] > 0 for v in first["scales"].values())

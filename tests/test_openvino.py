@@ -160,7 +160,7 @@ def test_bench_candidates_and_ceilings(small_onnx):
     path, _ = small_onnx
     rows = candidates_from([str(path), f"{path}@openvino", f"{path}@openvino:bf16"], None)
     assert [(c.backend, c.precision, c.label) for c in rows] == [
-        ("onnxruntime", None, "ort:accurate.onnx"), ("openvino", None, "ov:accurate.onnx"), ("openvino", "bf16", "ov:accurate.onnx bf16")]
+        ("onnxruntime", None, "onnxruntime:accurate.onnx"), ("openvino", None, "openvino:accurate.onnx"), ("openvino", "bf16", "openvino:accurate.onnx bf16")]
     assert [arithmetic(p) for p in ("fp32", "fp16", "bf16", "int8", "int8/bf16")] == ["fp32", "fp32", "bf16", "int8", "int8"]
     assert openvino_rate("fp32", n=256, depth=2, repeat=1) > 0
     with pytest.raises(InputError, match="FILE.onnx@openvino"):

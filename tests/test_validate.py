@@ -64,7 +64,7 @@ def test_ci_run_passes_exit_0_with_a_json_report(shapes_onnx, variants, tmp_path
     assert data["passed"] and data["images"] == 3 and data["batches"] == 3 * 2  # 2 scales per image; a batch is the image and its mirror
     torch_run, onnx_run = data["candidates"]
     assert (torch_run["kind"], torch_run["precision"], torch_run["status"]) == ("torch", "fp32", "pass")
-    assert onnx_run["kind"] == "onnxrt" and all(o["max_abs"] == 0 for o in onnx_run["outputs"].values())  # the same file
+    assert onnx_run["kind"] == "onnxruntime" and all(o["max_abs"] == 0 for o in onnx_run["outputs"].values())  # the same file
     assert 0 < torch_run["outputs"]["scores"]["max_abs"] < 1e-3  # PyTorch and ONNX Runtime differ only in rounding
     assert onnx_run["agreement"]["top1"] == 1.0 and onnx_run["agreement"]["top5_overlap"] == 1.0
 
