@@ -75,14 +75,15 @@ def _worker(conn, candidate: Candidate, config: BenchConfig, sizes, image_files)
     try:
         from overfeat.metadata import INPUT_NAME
         from overfeat.runtime import MergeConfig, Predictor
-        from overfeat.runtime.evaluate import default_tasks
         from overfeat.runtime.image import load_image
+        from overfeat.runtime.tasks import DecodeConfig, default_tasks
 
         start = time.perf_counter()
         predictor = Predictor.from_path(candidate.path, candidate.backend, precision=candidate.precision, pyramid=config.pyramid, flip=config.flip,
                                         merge=MergeConfig(kernel=candidate.merge_kernel))
         load = time.perf_counter() - start
         tasks = default_tasks(predictor.meta)
+        decoding = DecodeConfig(score_threshold=0.1, min_score=config.min_score)  # detection as overfeat eval decodes it
         rng = np.random.default_rng(config.seed)
         batch = 2 if config.flip else 1
         feeds = [{INPUT_NAME: rng.standard_normal((batch, 3, h, w)).astype(np.float32)} for h, w in sizes]
@@ -102,8 +103,7 @@ def _worker(conn, candidate: Candidate, config: BenchConfig, sizes, image_files)
                     read = time.perf_counter() - t
                     timings: dict[str, float] = {}
                     maps = predictor.dense(array, timings)
-                    results = predictor.decode(maps, tasks, image_size=array.shape[:2], timings=timings, score_threshold=0.1,
-                                               min_score=config.min_score)
+                    results = predictor.decode(maps, tasks, decoding, image_size=array.shape[:2], timings=timings)
                     total = time.perf_counter() - t
                     split = {"read": read, "preprocess": timings.get("preprocess", 0.0), "inference": timings.get("inference", 0.0)}
                     for result in results.values():  # each task decodes and merges on its own

@@ -143,7 +143,8 @@ def compare(
     the candidate in ``candidate_backend``, in ``candidate_precision`` where that backend takes
     one (OpenVINO: ``"bf16"`` judges bf16 execution of an fp32 file)."""
     from overfeat.runtime import Predictor
-    from overfeat.runtime.evaluate import Evaluation, Scorer, class_map, default_tasks
+    from overfeat.runtime.evaluate import Evaluation, Scorer, class_map
+    from overfeat.runtime.tasks import DecodeConfig, default_tasks
 
     config = config or GateConfig()
     progress = progress or Progress(enabled=False)
@@ -158,13 +159,13 @@ def compare(
         raw: dict[str, list[float]] = {}
         agree: dict[str, list[float]] = {k: [] for k in ("top1", "top5_overlap", "localize_iou", "detect_recall", "detect_iou")}
         n = 0
-        kwargs = {"top_k": 5, "score_threshold": score_threshold}
+        decoding = DecodeConfig(score_threshold=score_threshold)
         for index, (_name, image, truth) in enumerate(progress.track(images.take(count, start), "checking", total=count)):
             n += 1
             kept = reference_outputs.get(index, image) if reference_outputs is not None else None
             if kept is None:
                 maps_ref = ref.dense(image)
-                r = ref.decode(maps_ref, tasks, image_size=image.shape[:2], **kwargs)
+                r = ref.decode(maps_ref, tasks, decoding, image_size=image.shape[:2])
                 if reference_outputs is not None:
                     reference_outputs.put(index, image, maps_ref, r)
             else:
@@ -179,7 +180,7 @@ def compare(
                     stats[1] += float(diff.sum())
                     stats[2] += diff.size
                     stats[3] = max(stats[3], float(np.abs(x).max()))
-            c = cand.decode(maps_cand, tasks, image_size=image.shape[:2], **kwargs)
+            c = cand.decode(maps_cand, tasks, decoding, image_size=image.shape[:2])
             agreement(r, c, agree)
             if scorers and truth is not None:
                 labels = to_model[truth[1]]

@@ -356,8 +356,9 @@ def _task_agreement(meta: ModelMeta, ref_iters, cand_iters, images, where, confi
     """Decode both models' outputs per image with the runtime and measure how the results agree."""
     from overfeat.calibration.gate import agreement
     from overfeat.runtime import Predictor
-    from overfeat.runtime.evaluate import default_tasks
+    from overfeat.runtime.evaluate import EVAL_DECODE as AGREEMENT_DECODE  # detections from probability 0.1, as the gate
     from overfeat.runtime.predictor import ScaleMaps
+    from overfeat.runtime.tasks import default_tasks
 
     decoder = Predictor(_MapsOnly(meta, "validate"), pyramid=config.pyramid, flip=config.flip)
     tasks = default_tasks(meta)
@@ -368,8 +369,8 @@ def _task_agreement(meta: ModelMeta, ref_iters, cand_iters, images, where, confi
         b.append(ScaleMaps(scale, {k: np.asarray(c[k]) for k in meta.output_names}))
     agree: dict[str, list[float]] = {k: [] for k in ("top1", "top5_overlap", "localize_iou", "detect_recall", "detect_iou")}
     for index, (a, b) in per_image.items():
-        kwargs = {"image_size": images[index].shape[:2], "top_k": 5, "score_threshold": 0.1}
-        agreement(decoder.decode(a, tasks, **kwargs), decoder.decode(b, tasks, **kwargs), agree)
+        size = images[index].shape[:2]
+        agreement(decoder.decode(a, tasks, AGREEMENT_DECODE, image_size=size), decoder.decode(b, tasks, AGREEMENT_DECODE, image_size=size), agree)
     return {k: float(np.mean(v)) for k, v in agree.items() if v}
 
 

@@ -17,6 +17,7 @@ from overfeat.errors import BackendError, InputError, OverfeatError
 from overfeat.geometry import ARCHS, parse_size
 from overfeat.metadata import HEADS
 from overfeat.progress import Progress
+from overfeat.runtime.tasks import DECODE, EVAL_DECODE
 
 
 def _heads(text: str) -> tuple[str, ...]:
@@ -142,10 +143,11 @@ def _pyramid(text: str):
 # task options: argparse dest → (default, the tasks that read it). Each is parsed with default
 # None, so that one given for none of a run's tasks can be refused (_task_options) rather than
 # ignored; the help strings quote these defaults.
-INFER_OPTIONS = {"top_k": (5, ("classify", "localize")), "score_threshold": (0.5, ("detect",)), "min_score": (0.2, ("localize",)),
-                 "method": ("merge", ("detect",)), "merge_threshold": (None, ("localize", "detect")), "iou_threshold": (0.5, ("detect",))}
-EVAL_OPTIONS = {"score_threshold": (0.1, ("detect",)), "method": ("merge", ("detect",)), "merge_threshold": (None, ("localize", "detect")),
-                "iou_threshold": (0.5, ("detect",))}
+INFER_OPTIONS = {"top_k": (DECODE.top_k, ("classify", "localize")), "score_threshold": (DECODE.score_threshold, ("detect",)),
+                 "min_score": (DECODE.min_score, ("localize",)), "method": (DECODE.method, ("detect",)),
+                 "merge_threshold": (None, ("localize", "detect")), "iou_threshold": (DECODE.iou_threshold, ("detect",))}
+EVAL_OPTIONS = {"score_threshold": (EVAL_DECODE.score_threshold, ("detect",)), "method": (EVAL_DECODE.method, ("detect",)),
+                "merge_threshold": (None, ("localize", "detect")), "iou_threshold": (EVAL_DECODE.iou_threshold, ("detect",))}
 METHOD_HELP = ("detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote "
                "(score-weighted box, summed score)")
 MERGE_THRESHOLD_HELP = "localize, and detect by merge: the greedy merge's largest dissimilarity that still merges (default 0.5)"
@@ -226,7 +228,7 @@ def _run_infer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from overfeat.fileio import check_output_path, write_json
-    from overfeat.runtime import MergeConfig, Predictor
+    from overfeat.runtime import DecodeConfig, MergeConfig, Predictor
     from overfeat.runtime.backends import default_backend
     from overfeat.runtime.draw import FLOOR, MAX_BOXES, OVERLAP, check_draw_options, draw
     from overfeat.runtime.image import DEFAULT_MAX_PIXELS
@@ -247,6 +249,8 @@ def _run_infer(args: argparse.Namespace) -> int:
     _method_options(args, (args.task,))
     _task_options(args, (args.task,), INFER_OPTIONS)
     merge = MergeConfig(kernel=args.merge_kernel) if args.merge_threshold is None else MergeConfig(threshold=args.merge_threshold, kernel=args.merge_kernel)
+    decode = DecodeConfig(top_k=args.top_k, min_score=args.min_score, score_threshold=args.score_threshold, method=args.method,
+                          iou_threshold=args.iou_threshold)
     providers = args.providers.split(",") if args.providers else None
     if providers and (args.backend or default_backend(args.model)) != "onnxruntime":
         raise InputError("--providers selects ONNX Runtime execution providers; it does not apply to TensorRT engines")
@@ -261,13 +265,7 @@ def _run_infer(args: argparse.Namespace) -> int:
         for number, image in enumerate(progress.track(args.images, "images"), 1):
             try:  # a bad image is reported and skipped; model and backend errors end the run
                 array, source = predictor.load(image)
-                if args.task == "classify":
-                    result = predictor.classify(array, top_k=args.top_k)
-                elif args.task == "localize":
-                    result = predictor.localize(array, top_k=args.top_k, min_score=args.min_score)
-                else:
-                    result = predictor.detect(array, args.score_threshold, args.method, args.iou_threshold)
-                result = dataclasses.replace(result, image=source)
+                result = dataclasses.replace(predictor.predict(array, (args.task,), decode)[args.task], image=source)
                 print(_table(result))
                 if args.draw:
                     drawn = draw(array, result, Path(args.draw) / f"{number:03d}_{Path(image).stem}.png", floor=floor, overlap=overlap)
@@ -356,8 +354,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from overfeat.datasets.coco import find_split, read_coco
     from overfeat.fileio import check_output_path, write_json
-    from overfeat.runtime import MergeConfig, Predictor
-    from overfeat.runtime.evaluate import check_tasks, evaluate
+    from overfeat.runtime import DecodeConfig, MergeConfig, Predictor
+    from overfeat.runtime.evaluate import evaluate
+    from overfeat.runtime.tasks import check_tasks
 
     if args.json:
         check_output_path(args.json, "--json")
@@ -370,11 +369,11 @@ def _run_eval(args: argparse.Namespace) -> int:
         dataset = dataclasses.replace(dataset, records=dataset.records[: args.limit])
     _precision_option(args)
     with Predictor.from_path(args.model, args.backend, precision=args.precision, pyramid=args.pyramid, flip=not args.no_flip, merge=merge) as predictor:
-        tasks = check_tasks(predictor, args.task)  # the tasks the model's heads allow, by default
+        tasks = check_tasks(args.task, predictor.meta, args.model)  # the tasks the model's heads allow, by default
         _method_options(args, tasks)
         _task_options(args, tasks, EVAL_OPTIONS, several=True)
-        result = evaluate(predictor, dataset, args.task, score_threshold=args.score_threshold, method=args.method,
-                          iou_threshold=args.iou_threshold, progress=Progress(enabled=not args.quiet), source=args.model)
+        decode = DecodeConfig(score_threshold=args.score_threshold, method=args.method, iou_threshold=args.iou_threshold)
+        result = evaluate(predictor, dataset, tasks, decode, progress=Progress(enabled=not args.quiet), source=args.model)
     result.data = str(path)
     print(result.table())
     if args.json:

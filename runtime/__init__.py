@@ -4,39 +4,27 @@
     with Predictor.from_path("model.onnx") as predictor:
         result = predictor.localize("cat.jpg", top_k=5)
         print(result.to_dict())
+
+The names below are imported from their modules on first use, so that importing one module of
+the package (``overfeat.runtime.tasks``, say) imports only what that module needs.
 """
 
-from .backends import REGISTRY, available_backends, create_backend
-from .boxes import decode_boxes, iou, nms, nms_clusters, nms_vote
-from .image import DEFAULT_MAX_PIXELS, as_rgb, load_image, resize
-from .merge import MergeConfig, Merged, greedy_merge
-from .predictor import Predictor, ScaleMaps
-from .pyramid import Scale, make_batch, pyramid_sizes, scales
-from .results import BoxResult, ClassScore, Result
+from importlib import import_module
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "REGISTRY",
-    "BoxResult",
-    "ClassScore",
-    "MergeConfig",
-    "Merged",
-    "Predictor",
-    "Result",
-    "Scale",
-    "ScaleMaps",
-    "as_rgb",
-    "available_backends",
-    "create_backend",
-    "decode_boxes",
-    "greedy_merge",
-    "iou",
-    "load_image",
-    "make_batch",
-    "nms",
-    "nms_clusters",
-    "nms_vote",
-    "pyramid_sizes",
-    "resize",
-    "scales",
-]
+_NAMES = {
+    "REGISTRY": ".backends", "available_backends": ".backends", "create_backend": ".backends",
+    "decode_boxes": ".boxes", "iou": ".boxes", "nms": ".boxes", "nms_clusters": ".boxes", "nms_vote": ".boxes", "suppress": ".boxes",
+    "DEFAULT_MAX_PIXELS": ".image", "as_rgb": ".image", "load_image": ".image", "resize": ".image",
+    "MergeConfig": ".merge", "Merged": ".merge", "greedy_merge": ".merge",
+    "Predictor": ".predictor", "ScaleMaps": ".predictor",
+    "Scale": ".pyramid", "make_batch": ".pyramid", "pyramid_sizes": ".pyramid", "scales": ".pyramid",
+    "BoxResult": ".results", "ClassScore": ".results", "Result": ".results",
+    "DecodeConfig": ".tasks", "TASKS": ".tasks",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module 'overfeat.runtime' has no attribute {name!r}")
+    return getattr(import_module(_NAMES[name], __name__), name)

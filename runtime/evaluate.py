@@ -16,7 +16,7 @@ All tasks of an image come from one pass of the pyramid (:meth:`Predictor.predic
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,13 +25,13 @@ from overfeat.errors import InputError
 from overfeat.progress import Progress
 
 from .boxes import iou
-from .predictor import _TASK_HEADS, METHODS, Predictor
+from .predictor import Predictor
 from .results import Result
+from .tasks import EVAL_DECODE, DecodeConfig, check_tasks
 
 if TYPE_CHECKING:
     from overfeat.datasets.coco import Dataset
 
-TASKS = ("classify", "localize", "detect")
 IOU_THRESHOLD = 0.5
 
 
@@ -204,22 +204,6 @@ def _single(labels: np.ndarray) -> bool:
     return len(labels) > 0 and bool(np.all(labels == labels[0]))
 
 
-def default_tasks(meta) -> tuple[str, ...]:
-    """Every task the model's heads allow."""
-    return tuple(t for t in TASKS if all(h in meta.heads for h in _TASK_HEADS[t]))
-
-
-def check_tasks(predictor: Predictor, tasks: Sequence[str] | None) -> tuple[str, ...]:
-    """``tasks`` validated against the model (default: all its heads allow)."""
-    tasks = default_tasks(predictor.meta) if tasks is None else tuple(tasks)
-    bad = [t for t in tasks if t not in TASKS]
-    if bad or not tasks:
-        raise InputError(f"unknown task {bad[0] if bad else tasks!r}: expected some of {list(TASKS)}")
-    for task in tasks:
-        predictor.check_task(task)
-    return tasks
-
-
 def class_map(meta, dataset_classes: Sequence[str]) -> np.ndarray:
     """Index of each dataset class among the model's classes; refuses classes the model lacks."""
     model_index = {name: i for i, name in enumerate(meta.classes)}
@@ -229,25 +213,17 @@ def class_map(meta, dataset_classes: Sequence[str]) -> np.ndarray:
     return np.asarray([model_index[name] for name in dataset_classes], dtype=np.int64)
 
 
-def evaluate(
-    predictor: Predictor,
-    dataset: Dataset,
-    tasks: Sequence[str] | None = None,
-    *,
-    score_threshold: float = 0.1,
-    method: str = "merge",
-    iou_threshold: float = 0.5,
-    progress: Progress | None = None,
-    source: str = "",
-) -> Evaluation:
-    """Run ``tasks`` (default: all the model's heads allow) on every image of ``dataset``;
-    ``method`` and ``iou_threshold`` decode detections (:meth:`Predictor.detect`), and the
-    predictor's merge configuration merges localization's boxes and, by ``"merge"``, detections."""
+def evaluate(predictor: Predictor, dataset: Dataset, tasks: Sequence[str] | None = None, config: DecodeConfig = EVAL_DECODE, *,
+             progress: Progress | None = None, source: str = "") -> Evaluation:
+    """Run ``tasks`` (default: all the model's heads allow) on every image of ``dataset``,
+    decoded as ``config`` says (default :data:`EVAL_DECODE`: candidates from probability 0.1,
+    so that the PR curve reaches further; top-5 always, for the top-5 error); the predictor's
+    merge configuration merges localization's boxes and, by ``"merge"``, detections."""
     meta = predictor.meta
-    if method not in METHODS:
-        raise InputError(f"detection method {method!r}: expected one of {list(METHODS)}")
+    config = replace(config, top_k=5)
+    method, iou_threshold = config.method, config.iou_threshold
     to_model = class_map(meta, dataset.classes)
-    tasks = check_tasks(predictor, tasks)
+    tasks = check_tasks(tasks, meta, predictor.backend.source)
     if not dataset.records:
         raise InputError("the dataset has no images")
     progress = progress or Progress(enabled=False)
@@ -258,7 +234,7 @@ def evaluate(
         wanted = scorer.wanted(labels)
         if not wanted:
             continue
-        results = predictor.predict(record.path, wanted, top_k=5, score_threshold=score_threshold, method=method, iou_threshold=iou_threshold)
+        results = predictor.predict(record.path, wanted, config)
         seconds += sum(results[wanted[0]].timings.get(k, 0.0) for k in ("preprocess", "inference"))
         seconds += sum(r.timings.get("decode", 0.0) + r.timings.get("merge", 0.0) for r in results.values())
         scorer.add(record.boxes, labels, results)

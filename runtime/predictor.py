@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from overfeat.errors import BackendError, InputError, ModelError, positive_int
+from overfeat.errors import BackendError, ModelError
 from overfeat.metadata import INPUT_NAME, ModelMeta
 
 from .backends import Backend, create_backend
@@ -43,9 +43,9 @@ from .kernels import resolve_kernel
 from .merge import MergeConfig, greedy_merge
 from .pyramid import PyramidSpec, Scale, pyramid_batches, pyramid_sizes
 from .results import BoxResult, ClassScore, Result
+from .tasks import DecodeConfig, check_tasks
 
 ImageInput = str | os.PathLike | np.ndarray
-METHODS = ("merge", "nms", "vote")  # detection decodings
 
 
 @dataclass(frozen=True)
@@ -144,75 +144,37 @@ class Predictor:
     # ---------------------------------------------------------------- tasks
 
     def classify(self, image: ImageInput, top_k: int = 5) -> Result:
-        return self.predict(image, ("classify",), top_k=top_k)["classify"]
+        return self.predict(image, ("classify",), DecodeConfig(top_k=top_k))["classify"]
 
     def localize(self, image: ImageInput, top_k: int = 5, max_boxes: int | None = None, min_score: float = 0.2) -> Result:
         """Ranked merged boxes (at most ``max_boxes``, default ``top_k``) with their classes.
 
         A location whose probability for a class is below ``min_score`` gives no box for it.
         """
-        return self.predict(image, ("localize",), top_k=top_k, max_boxes=max_boxes, min_score=min_score)["localize"]
+        return self.predict(image, ("localize",), DecodeConfig(top_k=top_k, max_boxes=max_boxes, min_score=min_score))["localize"]
 
     def detect(self, image: ImageInput, score_threshold: float = 0.5, method: str = "merge", iou_threshold: float = 0.5) -> Result:
         """Boxes of every class whose per-location probability reaches ``score_threshold``."""
-        return self.predict(image, ("detect",), score_threshold=score_threshold, method=method, iou_threshold=iou_threshold)["detect"]
+        config = DecodeConfig(score_threshold=score_threshold, method=method, iou_threshold=iou_threshold)
+        return self.predict(image, ("detect",), config)["detect"]
 
-    def predict(
-        self,
-        image: ImageInput,
-        tasks: tuple[str, ...] = ("classify",),
-        *,
-        top_k: int = 5,
-        max_boxes: int | None = None,
-        min_score: float = 0.2,
-        score_threshold: float = 0.5,
-        method: str = "merge",
-        iou_threshold: float = 0.5,
-    ) -> dict[str, Result]:
-        """Several tasks from one pass of the pyramid: ``{task: Result}``.
-
-        The arguments are those of :meth:`classify`, :meth:`localize` and :meth:`detect`; each
-        result's timings hold the shared preprocessing and inference plus its own decoding.
-        """
-        positive_int("top_k", top_k)
-        max_boxes = top_k if max_boxes is None else positive_int("max_boxes", max_boxes)
-        if method not in METHODS:
-            raise InputError(f"detection method {method!r}: expected one of {list(METHODS)}")
-        for name, value in (("min_score", min_score), ("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
-            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
-                raise InputError(f"{name} must be within 0..1, got {value!r}")
-        unknown = [t for t in tasks if t not in _TASK_HEADS]
-        if unknown or not tasks:
-            raise InputError(f"unknown task {unknown[0] if unknown else tasks!r}: expected some of {list(_TASK_HEADS)}")
-        for task in tasks:
-            self.check_task(task)
+    def predict(self, image: ImageInput, tasks: tuple[str, ...] = ("classify",), config: DecodeConfig | None = None) -> dict[str, Result]:
+        """Several tasks from one pass of the pyramid: ``{task: Result}``, decoded as ``config``
+        says (default :class:`DecodeConfig`); each result's timings hold the shared
+        preprocessing and inference plus its own decoding."""
+        config = config or DecodeConfig()
+        tasks = check_tasks(tasks, self.meta, self.backend.source)
         array, source = self.load(image)
         shared: dict[str, float] = {}
         maps = self.dense(array, shared)
-        return self.decode(maps, tasks, image_size=array.shape[:2], source=source, timings=shared,
-                           top_k=top_k, max_boxes=max_boxes, min_score=min_score, score_threshold=score_threshold,
-                           method=method, iou_threshold=iou_threshold)
+        return self.decode(maps, tasks, config, image_size=array.shape[:2], source=source, timings=shared)
 
-    def decode(
-        self,
-        maps: list[ScaleMaps],
-        tasks: tuple[str, ...],
-        *,
-        image_size: tuple[int, int],
-        source: str | None = None,
-        timings: dict[str, float] | None = None,
-        top_k: int = 5,
-        max_boxes: int | None = None,
-        min_score: float = 0.2,
-        score_threshold: float = 0.5,
-        method: str = "merge",
-        iou_threshold: float = 0.5,
-    ) -> dict[str, Result]:
-        """The task results from dense maps already computed by :meth:`dense` (arguments as
-        :meth:`predict`, which validates them)."""
-        if method not in METHODS:
-            raise InputError(f"detection method {method!r}: expected one of {list(METHODS)}")
-        max_boxes = top_k if max_boxes is None else max_boxes
+    def decode(self, maps: list[ScaleMaps], tasks: tuple[str, ...], config: DecodeConfig | None = None, *, image_size: tuple[int, int],
+               source: str | None = None, timings: dict[str, float] | None = None) -> dict[str, Result]:
+        """The task results from dense maps already computed by :meth:`dense`."""
+        config = config or DecodeConfig()
+        top_k, max_boxes, min_score = config.top_k, config.boxes_kept, config.min_score
+        score_threshold, method, iou_threshold = config.score_threshold, config.method, config.iou_threshold
         shared = timings or {}
         results = {}
         for task in tasks:
@@ -294,12 +256,7 @@ class Predictor:
 
     def check_task(self, task: str) -> None:
         """Raise a ModelError if the model lacks the heads ``task`` needs."""
-        heads = _TASK_HEADS[task]
-        missing = [h for h in heads if h not in self.meta.heads]
-        if missing:
-            raise ModelError(f"{task} needs the heads {list(heads)}; model {self.backend.source} has {list(self.meta.heads)}")
-
-_TASK_HEADS = {"classify": ("cls",), "localize": ("cls", "loc"), "detect": ("det", "loc")}
+        check_tasks((task,), self.meta, self.backend.source)
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:

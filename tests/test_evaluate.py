@@ -114,7 +114,7 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatc
     """A dataset of the small model's 5 classes: the figures exist and are fractions."""
     from overfeat.cli import main
     from overfeat.datasets.coco import read_coco
-    from overfeat.runtime import Predictor
+    from overfeat.runtime import DecodeConfig, Predictor
     from overfeat.runtime.evaluate import evaluate
 
     assert main(["datasets", "shapes", "--out", str(tmp_path), "--split", "test", "--count", "3", "--kind", "multi"]) == 0
@@ -130,8 +130,8 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatc
     # --method and the thresholds reach the decoding: every prediction the CLI makes asks for them
     asked = []
     predict = Predictor.predict
-    monkeypatch.setattr(Predictor, "predict", lambda self, *a, **kw: asked.append((kw["method"], kw["iou_threshold"], self.merge_config.threshold))
-                        or predict(self, *a, **kw))
+    monkeypatch.setattr(Predictor, "predict", lambda self, image, tasks, config: asked.append((config.method, config.iou_threshold, self.merge_config.threshold))
+                        or predict(self, image, tasks, config))
     out = tmp_path / "vote.json"
     assert main(["eval", "--model", str(small_onnx[0]), "--data", str(tmp_path / "five.json"), "--pyramid", "2", "--task", "detect",
                  "--method", "vote", "--iou-threshold", "0.3", "--json", str(out), "--quiet"]) == 0
@@ -144,7 +144,7 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatc
     assert asked == [("nms", 0.5, 0.3)] * 3
     monkeypatch.undo()
     with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
-        voted = evaluate(predictor, read_coco(tmp_path / "five.json"), ["detect"], method="vote", iou_threshold=0.3)
+        voted = evaluate(predictor, read_coco(tmp_path / "five.json"), ["detect"], DecodeConfig(score_threshold=0.1, method="vote", iou_threshold=0.3))
     assert report["method"] == "vote" and report["mean_ap"] == voted.mean_ap and report["ap"] == voted.ap
     assert (report["iou_threshold"], report["merge_threshold"], report["merge_kernel"]) == (0.3, None, None), "the merge did not run"
     assert "detections by vote (IoU 0.3)" in voted.table()
@@ -155,7 +155,7 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatc
     with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
         assert evaluate(predictor, read_coco(tmp_path / "five.json"), ["classify"]).method is None, "nothing was detected"
         with pytest.raises(InputError, match="detection method 'soft'"):
-            evaluate(predictor, read_coco(tmp_path / "five.json"), method="soft")
+            evaluate(predictor, read_coco(tmp_path / "five.json"), config=DecodeConfig(method="soft"))
 
 
 def test_train_cli_refuses_bad_arguments(tmp_path, capsys):
