@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from overfeat.cli import main as cli  # noqa: E402
-from overfeat.datasets.coco import read_coco  # noqa: E402
+from overfeat.datasets.coco import read_coco, write_shapes  # noqa: E402
+from overfeat.export import ExportSettings, export_checkpoint  # noqa: E402
 from overfeat.fileio import write_json  # noqa: E402
 from overfeat.progress import Progress  # noqa: E402
 from overfeat.runtime import Predictor  # noqa: E402
@@ -34,12 +34,10 @@ def pct(v) -> str:
 
 
 def run(images: int, seed: int, work: Path) -> list[dict]:
-    for extra, name in (([], "fine.onnx"), (["--coarse"], "coarse.onnx")):
-        if cli(["export", "--checkpoint", str(CHECKPOINT), "--output", str(work / name), "--quiet", *extra]) != 0:
-            raise SystemExit("export failed")
+    for coarse, name in ((False, "fine.onnx"), (True, "coarse.onnx")):
+        export_checkpoint(CHECKPOINT, work / name, ExportSettings(coarse=coarse))
     for kind in ("single", "multi"):
-        if cli(["datasets", "shapes", "--out", str(work / kind), "--split", "test", "--count", str(images), "--seed", str(seed), "--kind", kind]) != 0:
-            raise SystemExit("dataset generation failed")
+        write_shapes(work / kind, "test", images, seed, kind, Progress())
     single, multi = read_coco(work / "single" / "test.json"), read_coco(work / "multi" / "test.json")
     rows = []
     for stride in ("coarse", "fine"):

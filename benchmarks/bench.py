@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from overfeat.cli import main as cli  # noqa: E402
+from overfeat.export import export_checkpoint  # noqa: E402
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
 
@@ -71,7 +72,7 @@ def main() -> None:
             checkpoint = work / "accurate-loc.safetensors"
             _full_checkpoint("accurate", checkpoint, ("cls", "loc"))
             model = work / "accurate-loc.onnx"
-            _run(["export", "--checkpoint", str(checkpoint), "--output", str(model), "--check-sizes", "", "--quiet"])
+            export_checkpoint(checkpoint, model, check_sizes=())
             _run(["bench", "--model", str(model), "--random", "2", "--merge-kernel", kernels or "compiled,numpy", "--min-score", "0",
                   "--repeat", str(args.repeat), "--json", args.json, "--plot", args.plot])
             return
@@ -79,14 +80,14 @@ def main() -> None:
             checkpoint = work / f"{args.arch}.safetensors"
             _full_checkpoint(args.arch, checkpoint)
             models = [work / f"{args.arch}.onnx", work / f"{args.arch}.int8.onnx"]
-            _run(["export", "--checkpoint", str(checkpoint), "--output", str(models[0]), "--check-sizes", "", "--quiet"])
+            export_checkpoint(checkpoint, models[0], check_sizes=())
             _run(["calibrate", "--model", str(models[0]), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
                   "--no-check", "--no-cache", "--output", str(models[1]), "--quiet"])
             images = ["--random", "4"]
         else:
             checkpoint = CHECKPOINT
             models = [work / "shapes.onnx", work / "shapes.int8.onnx", work / "shapes.fp16.onnx"]
-            _run(["export", "--checkpoint", str(checkpoint), "--output", str(models[0]), "--check-sizes", "", "--quiet"])
+            export_checkpoint(checkpoint, models[0], check_sizes=())
             _run(["calibrate", "--model", str(models[0]), "--images", "shapes:val:64", "--method", "minmax", "--no-check", "--no-cache",
                   "--output", str(models[1]), "--quiet"])
             _run(["convert", "--precision", "fp16", "--model", str(models[0]), "--output", str(models[2]), "--no-check", "--quiet"])

@@ -36,8 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from overfeat.cli import main as cli  # noqa: E402
 from overfeat.datasets.shapes import generate  # noqa: E402
+from overfeat.export import export_checkpoint  # noqa: E402
 from overfeat.runtime import Predictor  # noqa: E402
 from overfeat.runtime.boxes import iou  # noqa: E402
 from overfeat.runtime.evaluate import Detections, average_precision  # noqa: E402
@@ -149,8 +149,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(Path(tmp) / "model.onnx")
-        if not args.model and cli(["export", "--checkpoint", str(CHECKPOINT), "--output", model, "--quiet"]) != 0:
-            raise SystemExit("export failed")
+        if not args.model:
+            export_checkpoint(CHECKPOINT, model)
         with Predictor.from_path(model, pyramid="paper", flip=True) as p:
             rows, answer = raw_boxes(p, args.images, args.seed)
             kinds, objects, bounds = best_detections(p, args.images, args.seed, args.top, args.score_threshold)

@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from overfeat.cli import main as cli  # noqa: E402
 from overfeat.datasets.shapes import generate  # noqa: E402
+from overfeat.export import export_checkpoint  # noqa: E402
 from overfeat.runtime import MergeConfig, Predictor, Result  # noqa: E402
 from overfeat.runtime.boxes import nms_clusters  # noqa: E402
 from overfeat.runtime.evaluate import Detections, average_precision  # noqa: E402
@@ -98,8 +98,8 @@ def main() -> int:
     candidates, truths, rows = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(Path(tmp) / "model.onnx")
-        if not args.model and cli(["export", "--checkpoint", str(CHECKPOINT), "--output", model, "--quiet"]) != 0:
-            raise SystemExit("export failed")
+        if not args.model:
+            export_checkpoint(CHECKPOINT, model)
         with Predictor.from_path(model, pyramid="paper", flip=True) as p:
             classes = len(p.meta.classes)
             for i in range(args.images):

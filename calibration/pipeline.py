@@ -118,6 +118,21 @@ class Report:
         return "\n".join(lines)
 
 
+def _stem(path: str) -> str:
+    return path[:-5] if path.endswith(".onnx") else path
+
+
+def default_cache(output: str) -> str:
+    """Where calibrate keeps the activation ranges of ``output`` unless told: ``<output>.calib.json``."""
+    return _stem(output) + ".calib.json"
+
+
+def default_report(model: str, output: str | None, precision: str) -> str:
+    """Where calibrate and convert write their report unless told: ``<output>.check.json``, or,
+    when no model is written (bf16), ``<model>.<precision>.check.json``."""
+    return _stem(output) + ".check.json" if output else _stem(model) + f".{precision}.check.json"
+
+
 def _fp32_meta(model: str) -> ModelMeta:
     from overfeat.calibration.inspect import inspect_onnx
 

@@ -64,3 +64,18 @@ class Result:
             "boxes": [b.to_dict() for b in self.boxes],
             "timings": dict(self.timings),
         }
+
+    def table(self, max_boxes: int = 20) -> str:
+        """The result as ``overfeat infer`` prints it: the image, then the ranked classes or the
+        first ``max_boxes`` boxes."""
+        lines = [f"{self.image}  ({self.size[1]}x{self.size[0]}, {len(self.scales)} scales{', flip' if self.flip else ''})"]
+        if self.task == "classify":
+            lines += [f"  {rank}. {c.name:<20} {c.score:8.4f}" for rank, c in enumerate(self.classes, 1)]
+        elif not self.boxes:
+            lines.append("  no boxes")
+        for b in self.boxes[:max_boxes]:
+            box = ", ".join(f"{v:7.1f}" for v in b.box)
+            lines.append(f"  {b.name:<20} {b.score:9.3f}  [{box}]  {b.members:>4} merged")
+        if len(self.boxes) > max_boxes:
+            lines.append(f"  ... {len(self.boxes) - max_boxes} more boxes (all in --json)")
+        return "\n".join(lines)

@@ -82,7 +82,7 @@ def test_infer_merge_kernels_give_the_same_boxes(small_onnx, images, tmp_path):
 
 
 def test_cli_kernel_names_are_the_runtime_ones():
-    from overfeat.cli import MERGE_KERNELS
+    from overfeat.cli.args import MERGE_KERNELS
     from overfeat.runtime.kernels import KERNELS
 
     assert MERGE_KERNELS == KERNELS

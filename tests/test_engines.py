@@ -251,7 +251,7 @@ def test_output_must_be_a_directory(small_onnx, tmp_path):
 )
 def test_rebuild_command_reproduces_the_options(small_onnx, tmp_path, flags):
     """The command a refused manifest prints parses back into the options it was built with."""
-    from overfeat.cli import _build_options
+    from overfeat.cli.build import build_options as _build_options
 
     path, _ = small_onnx
     args = build_parser().parse_args(["build", "--model", str(path), "--output", str(tmp_path / "e"), *flags])
