@@ -45,14 +45,12 @@ def _run(args: list[str]) -> None:
 
 
 def speed(repeat: int, work: Path) -> dict:
-    import onnxruntime as ort
+    from overfeat.runtime.backends.onnxruntime import session as ort_session
 
     fp32, int8 = work / "accurate.onnx", work / "accurate.int8.onnx"
     _run(["export", "--arch", "accurate", "--random-init", "--output", str(fp32), "--check-sizes", ""])
     _run(["calibrate", "--model", str(fp32), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax", "--no-check", "--no-cache", "--output", str(int8)])
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]) for name, path in (("fp32", fp32), ("int8", int8))}
+    sessions = {name: ort_session(path) for name, path in (("fp32", fp32), ("int8", int8))}
     rng = np.random.default_rng(0)
     feeds = [{"image": rng.normal(0, 1, (2, 3, h, w)).astype(np.float32)} for h, w in PAPER]
     times = {name: [[] for _ in PAPER] for name in sessions}

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from overfeat.progress import Progress
+from overfeat.runtime.backends.onnxruntime import session as _session
 
 from .int8 import conv_nodes, quantize_int8
 from .ranges import Ranges
@@ -42,14 +43,6 @@ def output_error(session_a, session_b, feeds: Sequence[dict[str, np.ndarray]]) -
             x, y = x.astype(np.float64), y.astype(np.float64)
             errors.append(float(np.linalg.norm(y - x) / max(np.linalg.norm(x), 1e-12)))
     return float(np.mean(errors))
-
-
-def _session(path: str | os.PathLike[str]):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), options, providers=["CPUExecutionProvider"])
 
 
 def rank_layers(

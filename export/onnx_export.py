@@ -207,11 +207,9 @@ def _name_map_axes(model) -> None:
 
 
 def _parity(model: OverFeat, path: Path, sizes: Sequence[Size], batch: int, seed: int, progress: Progress) -> list[ParityRow]:
-    import onnxruntime as ort
+    from overfeat.runtime.backends.onnxruntime import session as ort_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort_session(path)
     names = [o.name for o in session.get_outputs()]
     rng = np.random.default_rng(seed)
     rows: list[ParityRow] = []

@@ -7,6 +7,7 @@ The CPU provider is the default. With onnxruntime-gpu installed, pass
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,26 +18,42 @@ from overfeat.metadata import INPUT_NAME, ModelMeta
 from . import feed_image
 
 
+def session(model: str | os.PathLike[str] | bytes, *, providers: Sequence[str] | None = None, threads: int | None = None):
+    """An ``onnxruntime.InferenceSession`` of ``model`` (a path, or the serialized model as bytes),
+    the one way the toolkit opens ONNX Runtime: warnings silenced (log severity 3, errors only).
+
+    Args:
+        providers: execution providers in order of preference (default: the CPU provider alone).
+        threads: intra-op threads (default: ONNX Runtime's own choice, every core).
+
+    Raises :class:`BackendError` for a provider this onnxruntime lacks, :class:`ModelError` for a
+    model ONNX Runtime refuses (not ONNX, truncated, an operator it does not know).
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    providers = list(providers) if providers else ["CPUExecutionProvider"]
+    missing = [p for p in providers if p not in available]
+    if missing:
+        raise BackendError(f"execution provider {missing[0]} is not available in this onnxruntime; available: {', '.join(available)}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, options, providers=providers)
+    except Exception as exc:
+        name = f"(in memory, {len(model)} bytes)" if isinstance(model, bytes) else str(model)
+        raise ModelError(f"model {name} could not be loaded by ONNX Runtime ({str(exc).splitlines()[0][:200]})") from None
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, path: str, providers: Sequence[str] | None = None, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         self.source = path
-        available = ort.get_available_providers()
-        providers = list(providers) if providers else ["CPUExecutionProvider"]
-        missing = [p for p in providers if p not in available]
-        if missing:
-            raise BackendError(f"execution provider {missing[0]} is not available in this onnxruntime; available: {', '.join(available)}")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(path, options, providers=providers)
-        except Exception as exc:
-            raise ModelError(f"model {path} could not be loaded by ONNX Runtime ({str(exc).splitlines()[0][:200]})") from None
+        self.session = session(path, providers=providers, threads=threads)
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta = ModelMeta.from_props(props, source=path)
         check_io(self.meta, path, [(i.name, i.shape) for i in self.session.get_inputs()], [(o.name, o.shape) for o in self.session.get_outputs()])

@@ -1,0 +1,68 @@
+"""The runtime's shared helpers for opening models: the ONNX Runtime session factory every caller
+uses."""
+
+from importlib.util import find_spec
+
+import numpy as np
+import pytest
+
+from overfeat.errors import BackendError, ModelError
+
+needs_ort = pytest.mark.skipif(find_spec("onnxruntime") is None or find_spec("onnx") is None, reason="onnxruntime and onnx not installed")
+
+
+def _tiny_model() -> bytes:
+    """y = x + 1 on a float32 [2, 3], serialized."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    one = onnx.numpy_helper.from_array(np.ones((2, 3), np.float32), "one")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [one])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
+
+
+@needs_ort
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_session_opens_a_path_or_bytes_on_the_cpu(tmp_path, as_bytes):
+    from overfeat.runtime.backends.onnxruntime import session
+
+    data = _tiny_model()
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(data)
+    s = session(data if as_bytes else path)
+    x = np.random.default_rng(1).standard_normal((2, 3), dtype=np.float32)
+    np.testing.assert_array_equal(s.run(None, {"x": x})[0], x + 1)
+    assert s.get_providers() == ["CPUExecutionProvider"]
+    assert s.get_session_options().log_severity_level == 3
+
+
+@needs_ort
+@pytest.mark.parametrize("threads", [None, 1, 2])
+def test_session_threads(tmp_path, threads):
+    from overfeat.runtime.backends.onnxruntime import session
+
+    options = session(_tiny_model(), threads=threads).get_session_options()
+    assert options.intra_op_num_threads == (threads or 0)  # 0: ONNX Runtime's own choice
+
+
+@needs_ort
+def test_session_refuses_a_file_that_is_not_onnx(tmp_path):
+    from overfeat.runtime.backends.onnxruntime import session
+
+    path = tmp_path / "notes.onnx"
+    path.write_text("not a model")
+    with pytest.raises(ModelError, match=rf"model {path} could not be loaded by ONNX Runtime \(.+\)"):
+        session(path)
+    with pytest.raises(ModelError, match=r"model \(in memory, 5 bytes\) could not be loaded by ONNX Runtime"):
+        session(b"junk!")
+
+
+@needs_ort
+def test_session_refuses_a_missing_provider():
+    from overfeat.runtime.backends.onnxruntime import session
+
+    with pytest.raises(BackendError, match="execution provider NoSuchExecutionProvider is not available in this onnxruntime; available: .*CPU"):
+        session(_tiny_model(), providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
+
