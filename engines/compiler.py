@@ -30,11 +30,13 @@ from .plan import BuildPlan, EngineSpec
 
 
 def tensorrt_missing() -> str | None:
-    """Why TensorRT cannot build here, or None."""
-    from importlib.util import find_spec
+    """Why TensorRT cannot build here (the runtime's :func:`~overfeat.runtime.backends.tensorrt_missing`,
+    with what to do), or None."""
+    from overfeat.runtime.backends import tensorrt_missing as missing
 
-    if find_spec("tensorrt") is None:
-        return "TensorRT is not installed here: pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU ('overfeat build --dry-run' shows the plan without it)"
+    reason = missing()
+    if reason:
+        return f"{reason}: pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU ('overfeat build --dry-run' shows the plan without it)"
     return None
 
 

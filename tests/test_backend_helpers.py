@@ -1,5 +1,5 @@
 """The runtime's shared helpers for opening models: the ONNX Runtime session factory every caller
-uses."""
+uses, and why TensorRT cannot run here."""
 
 from importlib.util import find_spec
 
@@ -65,4 +65,27 @@ def test_session_refuses_a_missing_provider():
 
     with pytest.raises(BackendError, match="execution provider NoSuchExecutionProvider is not available in this onnxruntime; available: .*CPU"):
         session(_tiny_model(), providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize(("installed", "reason"), [
+    ({"tensorrt", "cuda", "cuda.bindings"}, None),
+    ({"tensorrt", "cuda", "cuda.cudart"}, None),  # cuda-python before 12.6.1
+    (set(), "TensorRT is not installed here"),
+    ({"cuda", "cuda.bindings"}, "TensorRT is not installed here"),
+    ({"tensorrt"}, "cuda-python is not installed here"),
+    ({"tensorrt", "cuda"}, "cuda-python is not installed here"),  # another package's cuda.*
+])
+def test_tensorrt_missing_names_the_library(monkeypatch, installed, reason):
+    import overfeat.runtime.backends as backends
+    from overfeat.engines.compiler import tensorrt_missing as build_reason
+    from overfeat.runtime.backends.tensorrt import unavailable
+
+    monkeypatch.setattr(backends, "find_spec", lambda name: object() if name in installed else None)
+    assert backends.tensorrt_missing() == reason
+    assert backends.REGISTRY["tensorrt"].is_available() == (reason is None)
+    if reason is None:
+        assert build_reason() is None
+    else:
+        assert build_reason() == f"{reason}: pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU ('overfeat build --dry-run' shows the plan without it)"
+        assert unavailable() == "TensorRT and cuda-python are not installed here (pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU)"
 

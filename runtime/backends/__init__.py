@@ -56,10 +56,18 @@ def _onnxruntime_available() -> bool:
     return find_spec("onnxruntime") is not None
 
 
+def tensorrt_missing() -> str | None:
+    """Why TensorRT with cuda-python cannot be used here (a library not installed), or None.
+    Whether a GPU is visible is :func:`overfeat.runtime.backends.tensorrt.unavailable`'s question."""
+    if find_spec("tensorrt") is None:
+        return "TensorRT is not installed here"
+    if find_spec("cuda") is None or (find_spec("cuda.bindings") is None and find_spec("cuda.cudart") is None):
+        return "cuda-python is not installed here"  # cuda.bindings (12.6.1 on) or cuda.cudart; not another cuda.* package
+    return None
+
+
 def _tensorrt_available() -> bool:
-    if find_spec("tensorrt") is None or find_spec("cuda") is None:
-        return False
-    return find_spec("cuda.bindings") is not None or find_spec("cuda.cudart") is not None  # cuda-python, not another cuda.* package
+    return tensorrt_missing() is None
 
 
 def _make_onnxruntime(path: str, **options) -> Backend:

@@ -25,9 +25,9 @@ from . import feed_image
 
 def unavailable() -> str | None:
     """Why TensorRT engines cannot run here (library or GPU missing), or None when they can."""
-    from . import REGISTRY
+    from . import tensorrt_missing
 
-    if not REGISTRY["tensorrt"].is_available():
+    if tensorrt_missing():
         return "TensorRT and cuda-python are not installed here (pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU)"
     err, count = cudart().cudaGetDeviceCount()
     if int(err) != 0 or count < 1:
