@@ -211,7 +211,10 @@ def describe(spec: str) -> Model:
         raise InputError(f"model {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone")
     if not p.is_file():
         raise InputError(f"model {path} does not exist or is not a file")
-    if p.suffix == ".onnx":
+    from overfeat.runtime.backends import model_kind
+
+    kind = model_kind(path)
+    if kind == "onnx":
         from overfeat.calibration.inspect import inspect_onnx
 
         meta = inspect_onnx(p).meta
@@ -224,18 +227,16 @@ def describe(spec: str) -> Model:
             raise InputError(f"model {spec}: bf16 execution is for fp32 files; {path} is {meta.precision}")
         ran = "int8" if meta.precision == "int8" else precision
         return Model(str(spec), "openvino", ran, meta, skip=unavailable(), options={"precision": precision})
-    if p.suffix == ".json":
+    if kind == "manifest":
         from overfeat.runtime.backends.tensorrt import unavailable
         from overfeat.runtime.manifest import Manifest
 
         manifest = Manifest.load(p)
         return Model(str(path), "tensorrt", manifest.precision, manifest.meta, skip=unavailable())
-    if p.suffix in (".safetensors", ".pt", ".pth"):
-        from overfeat.runtime.backends import create_backend
+    from overfeat.runtime.backends import create_backend  # a checkpoint
 
-        backend = create_backend(p, "torch")
-        return Model(str(path), "torch", "fp32", backend.meta, backend=backend)
-    raise InputError(f"model {path}: expected an ONNX file (.onnx), a PyTorch checkpoint (.safetensors) or an engine manifest (manifest.json)")
+    backend = create_backend(p, "torch")
+    return Model(str(path), "torch", "fp32", backend.meta, backend=backend)
 
 
 def _check_same_model(reference: Model, candidate: Model) -> None:

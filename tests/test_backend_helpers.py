@@ -1,5 +1,5 @@
 """The runtime's shared helpers for opening models: the ONNX Runtime session factory every caller
-uses, and why TensorRT cannot run here."""
+uses, the model kind read from a path, and why TensorRT cannot run here."""
 
 from importlib.util import find_spec
 
@@ -8,7 +8,8 @@ import pytest
 
 from overfeat.errors import BackendError, ModelError
 
-needs_ort = pytest.mark.skipif(find_spec("onnxruntime") is None or find_spec("onnx") is None, reason="onnxruntime and onnx not installed")
+needs_ort = pytest.mark.skipif(find_spec("onnxruntime") is None or find_spec("onnx") is None,
+                               reason="onnxruntime and onnx not installed")
 
 
 def _tiny_model() -> bytes:
@@ -63,7 +64,8 @@ def test_session_refuses_a_file_that_is_not_onnx(tmp_path):
 def test_session_refuses_a_missing_provider():
     from overfeat.runtime.backends.onnxruntime import session
 
-    with pytest.raises(BackendError, match="execution provider NoSuchExecutionProvider is not available in this onnxruntime; available: .*CPU"):
+    message = "execution provider NoSuchExecutionProvider is not available in this onnxruntime; available: .*CPU"
+    with pytest.raises(BackendError, match=message):
         session(_tiny_model(), providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
 
 
@@ -86,6 +88,47 @@ def test_tensorrt_missing_names_the_library(monkeypatch, installed, reason):
     if reason is None:
         assert build_reason() is None
     else:
-        assert build_reason() == f"{reason}: pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU ('overfeat build --dry-run' shows the plan without it)"
-        assert unavailable() == "TensorRT and cuda-python are not installed here (pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU)"
+        gpu = "pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU"
+        assert build_reason() == f"{reason}: {gpu} ('overfeat build --dry-run' shows the plan without it)"
+        assert unavailable() == f"TensorRT and cuda-python are not installed here ({gpu})"
 
+
+@pytest.mark.parametrize(("path", "kind", "backend"), [
+    ("model.onnx", "onnx", "onnxruntime"),
+    ("dir/model.int8.onnx", "onnx", "onnxruntime"),
+    ("engines/manifest.json", "manifest", "tensorrt"),
+    ("shapes-accurate-w12.safetensors", "checkpoint", "torch"),
+])
+def test_model_kind_from_the_suffix(path, kind, backend):
+    from pathlib import Path
+
+    from overfeat.runtime.backends import default_backend, model_kind
+
+    assert model_kind(path) == model_kind(Path(path)) == kind
+    assert default_backend(path) == backend
+
+
+@pytest.mark.parametrize("path", ["model.pt", "model.pth", "model.bin", "model", "model.onnx.tmp", "model.ONNX"])
+def test_model_kind_refuses_other_files_naming_what_is_accepted(path):
+    from overfeat.errors import InputError
+    from overfeat.runtime.backends import create_backend, default_backend, model_kind
+
+    message = (rf"model {path}: expected an ONNX file \(\.onnx\), a PyTorch checkpoint \(\.safetensors\) "
+               r"or an engine manifest \(manifest\.json\)")
+    for detect in (model_kind, default_backend, create_backend):
+        with pytest.raises(InputError, match=message):
+            detect(path)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth"])
+def test_validate_and_bench_take_the_kinds_the_backends_run(tmp_path, suffix):
+    """A .pt state dict is for 'overfeat export'; the torch backend runs only .safetensors."""
+    from overfeat.bench.suite import candidates_from
+    from overfeat.engines.validate import describe
+    from overfeat.errors import InputError
+
+    path = tmp_path / f"weights{suffix}"
+    path.write_bytes(b"state dict")
+    for refuse in (describe, lambda p: candidates_from([p], None)):
+        with pytest.raises(InputError, match=rf"weights\{suffix}: expected an ONNX file \(\.onnx\), a PyTorch checkpoint"):
+            refuse(str(path))

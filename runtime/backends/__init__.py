@@ -120,11 +120,25 @@ def available_backends() -> list[str]:
     return [name for name, entry in registry().items() if entry.is_available()]
 
 
+MODEL_KINDS = {".onnx": "onnx", ".json": "manifest", ".safetensors": "checkpoint"}  # file suffix → kind
+KIND_BACKENDS = {"onnx": "onnxruntime", "manifest": "tensorrt", "checkpoint": "torch"}  # kind → its default backend
+
+
+def model_kind(path: str | Path) -> str:
+    """What a model file is, from its suffix: ``onnx`` (``.onnx``), ``manifest`` (``.json``, the
+    engines of ``overfeat build``) or ``checkpoint`` (``.safetensors`` from ``overfeat train``,
+    which the torch backend runs). Raises :class:`InputError` for any other suffix."""
+    kind = MODEL_KINDS.get(Path(path).suffix)
+    if kind is None:
+        raise InputError(f"model {path}: expected an ONNX file (.onnx), a PyTorch checkpoint (.safetensors) "
+                         "or an engine manifest (manifest.json)")
+    return kind
+
+
 def default_backend(path: str | Path) -> str:
-    """``tensorrt`` for a manifest (``.json``), ``torch`` for a ``.safetensors`` checkpoint,
-    ``onnxruntime`` for an ONNX file."""
-    text = str(path)
-    return "tensorrt" if text.endswith(".json") else "torch" if text.endswith(".safetensors") else "onnxruntime"
+    """``onnxruntime`` for an ONNX file, ``tensorrt`` for a manifest (``.json``), ``torch`` for a
+    ``.safetensors`` checkpoint; an :class:`InputError` for anything else (:func:`model_kind`)."""
+    return KIND_BACKENDS[model_kind(path)]
 
 
 def create_backend(path: str | Path, backend: str | None = None, **options) -> Backend:
