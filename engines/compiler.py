@@ -28,6 +28,8 @@ from overfeat.errors import BackendError, BuildError, InputError
 
 from .plan import BuildPlan, EngineSpec
 
+DRY_RUN = "('overfeat build --dry-run' shows the plan without it)"
+
 
 def tensorrt_missing() -> str | None:
     """Why TensorRT cannot build here (the runtime's :func:`~overfeat.runtime.backends.tensorrt_missing`,
@@ -36,7 +38,7 @@ def tensorrt_missing() -> str | None:
 
     reason = missing()
     if reason:
-        return f"{reason}: pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU ('overfeat build --dry-run' shows the plan without it)"
+        return f"{reason}: pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU {DRY_RUN}"
     return None
 
 

@@ -35,7 +35,8 @@ def session(model: str | os.PathLike[str] | bytes, *, providers: Sequence[str] |
     providers = list(providers) if providers else ["CPUExecutionProvider"]
     missing = [p for p in providers if p not in available]
     if missing:
-        raise BackendError(f"execution provider {missing[0]} is not available in this onnxruntime; available: {', '.join(available)}")
+        raise BackendError(f"execution provider {missing[0]} is not available in this onnxruntime; "
+                           f"available: {', '.join(available)}")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
