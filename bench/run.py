@@ -51,9 +51,9 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if self.repeat < 1 or self.warmup < 0:
-            raise InputError(f"--repeat {self.repeat} / warm-up {self.warmup}: expected at least 1 counted round and no negative warm-up")
+            raise InputError(f"`repeat` {self.repeat} / `warmup` {self.warmup}: expected at least 1 counted round and no negative warm-up")
         if not 0 <= self.min_score <= 1:
-            raise InputError(f"--min-score {self.min_score}: expected a probability within 0..1")
+            raise InputError(f"`min_score` {self.min_score}: expected a probability within 0..1")
 
 
 def peak_rss() -> int:

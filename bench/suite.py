@@ -32,9 +32,9 @@ class Inputs:
 
     def __post_init__(self) -> None:
         if (self.images is None) == (self.random is None):
-            raise InputError("give the images: --images DATA or --random N (one of them)")
+            raise InputError("give the images: `images` DATA or `random` N (one of them)")
         if self.max_images < 1 or (self.random is not None and self.random < 1):
-            raise InputError("--max-images and --random take a positive number")
+            raise InputError("`max_images` and `random` take a positive number")
 
 
 def candidates_from(models: list[str], torch: str | None, merge_kernels: tuple[str, ...] = ("auto",)) -> list[Candidate]:
@@ -47,9 +47,9 @@ def candidates_from(models: list[str], torch: str | None, merge_kernels: tuple[s
     for spec in models:
         path, at, runner = spec.partition("@")
         if at and (not path.endswith(".onnx") or runner not in ("openvino", "openvino:fp32", "openvino:bf16")):
-            raise InputError(f"--model {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone")
+            raise InputError(f"`models` {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone")
         if not Path(path).is_file():
-            raise InputError(f"--model {path} does not exist or is not a file")
+            raise InputError(f"`models` {path} does not exist or is not a file")
         backend = "openvino" if at else default_backend(path)
         precision = runner.partition(":")[2] or None
         label = f"{backend}:{Path(path).name}" + (f" {precision}" if precision else "")
@@ -57,10 +57,10 @@ def candidates_from(models: list[str], torch: str | None, merge_kernels: tuple[s
             out.append(Candidate(path, backend, f"{label} {kernel}" if len(merge_kernels) > 1 else label, kernel, precision))
     if torch:
         if not Path(torch).is_file():
-            raise InputError(f"--torch {torch} does not exist or is not a file")
+            raise InputError(f"`torch` {torch} does not exist or is not a file")
         out.append(Candidate(torch, "torch", f"torch:{Path(torch).name}", merge_kernels[0]))
     if not out:
-        raise InputError("give at least one --model")
+        raise InputError("give at least one model (`models`)")
     return out
 
 
@@ -74,7 +74,7 @@ def _image_files(inputs: Inputs, meta, seed: int, work: Path) -> list[str]:
 
         files = sorted(str(p) for p in Path(inputs.images).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise InputError(f"--images {inputs.images}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+            raise InputError(f"`images` {inputs.images}: no image files ({', '.join(IMAGE_SUFFIXES)})")
         rng = np.random.default_rng(seed)
         return [files[i] for i in sorted(rng.permutation(len(files))[: inputs.max_images])]
     if inputs.random is not None:
@@ -122,7 +122,7 @@ def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: 
     candidates = candidates_from(models, torch, merge_kernels)
     first = next((c for c in candidates if c.backend == "onnxruntime"), None)
     if windows and first is None:
-        raise InputError("--windows runs the per-window comparison in ONNX Runtime: give an ONNX --model")
+        raise InputError("`windows` runs the per-window comparison in ONNX Runtime: give an ONNX model among `models`")
     from overfeat.engines.validate import describe
 
     probe = describe(candidates[0].path)  # the metadata without loading an ONNX model's weights into a session

@@ -34,7 +34,7 @@ def check_exclude(model, exclude: Sequence[str]) -> tuple[str, ...]:
     names = conv_nodes(model)
     unknown = [e for e in exclude if e not in names]
     if unknown:
-        raise InputError(f"--exclude {unknown[0]!r} is not a Conv node of the model; its Conv nodes are: {', '.join(names)}")
+        raise InputError(f"`exclude` {unknown[0]!r} is not a Conv node of the model; its Conv nodes are: {', '.join(names)}")
     return tuple(dict.fromkeys(exclude))
 
 

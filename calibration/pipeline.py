@@ -44,9 +44,9 @@ class CheckConfig:
 
     def __post_init__(self) -> None:
         if self.backend not in ("onnxruntime", "openvino"):
-            raise InputError(f"--check-backend {self.backend}: expected onnxruntime or openvino")
+            raise InputError(f"`CheckConfig.backend` {self.backend}: expected onnxruntime or openvino")
         if self.count < MIN_CHECK_IMAGES:
-            raise InputError(f"--check-images {self.count}: the accuracy check needs at least {MIN_CHECK_IMAGES} held-out images")
+            raise InputError(f"`CheckConfig.count` {self.count}: the accuracy check needs at least {MIN_CHECK_IMAGES} held-out images")
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ class CalibrateConfig:
 
     def __post_init__(self) -> None:
         if self.max_images < MIN_IMAGES:
-            raise InputError(f"--max-images {self.max_images}: calibration needs at least {MIN_IMAGES} images")
+            raise InputError(f"`max_images` {self.max_images}: calibration needs at least {MIN_IMAGES} images")
         if self.auto_exclude and self.check is None:
-            raise InputError("--auto-exclude needs the accuracy check; leave out --no-check")
+            raise InputError("`auto_exclude` needs the accuracy check: leave out `check=None`")
 
 
 @dataclass
@@ -144,9 +144,9 @@ def _fp32_meta(model: str) -> ModelMeta:
 
 def _outputs(model: str, output: str, *others: tuple[str | None, str]) -> None:
     """Refuse unwritable outputs before any work, and an output that would replace the model."""
-    check_output_path(output, "--output")
+    check_output_path(output, "`output`")
     if Path(output).resolve() == Path(model).resolve():
-        raise InputError(f"--output {output} is the model itself; write the converted model to another file")
+        raise InputError(f"`output` {output} is the model itself; write the converted model to another file")
     for path, what in others:
         if path:
             check_output_path(path, what)
@@ -155,7 +155,7 @@ def _outputs(model: str, output: str, *others: tuple[str | None, str]) -> None:
 def _gate_applies(meta: ModelMeta, check: ImageSet | None) -> None:
     """Refuse a check that could never pass: no cls head to agree on and no labels to score."""
     if check is not None and "cls" not in meta.heads and not (check.classes and "det" in meta.heads):
-        raise InputError(f"the model's heads {list(meta.heads)} have no classification to compare, and the check images {check.spec} have no labels: give labelled --check data (a COCO JSON)")
+        raise InputError(f"the model's heads {list(meta.heads)} have no classification to compare, and the check images {check.spec} have no labels: give labelled `CheckConfig.images` data (a COCO JSON)")
 
 
 def _same_set(a: str, b: str) -> bool:
@@ -166,7 +166,7 @@ def _same_set(a: str, b: str) -> bool:
 
 def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progress | None = None, report_path: str | None = None) -> Report:
     progress = progress or Progress(enabled=False)
-    _outputs(model, output, (config.cache, "--cache"), (report_path, "--report"))
+    _outputs(model, output, (config.cache, "`cache`"), (report_path, "`report_path`"))
     meta = _fp32_meta(model)
     images = open_images(config.images, config.seed)
     if len(images.items) < MIN_IMAGES:
@@ -174,7 +174,7 @@ def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progre
     if config.check is not None:
         if config.check.images is not None and _same_set(config.check.images, config.images):
             if config.images.startswith("shapes:"):
-                raise InputError(f"--check {config.check.images} is the calibration split; check on another split (e.g. shapes:test:N)")
+                raise InputError(f"`CheckConfig.images` {config.check.images} is the calibration split; check on another split (e.g. shapes:test:N)")
             config = replace(config, check=replace(config.check, images=None))  # the same set: check on the images after the calibration ones
         used = min(config.max_images, len(images.items))
         check_set, _ = _check_images(config, images, used, used)
@@ -244,13 +244,13 @@ def _check_images(config: CalibrateConfig, images: ImageSet, end: int, used: int
     if check.images is not None:
         held_out = open_images(check.images, check.seed)
         if len(held_out.items) < MIN_CHECK_IMAGES:
-            raise InputError(f"--check {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
+            raise InputError(f"`CheckConfig.images` {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
         return held_out, 0
     left = len(images.items) - end
     if left < MIN_CHECK_IMAGES:
         raise InputError(
             f"images {config.images} hold {left} images beyond the {used} used for calibration; the accuracy check needs at least "
-            f"{MIN_CHECK_IMAGES} held-out images: give --check DATA, more images, or --no-check"
+            f"{MIN_CHECK_IMAGES} held-out images: give `CheckConfig.images` DATA, more images, or `check=None`"
         )
     return images, end
 
@@ -338,16 +338,16 @@ def convert(model: str, output: str | None, precision: str, check: CheckConfig |
     if precision == "bf16":
         return check_bf16(model, output, check, pyramid, flip, progress, report_path)
     if precision != "fp16":
-        raise InputError(f"--precision {precision}: convert writes fp16 (or checks bf16); INT8 needs calibration ('overfeat calibrate')")
+        raise InputError(f"`precision` {precision}: convert writes fp16 (or checks bf16); INT8 needs calibration ('overfeat calibrate')")
     if output is None:
-        raise InputError("convert --precision fp16 writes a model: give --output")
-    _outputs(model, output, (report_path, "--report"))
+        raise InputError("`precision` fp16 writes a model: give `output`")
+    _outputs(model, output, (report_path, "`report_path`"))
     meta = _fp32_meta(model)
     if check is not None and check.images is None:
-        raise InputError("the fp16 accuracy check needs held-out images: give --check DATA (a directory, a COCO JSON or shapes:SPLIT:N), or --no-check")
+        raise InputError("the fp16 accuracy check needs held-out images: give `CheckConfig.images` DATA (a directory, a COCO JSON or shapes:SPLIT:N), or `check=None`")
     held_out = open_images(check.images, check.seed) if check is not None else None
     if held_out is not None and len(held_out.items) < MIN_CHECK_IMAGES:
-        raise InputError(f"--check {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
+        raise InputError(f"`CheckConfig.images` {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
     _gate_applies(meta, held_out)
     report = Report(model, output, "fp16")
     with tempfile.TemporaryDirectory(prefix="overfeat-convert-") as tmp:
@@ -369,17 +369,17 @@ def check_bf16(model: str, output: str | None, check: CheckConfig | None, pyrami
 
     progress = progress or Progress(enabled=False)
     if output is not None:
-        raise InputError(f"--output {output}: bf16 writes no model (OpenVINO runs the fp32 file in bf16); leave --output out")
+        raise InputError(f"`output` {output}: bf16 writes no model (OpenVINO runs the fp32 file in bf16); leave `output` out")
     if check is None or check.images is None:
-        raise InputError("convert --precision bf16 is the accuracy check alone: give --check DATA (a directory, a COCO JSON or shapes:SPLIT:N)")
+        raise InputError("`precision` bf16 is the accuracy check alone: give `CheckConfig.images` DATA (a directory, a COCO JSON or shapes:SPLIT:N)")
     if not REGISTRY["openvino"].is_available():
         raise InputError(f"bf16 runs in OpenVINO, which is not available here: {REGISTRY['openvino'].needs}")
     if report_path:
-        check_output_path(report_path, "--report")
+        check_output_path(report_path, "`report_path`")
     meta = _fp32_meta(model)
     held_out = open_images(check.images, check.seed)
     if len(held_out.items) < MIN_CHECK_IMAGES:
-        raise InputError(f"--check {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
+        raise InputError(f"`CheckConfig.images` {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
     _gate_applies(meta, held_out)
     report = Report(model, None, "bf16")
     report.check = compare(model, model, held_out, check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress,

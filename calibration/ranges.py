@@ -44,10 +44,10 @@ class Method:
         if self.name == "percentile":
             value = DEFAULT_PERCENTILE if self.percentile is None else self.percentile
             if not 50 < value <= 100:
-                raise InputError(f"--percentile {value}: expected a value above 50 and at most 100 (e.g. 99.99)")
+                raise InputError(f"`percentile` {value}: expected a value above 50 and at most 100 (e.g. 99.99)")
             object.__setattr__(self, "percentile", float(value))
         elif self.percentile is not None:
-            raise InputError(f"--percentile applies to the percentile method, not to {self.name}")
+            raise InputError(f"`percentile` applies to the percentile method, not to {self.name}")
 
     @property
     def label(self) -> str:
@@ -115,14 +115,14 @@ def load_ranges(path: str | os.PathLike[str], model_sha256: str, method: Method,
     if cached.model_sha256 != model_sha256:
         raise ModelError(
             f"calibration cache {path} is stale: it holds ranges of the model with sha256 {cached.model_sha256[:12]}…, "
-            f"not of this model ({model_sha256[:12]}…); delete it or give another --cache to calibrate this model"
+            f"not of this model ({model_sha256[:12]}…); delete it or give another `cache` to calibrate this model"
         )
     if cached.method != method:
-        raise ModelError(f"calibration cache {path} holds {cached.method.label} ranges, this run asks for {method.label}; give another --cache (or delete it)")
+        raise ModelError(f"calibration cache {path} holds {cached.method.label} ranges, this run asks for {method.label}; give another `cache` (or delete it)")
     changed = [k for k in data if cached.data.get(k) != data[k]]
     if changed:
         what = ", ".join(f"{k} {cached.data.get(k)!r} → {data[k]!r}" for k in changed)
-        raise ModelError(f"calibration cache {path} was made from other calibration data ({what}); delete it to calibrate with these images, or give another --cache")
+        raise ModelError(f"calibration cache {path} was made from other calibration data ({what}); delete it to calibrate with these images, or give another `cache`")
     return cached
 
 

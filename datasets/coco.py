@@ -68,7 +68,7 @@ def find_split(data: str | os.PathLike[str], split: str | None = None) -> Path:
     data = Path(data)
     if data.is_file():
         if split:
-            raise InputError(f"--split {split} applies to a dataset directory; {data} is a file")
+            raise InputError(f"`split` {split} applies to a dataset directory; {data} is a file")
         return data
     if not data.is_dir():
         raise InputError(f"dataset {data} does not exist: give a COCO JSON file or a directory holding one")
@@ -80,7 +80,7 @@ def find_split(data: str | os.PathLike[str], split: str | None = None) -> Path:
     found = sorted(data.glob("*.json"))
     if len(found) != 1:
         names = ", ".join(p.stem for p in found) or "none"
-        raise InputError(f"dataset directory {data} holds {len(found)} JSON files ({names}); choose one with --split")
+        raise InputError(f"dataset directory {data} holds {len(found)} JSON files ({names}); choose one with `split`")
     return found[0]
 
 

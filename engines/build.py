@@ -58,13 +58,13 @@ def check_output_dir(output: str | os.PathLike[str]) -> Path:
     """Create the output directory (and its parents) or refuse a path that cannot be one."""
     out = Path(output)
     if out.exists() and not out.is_dir():
-        raise InputError(f"--output {out} is a file, expected a directory for the plans and manifest.json")
+        raise InputError(f"`output` {out} is a file, expected a directory for the plans and manifest.json")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"--output {out}: cannot create the directory ({exc.strerror})") from None
+        raise InputError(f"`output` {out}: cannot create the directory ({exc.strerror})") from None
     if not os.access(out, os.W_OK):
-        raise InputError(f"--output {out} is not writable")
+        raise InputError(f"`output` {out} is not writable")
     return out
 
 
@@ -79,7 +79,7 @@ def build_engines(plan: BuildPlan, output: str | os.PathLike[str], compiler: Com
     previous = _previous(out / MANIFEST)  # plan files of the build already there, or None
     replaced = previous or []
     onnx_sha = sha256_file(plan.onnx)
-    cache = check_output_path(timing_cache_path(plan, out), "--timing-cache")  # before anything is replaced
+    cache = check_output_path(timing_cache_path(plan, out), "`timing_cache`")  # before anything is replaced
     entries = []
     for number, spec in enumerate(plan.engines, 1):
         with progress.step(f"building {spec.label} ({number}/{len(plan.engines)}, {plan.precision})"):

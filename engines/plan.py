@@ -63,10 +63,10 @@ class DynamicRange:
     def parse(cls, text: str) -> DynamicRange:
         parts = str(text).split(":")
         if len(parts) != 3:
-            raise InputError(f"--dynamic {text!r}: expected MIN:OPT:MAX, each HxW, such as 245x245:317x389:461x569")
+            raise InputError(f"`dynamic` {text!r}: expected MIN:OPT:MAX, each HxW, such as 245x245:317x389:461x569")
         lo, opt, hi = (parse_size(p) for p in parts)
         if not all(a <= b <= c for a, b, c in zip(lo, opt, hi, strict=True)):
-            raise InputError(f"--dynamic {text!r}: expected MIN ≤ OPT ≤ MAX in both height and width")
+            raise InputError(f"`dynamic` {text!r}: expected MIN ≤ OPT ≤ MAX in both height and width")
         return cls(lo, opt, hi)
 
     def covers(self, size: Size) -> bool:
@@ -90,17 +90,17 @@ class BuildOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
-            raise InputError(f"--batch {self.batch!r}: expected a positive integer (2 = the image and its mirror)")
+            raise InputError(f"`batch` {self.batch!r}: expected a positive integer (2 = the image and its mirror)")
         if self.orientations not in ORIENTATIONS:
-            raise InputError(f"--orientations {self.orientations!r}: expected one of {', '.join(ORIENTATIONS)}")
+            raise InputError(f"`orientations` {self.orientations!r}: expected one of {', '.join(ORIENTATIONS)}")
         if self.opt_level is not None and not 0 <= self.opt_level <= MAX_OPT_LEVEL:
-            raise InputError(f"--opt-level {self.opt_level}: expected 0 to {MAX_OPT_LEVEL} (TensorRT's builder optimization level; default 3)")
+            raise InputError(f"`opt_level` {self.opt_level}: expected 0 to {MAX_OPT_LEVEL} (TensorRT's builder optimization level; default 3)")
         if self.hardware_compatibility not in HARDWARE_LEVELS:
-            raise InputError(f"--hardware-compat {self.hardware_compatibility!r}: expected one of {', '.join(HARDWARE_LEVELS)}")
+            raise InputError(f"`hardware_compatibility` {self.hardware_compatibility!r}: expected one of {', '.join(HARDWARE_LEVELS)}")
         if self.workspace is not None and self.workspace < 1:
-            raise InputError(f"--workspace {self.workspace}: expected a positive number of bytes")
+            raise InputError(f"`workspace` {self.workspace}: expected a positive number of bytes")
         if self.pyramid == "aspect" and self.dynamic is None:
-            raise InputError("--pyramid aspect gives every image its own sizes, which static plans cannot serve; add --dynamic MIN:OPT:MAX")
+            raise InputError("`pyramid` aspect gives every image its own sizes, which static plans cannot serve; add `dynamic` MIN:OPT:MAX")
 
     def to_dict(self) -> dict[str, Any]:
         """The options as recorded in the manifest (``build``)."""
@@ -208,7 +208,7 @@ def _check_input(path: str, inputs, options: BuildOptions, sizes: list[Size]) ->
     batches = range(1, options.batch + 1) if options.dynamic else [options.batch]
     if isinstance(batch, int) and batch > 0 and any(b != batch for b in batches):
         raise InputError(f"model {path} has a fixed batch of {batch}, the engines need batch {options.batch}"
-                         f"{' (1 to it with --dynamic)' if options.dynamic else ''}; pass --batch {batch} or export with --batch dynamic")
+                         f"{' (1 to it with `dynamic`)' if options.dynamic else ''}; pass `batch` {batch} or export with a dynamic batch ('overfeat export --batch dynamic')")
     fixed = [(i, d) for i, d in ((2, h), (3, w)) if isinstance(d, int) and d > 0]
     for axis, value in fixed:
         wanted = {s[axis - 2] for s in sizes}
@@ -236,8 +236,8 @@ def plan_build(onnx: str | os.PathLike[str], options: BuildOptions) -> BuildPlan
         outside = [s for s in sizes if not d.covers(s)]
         if outside:
             listed = ", ".join(f"{h}x{w}" for h, w in outside)
-            raise InputError(f"--dynamic {d} does not cover pyramid sizes {listed}; widen MIN:OPT:MAX"
-                             + (" or pass --orientations landscape" if options.orientations == "both" else ""))
+            raise InputError(f"`dynamic` {d} does not cover pyramid sizes {listed}; widen MIN:OPT:MAX"
+                             + (" or pass `orientations` landscape" if options.orientations == "both" else ""))
         lo, opt, hi = (1, 3, *d.min), (b, 3, *d.opt), (b, 3, *d.max)
         name = f"dynamic_{d.min[0]}x{d.min[1]}-{d.max[0]}x{d.max[1]}_b1-{b}.plan"
         engines = (EngineSpec(name, lo, opt, hi, _outputs(meta, lo, hi)),)

@@ -53,13 +53,13 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing:
-        raise ModelError(f"{source} lacks tensor {missing[0]!r} (shape {list(expected[missing[0]].shape)}) and {len(missing) - 1} more; check --arch and --heads")
+        raise ModelError(f"{source} lacks tensor {missing[0]!r} (shape {list(expected[missing[0]].shape)}) and {len(missing) - 1} more; check `arch` and `heads`")
     if unexpected:
-        raise ModelError(f"{source} has tensor {unexpected[0]!r} the model does not (and {len(unexpected) - 1} more); check --arch and --heads")
+        raise ModelError(f"{source} has tensor {unexpected[0]!r} the model does not (and {len(unexpected) - 1} more); check `arch` and `heads`")
     for key, tensor in expected.items():
         found = state[key]
         if tuple(found.shape) != tuple(tensor.shape):
-            raise ModelError(f"{source}: tensor {key!r} has shape {list(found.shape)}, the model expects {list(tensor.shape)}; check --num-classes and --width")
+            raise ModelError(f"{source}: tensor {key!r} has shape {list(found.shape)}, the model expects {list(tensor.shape)}; check `num_classes` and `width`")
         if not found.is_floating_point():
             raise ModelError(f"{source}: tensor {key!r} has dtype {found.dtype}, expected a floating-point tensor")
 

@@ -216,7 +216,7 @@ def read_class_names(path: str, expected: int | None = None) -> tuple[str, ...]:
             raise InputError(f"classes file {path}: {name!r} on line {number} repeats line {seen[name]}; class names must be distinct")
         seen[name] = number
     if expected is not None and len(names) != expected:
-        raise InputError(f"classes file {path} has {len(names)} names, expected {expected} (--num-classes)")
+        raise InputError(f"classes file {path} has {len(names)} names, expected {expected} (`num_classes`)")
     if not names:
         raise InputError(f"classes file {path} is empty, expected one class name per line")
     return tuple(names)

@@ -32,7 +32,7 @@ def check_draw_options(floor: float, overlap: float, max_boxes: int) -> None:
     """Raise an InputError unless floor and overlap are within 0..1 and max_boxes ≥ 1."""
     for name, value in (("floor", floor), ("overlap", overlap)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise InputError(f"the drawing {name} (infer --draw-{name}) must be within 0..1, got {value!r}")
+            raise InputError(f"the drawing's `{name}` must be within 0..1, got {value!r}")
     positive_int("drawing max_boxes", max_boxes)
 
 

@@ -72,7 +72,7 @@ def _check_size(h: int, w: int, max_pixels: int, source: str) -> None:
     if h <= 0 or w <= 0:
         raise InputError(f"{source}: image is {h}x{w}, expected at least 1x1 pixels")
     if h * w > max_pixels:
-        raise InputError(f"{source}: image is {h}x{w} = {h * w:,} pixels, more than the limit of {max_pixels:,}; raise max_pixels (--max-pixels) if this is intended")
+        raise InputError(f"{source}: image is {h}x{w} = {h * w:,} pixels, more than the limit of {max_pixels:,}; raise `max_pixels` if this is intended")
 
 
 def as_rgb(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "image") -> np.ndarray:

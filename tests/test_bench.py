@@ -119,7 +119,7 @@ def test_bench_with_a_pytorch_baseline(tmp_path, capsys, shapes_onnx):
     ("args", "message"),
     [
         (["--model", "missing.onnx", "--random", "1"], "--model missing.onnx does not exist"),
-        (["--random", "1"], "give at least one --model"),
+        (["--random", "1"], "give at least one model (--model)"),
         (["--torch", str(CHECKPOINT), "--random", "1", "--windows"], "--windows runs the per-window comparison in ONNX Runtime"),
         (["--model", "{model}", "--images", "{empty}"], "no image files"),
     ],

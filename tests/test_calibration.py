@@ -658,4 +658,4 @@ def test_a_gate_that_cannot_apply_is_refused(tmp_path, capsys):
                  "--output", str(model), "--check-sizes", "", "--quiet"]) == 0
     _write_pngs(tmp_path / "images", 12, seed=13)
     assert main(["convert", "--precision", "fp16", "--model", str(model), "--output", str(tmp_path / "x.onnx"), "--check", str(tmp_path / "images")]) == 2
-    assert "have no labels: give labelled --check data" in capsys.readouterr().err
+    assert "have no labels: give labelled --check data (a COCO JSON)" in capsys.readouterr().err

@@ -120,8 +120,8 @@ def test_infer_bad_arguments(small_onnx, images, tmp_path):
         (["--model", path, "--task", "detect", "--method", "vote", "--iou-threshold", "1.5"], "--iou-threshold must be within 0..1, got 1.5"),
         (["--model", path, "--task", "detect", "--score-threshold", "1.5"], "--score-threshold must be within 0..1, got 1.5"),
         (["--model", path, "--task", "localize", "--min-score", "-0.1"], "--min-score must be within 0..1, got -0.1"),
-        (["--model", path, "--draw", tmp_path, "--draw-floor", "2"], "infer --draw-floor) must be within 0..1"),
-        (["--model", path, "--draw", tmp_path, "--draw-overlap", "-0.5"], "infer --draw-overlap) must be within 0..1"),
+        (["--model", path, "--draw", tmp_path, "--draw-floor", "2"], "the drawing's --draw-floor must be within 0..1"),
+        (["--model", path, "--draw", tmp_path, "--draw-overlap", "-0.5"], "the drawing's --draw-overlap must be within 0..1"),
         (["--model", path, "--draw-floor", "0.1"], "--draw-floor only changes the pictures, and no picture is drawn: add --draw DIR"),
         (["--model", path, "--draw-floor", "0", "--draw-overlap", "1"], "--draw-floor and --draw-overlap only change the pictures"),
     ]
