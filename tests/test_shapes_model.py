@@ -61,3 +61,22 @@ def test_pytorch_and_the_runtime_give_the_same_metrics(exported, kind, tasks):
     for key in keys:
         assert figures["onnxruntime"][key] == pytest.approx(figures["torch"][key], abs=1e-6), key
     assert figures["onnxruntime"]["ap"] == pytest.approx(figures["torch"]["ap"], abs=1e-6)
+
+
+def test_the_export_settings_resolver_takes_the_checkpoint_description():
+    """overfeat.export.resolve: what the checkpoint describes, what the settings add, what they may not contradict."""
+    from overfeat.errors import InputError
+    from overfeat.export import ExportSettings, resolve
+    from overfeat.export.torch_backend import checkpoint_info
+
+    spec = resolve(CHECKPOINT)
+    info = checkpoint_info(CHECKPOINT)
+    assert (spec.arch, spec.num_classes, spec.heads, spec.width) == (info["arch"], info["num_classes"], info["heads"], info["width"])
+    assert spec.classes == info["classes"] and spec.loc_per_class == info["box_per_class"] and spec.fine_stride
+    assert resolve(CHECKPOINT, ExportSettings(arch="accurate", coarse=True)).fine_stride is False, "agreeing settings are taken"
+    with pytest.raises(InputError, match="`width` 0.5 contradicts checkpoint .*; leave `width` out"):
+        resolve(CHECKPOINT, ExportSettings(width=0.5))
+    with pytest.raises(InputError, match="`arch` is required"):
+        resolve(None)
+    plain = resolve(None, ExportSettings(arch="fast"))  # random weights: the paper's defaults
+    assert (plain.num_classes, plain.heads, plain.width, plain.loc_per_class, plain.classes) == (1000, ("cls",), 1.0, True, None)

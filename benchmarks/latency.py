@@ -1,9 +1,9 @@
 """Prepare the models ``docs/benchmarks.md`` reports and run ``overfeat bench`` on them.
 
-    python benchmarks/bench.py full --arch accurate [--repeat 3] [--windows] [--openvino] --json docs/bench-accurate.json --plot docs/bench-accurate.png
-    python benchmarks/bench.py full --arch fast [--repeat 3] [--openvino] --json docs/bench-fast.json --plot docs/bench-fast.png
-    python benchmarks/bench.py shapes [--repeat 3] [--merge-kernel compiled,numpy] [--openvino] --json docs/bench-shapes.json --plot docs/bench-shapes.png
-    python benchmarks/bench.py localize [--repeat 3] --json docs/bench-localize.json --plot docs/bench-localize.png
+    python benchmarks/latency.py full --arch accurate [--repeat 3] [--windows] [--openvino] --json docs/bench-accurate.json --plot docs/bench-accurate.png
+    python benchmarks/latency.py full --arch fast [--repeat 3] [--openvino] --json docs/bench-fast.json --plot docs/bench-fast.png
+    python benchmarks/latency.py shapes [--repeat 3] [--merge-kernel compiled,numpy] [--openvino] --json docs/bench-shapes.json --plot docs/bench-shapes.png
+    python benchmarks/latency.py localize [--repeat 3] --json docs/bench-localize.json --plot docs/bench-localize.png
 
 ``full``: the paper's network at full width (cls head, 1000 classes, random weights: speed does
 not depend on them) saved as a safetensors checkpoint, exported from it (so PyTorch and ONNX
