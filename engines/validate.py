@@ -12,6 +12,7 @@ Two levels are judged per candidate:
   output's largest magnitude over the run, so one tolerance fits every model and output;
   Polygraphy receives it in absolute units, per output. ``elemwise`` fails when any element
   exceeds both tolerances; ``mean`` when the mean errors exceed both.
+  The error statistics reported are :mod:`overfeat.runtime.compare`'s, as the precision gate's.
 - **task agreement**, from the same outputs decoded by the runtime: top-1 agreement and top-5
   overlap of ``classify``, IoU of the two top ``localize`` boxes, share of the reference's
   ``detect`` boxes reproduced. Reported always; judged when ``--min-top5-overlap`` or
@@ -34,6 +35,7 @@ import numpy as np
 from overfeat.errors import InputError
 from overfeat.metadata import INPUT_NAME, ModelMeta
 from overfeat.progress import Progress
+from overfeat.runtime.compare import Agreement, OutputErrors
 
 STATS = ("elemwise", "max", "mean", "median")
 _SAME = ("arch", "window", "stride", "fine_stride", "geometry", "heads", "classes", "mean", "std", "box_per_class", "background_index")
@@ -335,13 +337,13 @@ def _judge(report: CandidateReport, results, position: int, scale_of: dict[str, 
                 for name, verdict in iteration.items():
                     per_output.setdefault(name, []).append(bool(verdict))
     ref_iters, cand_iters = list(results.values())[0], list(results.values())[position]
+    errors = OutputErrors(meta.output_names)  # relative to the reference's largest magnitude over the run, scale_of
+    for r, c in zip(ref_iters, cand_iters, strict=True):
+        errors.add(r, c)
     for name in meta.output_names:
-        diffs = [np.abs(r[name].astype(np.float64) - c[name].astype(np.float64)) for r, c in zip(ref_iters, cand_iters, strict=True)]
-        max_abs = max(float(d.max()) for d in diffs)
-        mean_abs = sum(float(d.sum()) for d in diffs) / sum(d.size for d in diffs)
         verdicts = per_output.get(name, [False])
-        report.outputs[name] = {"max_abs": max_abs, "mean_abs": mean_abs, "relative": max_abs / max(scale_of[name], 1e-12),
-                                "atol": atol[name], "failed_batches": int(sum(not v for v in verdicts)), "passed": all(verdicts)}
+        report.outputs[name] = {**errors[name].to_dict(), "atol": atol[name], "failed_batches": int(sum(not v for v in verdicts)),
+                                "passed": all(verdicts)}
     report.agreement = _task_agreement(meta, ref_iters, cand_iters, images, where, config)
     failures = [f"{k} outside {tol.stat} tolerance in {v['failed_batches']} of {len(ref_iters)} batches" for k, v in report.outputs.items() if not v["passed"]]
     if config.min_top5_overlap is not None and report.agreement.get("top5_overlap", 1.0) < config.min_top5_overlap:
@@ -355,7 +357,6 @@ def _judge(report: CandidateReport, results, position: int, scale_of: dict[str, 
 
 def _task_agreement(meta: ModelMeta, ref_iters, cand_iters, images, where, config: ValidateConfig) -> dict[str, float]:
     """Decode both models' outputs per image with the runtime and measure how the results agree."""
-    from overfeat.calibration.gate import agreement
     from overfeat.runtime import Predictor
     from overfeat.runtime.evaluate import EVAL_DECODE as AGREEMENT_DECODE  # detections from probability 0.1, as the gate
     from overfeat.runtime.predictor import ScaleMaps
@@ -368,11 +369,11 @@ def _task_agreement(meta: ModelMeta, ref_iters, cand_iters, images, where, confi
         a, b = per_image.setdefault(index, ([], []))
         a.append(ScaleMaps(scale, {k: np.asarray(r[k]) for k in meta.output_names}))
         b.append(ScaleMaps(scale, {k: np.asarray(c[k]) for k in meta.output_names}))
-    agree: dict[str, list[float]] = {k: [] for k in ("top1", "top5_overlap", "localize_iou", "detect_recall", "detect_iou")}
+    agreement = Agreement()
     for index, (a, b) in per_image.items():
         size = images[index].shape[:2]
-        agreement(decoder.decode(a, tasks, AGREEMENT_DECODE, image_size=size), decoder.decode(b, tasks, AGREEMENT_DECODE, image_size=size), agree)
-    return {k: float(np.mean(v)) for k, v in agree.items() if v}
+        agreement.add(*(decoder.decode(maps, tasks, AGREEMENT_DECODE, image_size=size) for maps in (a, b)))
+    return agreement.to_dict()
 
 
 def write_report(report: ValidationReport, path: str | os.PathLike[str]) -> None:

@@ -25,6 +25,7 @@ from overfeat.fileio import atomic_path, check_output_path, write_json
 from overfeat.geometry import Size, min_input
 from overfeat.metadata import INPUT_NAME, ModelMeta
 from overfeat.progress import Progress
+from overfeat.runtime.compare import ErrorStats
 
 from .model import OverFeat
 
@@ -222,8 +223,8 @@ def _parity(model: OverFeat, path: Path, sizes: Sequence[Size], batch: int, seed
             ref = expected[name].numpy()
             if got[name].shape != ref.shape:
                 raise ParityError(f"output {name!r} at {h}x{w}: ONNX shape {list(got[name].shape)}, PyTorch shape {list(ref.shape)}")
-            max_abs = float(np.max(np.abs(got[name].astype(np.float64) - ref)))
-            scale = float(np.max(np.abs(ref)))
+            stats = ErrorStats.of([(ref, got[name])])
+            max_abs, scale = stats.max_abs, stats.scale
             max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
             rows.append(ParityRow((h, w), batch, name, tuple(ref.shape), max_abs, max_rel))
     return rows
