@@ -63,81 +63,125 @@ class QdqSummary:
         return "\n".join(lines)
 
 
+class _Graph:
+    """An ONNX graph's constants, producers and node labels, for the rules below."""
+
+    def __init__(self, model) -> None:
+        from onnx import TensorProto, numpy_helper
+
+        self.proto, self.to_array = TensorProto, numpy_helper.to_array
+        self.model, self.graph = model, model.graph
+        consts = {n.output[0]: n.attribute[0].t for n in self.graph.node
+                  if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+        self.tensors = {**consts, **{i.name: i for i in self.graph.initializer}}
+        self.producer = {out: node for node in self.graph.node for out in node.output}
+        self.index = {id(node): i for i, node in enumerate(self.graph.node)}
+
+    def label(self, node) -> str:
+        return node.name or f"{node.op_type}#{self.index[id(node)]}"
+
+    def array(self, name: str):
+        return self.to_array(self.tensors[name]) if name in self.tensors else None
+
+    def made_by(self, name: str, op_type: str):
+        """The node producing ``name`` if it is an ``op_type``, else None."""
+        node = self.producer.get(name)
+        return node if node is not None and node.op_type == op_type else None
+
+
+def _attribute(node, name: str, default: int) -> int:
+    return next((a.i for a in node.attribute if a.name == name), default)
+
+
 def check_qdq(model) -> QdqSummary:
     """Check an ``onnx.ModelProto`` against the rules above."""
-    from onnx import TensorProto, numpy_helper
+    g = _Graph(model)
+    violations = _opset(g)
+    weights, found = _conv_weights_and_biases(g)
+    violations += found
+    for node in g.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            violations += _zero_point(g, node)
+            if id(node) not in weights:
+                violations += _per_tensor(g, node)
+    violations += _float_outputs(g)
+    return _summary(g, violations)
 
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    consts = {n.output[0]: n.attribute[0].t for n in graph.node if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
-    tensors = {**consts, **inits}
-    producer = {out: node for node in graph.node for out in node.output}
-    index = {id(node): i for i, node in enumerate(graph.node)}
+
+def _opset(g: _Graph) -> list[Violation]:
+    opset = next((o.version for o in g.model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return [] if opset >= 13 else [Violation("(model)", "opset", f"opset {opset}, expected at least 13 for per-channel Q/DQ")]
+
+
+def _conv_weights_and_biases(g: _Graph) -> tuple[set[int], list[Violation]]:
+    """The rules per-channel-weights and float-bias; also the ids of the Q and DQ nodes of Conv
+    weights (the activation rule skips them)."""
+    weights: set[int] = set()
     violations: list[Violation] = []
-
-    def label(node) -> str:
-        return node.name or f"{node.op_type}#{index[id(node)]}"
-
-    def array(name: str):
-        return numpy_helper.to_array(tensors[name]) if name in tensors else None
-
-    def attribute(node, name: str, default: int) -> int:
-        return next((a.i for a in node.attribute if a.name == name), default)
-
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < 13:
-        violations.append(Violation("(model)", "opset", f"opset {opset}, expected at least 13 for per-channel Q/DQ"))
-
-    weights: set[int] = set()  # the Q and DQ nodes of Conv weights
-    for conv in (n for n in graph.node if n.op_type == "Conv"):
-        if len(conv.input) > 1 and (dq := producer.get(conv.input[1])) is not None and dq.op_type == "DequantizeLinear":
-            pair = [dq]
-            q = producer.get(dq.input[0])
-            if q is not None and q.op_type == "QuantizeLinear":  # a float weight quantized in the graph
-                pair.append(q)
-            source = array(pair[-1].input[0])
+    for conv in (n for n in g.graph.node if n.op_type == "Conv"):
+        if len(conv.input) > 1 and (dq := g.made_by(conv.input[1], "DequantizeLinear")) is not None:
+            pair = [dq] + [q for q in [g.made_by(dq.input[0], "QuantizeLinear")] if q is not None]  # a float weight quantized in the graph
+            source = g.array(pair[-1].input[0])
             channels = source.shape[0] if source is not None and source.ndim else None
             for node in pair:
                 weights.add(id(node))
-                scale = array(node.input[1])
-                axis = attribute(node, "axis", 1)
+                scale = g.array(node.input[1])
+                axis = _attribute(node, "axis", 1)
                 axis = axis + source.ndim if source is not None and axis < 0 else axis
                 if scale is None or scale.ndim != 1 or axis != 0 or (channels is not None and scale.shape[0] != channels):
                     got = "a non-constant scale" if scale is None else f"scale shape {list(scale.shape)}, axis {axis}"
-                    violations.append(Violation(label(node), "per-channel-weights", f"weight of Conv {conv.name!r}: got {got}, expected {channels} scales on axis 0"))
-        if len(conv.input) > 2 and conv.input[2] and (b := producer.get(conv.input[2])) is not None and b.op_type == "DequantizeLinear":
-            violations.append(Violation(label(b), "float-bias", f"bias of Conv {conv.name!r} is dequantized, expected a float initializer"))
+                    violations.append(Violation(g.label(node), "per-channel-weights",
+                                                f"weight of Conv {conv.name!r}: got {got}, expected {channels} scales on axis 0"))
+        if len(conv.input) > 2 and conv.input[2] and (b := g.made_by(conv.input[2], "DequantizeLinear")) is not None:
+            violations.append(Violation(g.label(b), "float-bias", f"bias of Conv {conv.name!r} is dequantized, expected a float initializer"))
+    return weights, violations
 
-    for node in graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        has_zero = len(node.input) > 2 and bool(node.input[2])
-        if not has_zero:
-            if node.op_type == "QuantizeLinear" and attribute(node, "output_dtype", 0) != TensorProto.INT8:
-                violations.append(Violation(label(node), "int8-zero-point", "no zero point and no output_dtype (ONNX then quantizes to uint8), expected an int8 zero point of 0"))
-            if node.op_type == "DequantizeLinear" and _input_type(node, tensors, producer, TensorProto) not in (TensorProto.INT8, None):
-                violations.append(Violation(label(node), "int8-zero-point", "no zero point and a non-int8 input, expected int8 data with zero point 0"))
-        else:
-            zp = tensors.get(node.input[2])
-            if zp is None:
-                violations.append(Violation(label(node), "int8-zero-point", f"zero point {node.input[2]!r} is not a constant"))
-            elif zp.data_type != TensorProto.INT8:
-                violations.append(Violation(label(node), "int8-zero-point", f"zero point type {TensorProto.DataType.Name(zp.data_type)}, expected INT8"))
-            elif np.any(numpy_helper.to_array(zp) != 0):
-                violations.append(Violation(label(node), "int8-zero-point", f"zero point {numpy_helper.to_array(zp).ravel()[:4].tolist()}, expected 0 (symmetric)"))
-        if id(node) not in weights:
-            scale = array(node.input[1])
-            if scale is None or scale.size != 1:
-                violations.append(Violation(label(node), "per-tensor-activations", f"activation {node.input[0]!r}: got {'a non-constant scale' if scale is None else f'{scale.size} scales'}, expected one"))
-    for output in graph.output:
-        node = producer.get(output.name)
+
+def _zero_point(g: _Graph, node) -> list[Violation]:
+    """The rule int8-zero-point on one QuantizeLinear or DequantizeLinear."""
+    TensorProto, label = g.proto, g.label(node)
+    if not (len(node.input) > 2 and node.input[2]):
+        if node.op_type == "QuantizeLinear" and _attribute(node, "output_dtype", 0) != TensorProto.INT8:
+            return [Violation(label, "int8-zero-point",
+                              "no zero point and no output_dtype (ONNX then quantizes to uint8), expected an int8 zero point of 0")]
+        if node.op_type == "DequantizeLinear" and _input_type(node, g.tensors, g.producer, TensorProto) not in (TensorProto.INT8, None):
+            return [Violation(label, "int8-zero-point", "no zero point and a non-int8 input, expected int8 data with zero point 0")]
+        return []
+    zp = g.tensors.get(node.input[2])
+    if zp is None:
+        return [Violation(label, "int8-zero-point", f"zero point {node.input[2]!r} is not a constant")]
+    if zp.data_type != TensorProto.INT8:
+        return [Violation(label, "int8-zero-point", f"zero point type {TensorProto.DataType.Name(zp.data_type)}, expected INT8")]
+    if np.any(g.to_array(zp) != 0):
+        return [Violation(label, "int8-zero-point", f"zero point {g.to_array(zp).ravel()[:4].tolist()}, expected 0 (symmetric)")]
+    return []
+
+
+def _per_tensor(g: _Graph, node) -> list[Violation]:
+    """The rule per-tensor-activations on the Q or DQ of an activation."""
+    scale = g.array(node.input[1])
+    if scale is not None and scale.size == 1:
+        return []
+    got = "a non-constant scale" if scale is None else f"{scale.size} scales"
+    return [Violation(g.label(node), "per-tensor-activations", f"activation {node.input[0]!r}: got {got}, expected one")]
+
+
+def _float_outputs(g: _Graph) -> list[Violation]:
+    violations = []
+    for output in g.graph.output:
+        node = g.producer.get(output.name)
         if node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            violations.append(Violation(label(node), "float-outputs", f"graph output {output.name!r} comes from {node.op_type}, expected the float result of its layer"))
-    counts = Counter(n.op_type for n in graph.node)
-    convs = [n for n in graph.node if n.op_type == "Conv"]
-    quantized = {id(n) for n in convs if all((p := producer.get(n.input[i])) is not None and p.op_type == "DequantizeLinear" for i in (0, 1))}
-    floats = tuple(label(n) for n in convs if id(n) not in quantized)
-    rounded = tuple(label(n) for n in convs if id(n) not in quantized and (p := producer.get(n.input[0])) is not None and p.op_type == "DequantizeLinear")
+            violations.append(Violation(g.label(node), "float-outputs",
+                                        f"graph output {output.name!r} comes from {node.op_type}, expected the float result of its layer"))
+    return violations
+
+
+def _summary(g: _Graph, violations: list[Violation]) -> QdqSummary:
+    counts = Counter(n.op_type for n in g.graph.node)
+    convs = [n for n in g.graph.node if n.op_type == "Conv"]
+    quantized = {id(n) for n in convs if all(g.made_by(n.input[i], "DequantizeLinear") is not None for i in (0, 1))}
+    floats = tuple(g.label(n) for n in convs if id(n) not in quantized)
+    rounded = tuple(g.label(n) for n in convs if id(n) not in quantized and g.made_by(n.input[0], "DequantizeLinear") is not None)
     return QdqSummary(counts["QuantizeLinear"], counts["DequantizeLinear"], len(quantized), floats, tuple(violations), rounded)
 
 
