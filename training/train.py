@@ -369,65 +369,96 @@ def train_shapes(config: TrainConfig, progress: Progress | None = None) -> tuple
     log: dict = {"images": len(pool), "generate_seconds": round(time.perf_counter() - start, 1), "stages": {}}
     model = build_model("accurate", len(CLASSES), ("cls", "loc", "det"), config.width, fine_stride=False, seed=config.seed)
     sampler = CropSampler(pool, model, config.grid, rng)
-    trunk, pairs = with_batchnorm(model.features, plain_last=False)
-    heads = {}
-    for stage, module in zip(STAGES, (model.classifier, model.regressor, model.detector), strict=True):
-        heads[stage], head_pairs = with_batchnorm(module, plain_last=True)
-        pairs += head_pairs
-    # Layer 1 (convolution, norm, ReLU, pooling) runs in the plain layout the crops come in; batch
-    # norm over its few channels (8 at width 1/12) takes about half the time there that it takes in
-    # channels-last (measured on its own, forward and backward). The layers after it run
-    # channels-last, the layout the CPU's convolution kernels are fastest in (the second
-    # convolution's weights turn its input).
-    layer_1 = next(i for i, m in enumerate(trunk) if isinstance(m, nn.MaxPool2d)) + 1
-    for module in (trunk[layer_1:], *heads.values()):
-        module.to(memory_format=torch.channels_last)
+    parts = _Parts.of(model)
     # stage 1 trains the trunk with the cls and det heads (and, unless paper_trunk, the loc head)
     joint = ("classifier", "detector") if config.paper_trunk else STAGES
     for stage, steps in zip(STAGES, config.steps, strict=True):
-        stage_start = time.perf_counter()
         training = joint if stage == "classifier" else (stage,)
-        trainable = [p for name in training for p in heads[name].parameters()] + (list(trunk.parameters()) if stage == "classifier" else [])
-        optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=1e-4)
-        schedule = one_cycle(optimizer, config.lr, steps)
-        trunk.train(stage == "classifier")  # later stages: frozen trunk, norms on their running statistics
-        for name in STAGES:
-            heads[name].train(name in training)
-        running: list[tuple[float, float]] = []
-        batches = sampler.batches(stage, config.batch)
-        for step in range(1, steps + 1):
-            x, t = next(batches)
-            with torch.set_grad_enabled(stage == "classifier"):
-                features = trunk(x)
-            losses = {}
-            if "classifier" in training:  # windows holding half of objects of several classes left out
-                losses["classifier"] = _classifier_loss(_flat(heads["classifier"](features)), np.where(t.box_mask.sum(axis=1) > 1, IGNORE, t.label))
-            if "regressor" in training and t.box_mask.any():
-                losses["regressor"] = _regressor_loss(_flat(heads["regressor"](features)), t.boxes, t.box_mask)
-            if "detector" in training:
-                losses["detector"] = _detector_loss(_flat(heads["detector"](features)), t.label, model.num_classes)
-            if not losses:
-                continue  # a regressor batch without an object: nothing to learn from
-            loss = sum(value for value, _ in losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            running.append((float(loss.detach()), losses[stage][1] if stage in losses else float("nan")))
-            if step % 100 == 0 or step == steps:
-                recent = np.nanmean(np.asarray(running[-100:]), axis=0)
-                what = "mean |box error|" if stage == "regressor" else "window accuracy"
-                progress.info(f"{stage} step {step}/{steps}: loss {recent[0]:.4f}, {what} {recent[1]:.3f} ({time.perf_counter() - stage_start:.0f} s)")
-        recent = np.nanmean(np.asarray(running[-200:]), axis=0)
-        log["stages"][stage] = {"steps": steps, "seconds": round(time.perf_counter() - stage_start, 1), "final_loss": round(float(recent[0]), 4), "final_metric": round(float(recent[1]), 4)}
-    for module in (trunk, *heads.values()):
+        log["stages"][stage] = _train_stage(parts, stage, steps, training, sampler, config, progress)
+    for module in (parts.trunk, *parts.heads.values()):
         module.eval()
-    fold_batchnorm(pairs)
+    fold_batchnorm(parts.pairs)
     model.to(memory_format=torch.contiguous_format)
     log["seconds"] = round(time.perf_counter() - start, 1)
     model.requires_grad_(False)
     model.set_fine_stride(True)
     return model.eval(), log
+
+
+@dataclass
+class _Parts:
+    """The model as it trains: the trunk and each head with batch norm inserted (``pairs``: the
+    layers to fold them back into)."""
+
+    trunk: nn.Sequential
+    heads: dict[str, nn.Sequential]
+    pairs: list
+    num_classes: int
+
+    @classmethod
+    def of(cls, model: OverFeat) -> _Parts:
+        trunk, pairs = with_batchnorm(model.features, plain_last=False)
+        heads = {}
+        for stage, module in zip(STAGES, (model.classifier, model.regressor, model.detector), strict=True):
+            heads[stage], head_pairs = with_batchnorm(module, plain_last=True)
+            pairs += head_pairs
+        # Layer 1 (convolution, norm, ReLU, pooling) runs in the plain layout the crops come in;
+        # batch norm over its few channels (8 at width 1/12) takes about half the time there that it
+        # takes in channels-last (measured on its own, forward and backward). The layers after it
+        # run channels-last, the layout the CPU's convolution kernels are fastest in (the second
+        # convolution's weights turn its input).
+        layer_1 = next(i for i, m in enumerate(trunk) if isinstance(m, nn.MaxPool2d)) + 1
+        for module in (trunk[layer_1:], *heads.values()):
+            module.to(memory_format=torch.channels_last)
+        return cls(trunk, heads, pairs, model.num_classes)
+
+    def losses(self, training: tuple[str, ...], features: torch.Tensor, t) -> dict:
+        """Each trained head's (loss, metric) on a batch of targets ``t``."""
+        losses = {}
+        if "classifier" in training:  # windows holding half of objects of several classes left out
+            labels = np.where(t.box_mask.sum(axis=1) > 1, IGNORE, t.label)
+            losses["classifier"] = _classifier_loss(_flat(self.heads["classifier"](features)), labels)
+        if "regressor" in training and t.box_mask.any():
+            losses["regressor"] = _regressor_loss(_flat(self.heads["regressor"](features)), t.boxes, t.box_mask)
+        if "detector" in training:
+            losses["detector"] = _detector_loss(_flat(self.heads["detector"](features)), t.label, self.num_classes)
+        return losses
+
+
+def _train_stage(parts: _Parts, stage: str, steps: int, training: tuple[str, ...], sampler: CropSampler, config: TrainConfig,
+                 progress: Progress) -> dict:
+    """One stage's steps; its log entry. Stage 1 (classifier) trains the trunk too; later stages
+    keep it frozen, its norms on their running statistics."""
+    stage_start = time.perf_counter()
+    trains_trunk = stage == "classifier"
+    trainable = [p for name in training for p in parts.heads[name].parameters()] + (list(parts.trunk.parameters()) if trains_trunk else [])
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=1e-4)
+    schedule = one_cycle(optimizer, config.lr, steps)
+    parts.trunk.train(trains_trunk)
+    for name in STAGES:
+        parts.heads[name].train(name in training)
+    running: list[tuple[float, float]] = []
+    batches = sampler.batches(stage, config.batch)
+    for step in range(1, steps + 1):
+        x, t = next(batches)
+        with torch.set_grad_enabled(trains_trunk):
+            features = parts.trunk(x)
+        losses = parts.losses(training, features, t)
+        if not losses:
+            continue  # a regressor batch without an object: nothing to learn from
+        loss = sum(value for value, _ in losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        running.append((float(loss.detach()), losses[stage][1] if stage in losses else float("nan")))
+        if step % 100 == 0 or step == steps:
+            recent = np.nanmean(np.asarray(running[-100:]), axis=0)
+            what = "mean |box error|" if stage == "regressor" else "window accuracy"
+            progress.info(f"{stage} step {step}/{steps}: loss {recent[0]:.4f}, {what} {recent[1]:.3f} ({time.perf_counter() - stage_start:.0f} s)")
+    recent = np.nanmean(np.asarray(running[-200:]), axis=0)
+    return {"steps": steps, "seconds": round(time.perf_counter() - stage_start, 1), "final_loss": round(float(recent[0]), 4),
+            "final_metric": round(float(recent[1]), 4)}
 
 
 def save_checkpoint(model: OverFeat, path: str | os.PathLike[str], config: TrainConfig, log: dict) -> None:
