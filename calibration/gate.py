@@ -1,7 +1,8 @@
 """Accuracy gates: a converted model against its fp32 source, on held-out images.
 
 :func:`compare` runs both models through the runtime (the same pyramid, flips and decoding as
-``overfeat infer``) on each image and measures:
+``overfeat infer``) on each image and measures, with :mod:`overfeat.runtime.compare` (as export's
+parity check and ``overfeat validate`` do):
 
 - **raw**: per output tensor, the largest and mean absolute difference over every scale, and
   the largest difference relative to the fp32 output's largest magnitude;
@@ -11,13 +12,14 @@
 - **task metrics**, when the images are labelled: the ``overfeat eval`` figures of both.
 
 :class:`GateConfig` holds the limits (defaults: top-1 agreement ≥ 99%, detection mAP within
-1 point of fp32); ``Comparison.failures`` lists each limit missed.
+1 point of fp32), :class:`CompareOptions` how both models run; ``Comparison.failures`` lists
+each limit missed.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,7 @@ import numpy as np
 from overfeat.datasets.images import ImageSet
 from overfeat.errors import InputError
 from overfeat.progress import Progress
+from overfeat.runtime.compare import Agreement, OutputErrors
 
 MIN_CHECK_IMAGES = 10
 
@@ -121,105 +124,114 @@ class Comparison:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    """How :func:`compare` runs the two models and judges the candidate: the same pyramid,
+    flips and decoding for both; the reference in ONNX Runtime, the candidate in
+    ``candidate_backend``, in ``candidate_precision`` where that backend takes one (OpenVINO:
+    ``"bf16"`` judges bf16 execution of an fp32 file)."""
+
+    pyramid: Any = "paper"
+    flip: bool = True
+    gate: GateConfig = field(default_factory=GateConfig)
+    score_threshold: float = 0.1  # detections decoded from this probability on
+    candidate_backend: str = "onnxruntime"
+    candidate_precision: str | None = None
+
+
 def compare(
     reference: str,
     candidate: str,
     images: ImageSet,
     count: int,
     start: int = 0,
+    options: CompareOptions | None = None,
     *,
-    pyramid="paper",
-    flip: bool = True,
-    config: GateConfig | None = None,
-    score_threshold: float = 0.1,
     progress: Progress | None = None,
     reference_outputs: ReferenceOutputs | None = None,
-    candidate_backend: str = "onnxruntime",
-    candidate_precision: str | None = None,
+    **changes: Any,
 ) -> Comparison:
     """Compare ``candidate`` with ``reference`` (both ONNX files) on up to ``count`` images of
-    ``images`` from position ``start`` on. Pass the same ``reference_outputs`` to calls that
-    differ only in ``candidate`` to run the reference once. The reference runs in ONNX Runtime;
-    the candidate in ``candidate_backend``, in ``candidate_precision`` where that backend takes
-    one (OpenVINO: ``"bf16"`` judges bf16 execution of an fp32 file)."""
+    ``images`` from position ``start`` on, as ``options`` say (keywords change single fields of
+    them: ``pyramid=2, flip=False``). Pass the same ``reference_outputs`` to calls that differ
+    only in ``candidate`` to run the reference once."""
     from overfeat.runtime import Predictor
-    from overfeat.runtime.evaluate import Evaluation, Scorer, class_map
-    from overfeat.runtime.tasks import DecodeConfig, default_tasks
+    from overfeat.runtime.tasks import default_tasks
 
-    config = config or GateConfig()
+    options = replace(options or CompareOptions(), **changes)
     progress = progress or Progress(enabled=False)
-    with Predictor.from_path(reference, "onnxruntime", pyramid=pyramid, flip=flip) as ref, \
-            Predictor.from_path(candidate, candidate_backend, precision=candidate_precision, pyramid=pyramid, flip=flip) as cand:
+    with Predictor.from_path(reference, "onnxruntime", pyramid=options.pyramid, flip=options.flip) as ref, \
+            Predictor.from_path(candidate, options.candidate_backend, precision=options.candidate_precision,
+                                pyramid=options.pyramid, flip=options.flip) as cand:
         if ref.meta.classes != cand.meta.classes or ref.meta.heads != cand.meta.heads:
             raise InputError(f"{candidate} and {reference} differ in classes or heads; compare a model with its own conversion")
-        tasks = default_tasks(ref.meta)
-        execution = cand.execution_precision
-        to_model = class_map(ref.meta, images.classes) if images.classes else None
-        scorers = {"fp32": Scorer(ref.meta, tasks), "candidate": Scorer(ref.meta, tasks)} if to_model is not None else {}
-        raw: dict[str, list[float]] = {}
-        agree: dict[str, list[float]] = {k: [] for k in ("top1", "top5_overlap", "localize_iou", "detect_recall", "detect_iou")}
-        n = 0
-        decoding = DecodeConfig(score_threshold=score_threshold)
+        tally = _Tally(ref.meta, default_tasks(ref.meta), images, options.score_threshold)
         for index, (_name, image, truth) in enumerate(progress.track(images.take(count, start), "checking", total=count)):
-            n += 1
-            kept = reference_outputs.get(index, image) if reference_outputs is not None else None
-            if kept is None:
-                maps_ref = ref.dense(image)
-                r = ref.decode(maps_ref, tasks, decoding, image_size=image.shape[:2])
-                if reference_outputs is not None:
-                    reference_outputs.put(index, image, maps_ref, r)
-            else:
-                maps_ref, r = kept
-            maps_cand = cand.dense(image)
-            for a, b in zip(maps_ref, maps_cand, strict=True):
-                for key in a.outputs:
-                    x, y = a.outputs[key].astype(np.float64), b.outputs[key].astype(np.float64)
-                    stats = raw.setdefault(key, [0.0, 0.0, 0.0, 0.0])  # max abs error, sum abs error, count, max |ref|
-                    diff = np.abs(x - y)
-                    stats[0] = max(stats[0], float(diff.max()))
-                    stats[1] += float(diff.sum())
-                    stats[2] += diff.size
-                    stats[3] = max(stats[3], float(np.abs(x).max()))
-            c = cand.decode(maps_cand, tasks, decoding, image_size=image.shape[:2])
-            agreement(r, c, agree)
-            if scorers and truth is not None:
-                labels = to_model[truth[1]]
-                wanted = scorers["fp32"].wanted(labels)
-                scorers["fp32"].add(truth[0], labels, {t: r[t] for t in wanted})
-                scorers["candidate"].add(truth[0], labels, {t: c[t] for t in wanted})
-    if n < MIN_CHECK_IMAGES:
-        raise InputError(f"the accuracy check read {n} images, expected at least {MIN_CHECK_IMAGES}; give more held-out images (--check)")
-    out = Comparison(reference, candidate, n, tasks, config, backend=candidate_backend, precision=execution)
-    out.outputs = {k: {"max_abs": s[0], "mean_abs": s[1] / s[2], "relative": s[0] / max(s[3], 1e-12)} for k, s in raw.items()}
-    out.agreement = {k: float(np.mean(v)) for k, v in agree.items() if v}
-    if scorers:
-        for key, scorer in scorers.items():
-            ev = scorer.fill(Evaluation(reference if key == "fp32" else candidate, images.spec, n, str(pyramid), flip, ref.meta.fine_stride, ref.meta.classes,
-                                        method="merge" if "detect" in tasks else None))
-            out.metrics[key] = {k: getattr(ev, k) for k in ("top1_error", "top5_error", "localization_error", "mean_ap")}
+            tally.add(ref, cand, index, image, truth, reference_outputs)
+        execution = cand.execution_precision
+    if tally.count < MIN_CHECK_IMAGES:
+        raise InputError(f"the accuracy check read {tally.count} images, expected at least {MIN_CHECK_IMAGES}; "
+                         "give more held-out images (--check)")
+    out = Comparison(reference, candidate, tally.count, tally.tasks, options.gate,
+                     backend=options.candidate_backend, precision=execution)
+    out.outputs = tally.errors.to_dict()
+    out.agreement = tally.agreement.to_dict()
+    out.metrics = tally.metrics(reference, candidate, images.spec, options)
     _judge(out)
     return out
 
 
-def agreement(r, c, agree: dict[str, list[float]]) -> None:
-    """Append how the candidate's task results ``c`` agree with the reference's ``r`` to ``agree``."""
-    from overfeat.runtime.boxes import iou
+class _Tally:
+    """What :func:`compare` gathers image by image: raw output errors, task agreement and, when
+    the images are labelled, both models' task metrics."""
 
-    if "classify" in r:
-        a, b = [x.label for x in r["classify"].classes], [x.label for x in c["classify"].classes]
-        agree["top1"].append(float(a[:1] == b[:1]))
-        agree["top5_overlap"].append(len(set(a) & set(b)) / max(1, len(a)))
-    if "localize" in r:
-        a, b = r["localize"].boxes, c["localize"].boxes
-        if a:
-            same = b and a[0].label == b[0].label
-            agree["localize_iou"].append(float(iou(np.asarray([a[0].box]), np.asarray([b[0].box]))[0, 0]) if same else 0.0)
-    if "detect" in r:
-        for box in r["detect"].boxes[:20]:
-            mine = [x.box for x in c["detect"].boxes if x.label == box.label]
-            best = float(iou(np.asarray([box.box]), np.asarray(mine)).max()) if mine else 0.0
-            agree["detect_recall"].append(float(best >= 0.5))
-            agree["detect_iou"].append(best)
+    def __init__(self, meta, tasks: tuple[str, ...], images: ImageSet, score_threshold: float) -> None:
+        from overfeat.runtime.evaluate import Scorer, class_map
+        from overfeat.runtime.tasks import DecodeConfig
+
+        self.meta, self.tasks, self.count = meta, tasks, 0
+        self.decoding = DecodeConfig(score_threshold=score_threshold)
+        self.errors, self.agreement = OutputErrors(), Agreement()
+        self.to_model = class_map(meta, images.classes) if images.classes else None
+        self.scorers = {"fp32": Scorer(meta, tasks), "candidate": Scorer(meta, tasks)} if self.to_model is not None else {}
+
+    def add(self, ref, cand, index: int, image: np.ndarray, truth, kept: ReferenceOutputs | None) -> None:
+        """Run one image through both predictors (the reference's from ``kept`` when there) and tally it."""
+        self.count += 1
+        maps_ref, r = self._reference(ref, index, image, kept)
+        maps_cand = cand.dense(image)
+        for a, b in zip(maps_ref, maps_cand, strict=True):
+            self.errors.add(a.outputs, b.outputs)
+        c = cand.decode(maps_cand, self.tasks, self.decoding, image_size=image.shape[:2])
+        self.agreement.add(r, c)
+        if self.scorers and truth is not None:
+            labels = self.to_model[truth[1]]
+            wanted = self.scorers["fp32"].wanted(labels)
+            self.scorers["fp32"].add(truth[0], labels, {t: r[t] for t in wanted})
+            self.scorers["candidate"].add(truth[0], labels, {t: c[t] for t in wanted})
+
+    def _reference(self, ref, index: int, image: np.ndarray, kept: ReferenceOutputs | None) -> tuple[list, dict]:
+        item = kept.get(index, image) if kept is not None else None
+        if item is not None:
+            return item
+        maps = ref.dense(image)
+        results = ref.decode(maps, self.tasks, self.decoding, image_size=image.shape[:2])
+        if kept is not None:
+            kept.put(index, image, maps, results)
+        return maps, results
+
+    def metrics(self, reference: str, candidate: str, spec: str, options: CompareOptions) -> dict[str, dict[str, Any]]:
+        """The ``overfeat eval`` figures of both models; empty when the images have no labels."""
+        from overfeat.runtime.evaluate import Evaluation
+
+        out = {}
+        method = "merge" if "detect" in self.tasks else None
+        for key, scorer in self.scorers.items():
+            model = reference if key == "fp32" else candidate
+            ev = scorer.fill(Evaluation(model, spec, self.count, str(options.pyramid), options.flip, self.meta.fine_stride,
+                                        self.meta.classes, method=method))
+            out[key] = {k: getattr(ev, k) for k in ("top1_error", "top5_error", "localization_error", "mean_ap")}
+        return out
 
 
 def _judge(out: Comparison) -> None:

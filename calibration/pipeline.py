@@ -23,7 +23,7 @@ from overfeat.metadata import INPUT_NAME, ModelMeta
 from overfeat.progress import Progress
 from overfeat.runtime.pyramid import pyramid_batches
 
-from .gate import MIN_CHECK_IMAGES, Comparison, GateConfig, ReferenceOutputs, compare
+from .gate import MIN_CHECK_IMAGES, CompareOptions, Comparison, GateConfig, ReferenceOutputs, compare
 from .int8 import check_exclude, quantize_int8
 from .ranges import Method, Ranges, collect_ranges, load_ranges, save_ranges
 from .sensitivity import rank_layers, time_model
@@ -47,6 +47,11 @@ class CheckConfig:
             raise InputError(f"`CheckConfig.backend` {self.backend}: expected onnxruntime or openvino")
         if self.count < MIN_CHECK_IMAGES:
             raise InputError(f"`CheckConfig.count` {self.count}: the accuracy check needs at least {MIN_CHECK_IMAGES} held-out images")
+
+    def options(self, pyramid: Any, flip: bool) -> CompareOptions:
+        """How the gate runs the fp32 model and the candidate: ``pyramid`` and ``flip``, this
+        check's limits and candidate backend."""
+        return CompareOptions(pyramid, flip, self.gate, candidate_backend=self.backend)
 
 
 @dataclass(frozen=True)
@@ -205,8 +210,9 @@ def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progre
             check_images, start = (check_set, 0) if config.check.images is not None else _check_images(config, images, ranges.end, ranges.data_count)
             # --auto-exclude compares several candidates on these images: the fp32 model runs once
             reference = ReferenceOutputs() if config.auto_exclude else None
-            report.check = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate,
-                                   progress=progress, reference_outputs=reference, candidate_backend=config.check.backend)
+            options = config.check.options(config.pyramid, config.flip)
+            report.check = compare(model, candidate, check_images, config.check.count, start, options,
+                                   progress=progress, reference_outputs=reference)
             if not report.check.passed:
                 feeds = [f for _, image, _ in images.take(SENSITIVITY_IMAGES) for f in calibration_feeds(image, meta, config.pyramid, config.flip)]
                 ranked = rank_layers(model, ranges, feeds, exclude, progress)
@@ -264,8 +270,9 @@ def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, reference
         layers = fixed + [s.node for s in ranked[:k]]
         with progress.step(f"quantizing with {len(layers)} layers kept in float"):
             quantize_int8(model, ranges, candidate, layers)
-        result = compare(model, candidate, check_images, config.check.count, start, pyramid=config.pyramid, flip=config.flip, config=config.check.gate,
-                         progress=progress, reference_outputs=reference, candidate_backend=config.check.backend)
+        options = config.check.options(config.pyramid, config.flip)
+        result = compare(model, candidate, check_images, config.check.count, start, options,
+                         progress=progress, reference_outputs=reference)
         report.attempts.append({"excluded": layers, "passed": result.passed, "failures": result.failures, "agreement": result.agreement})
         return result
 
@@ -355,8 +362,7 @@ def convert(model: str, output: str | None, precision: str, check: CheckConfig |
         with progress.step("converting to fp16"):
             convert_fp16(model, candidate)
         if check is not None:
-            report.check = compare(model, candidate, held_out, check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress,
-                                   candidate_backend=check.backend)
+            report.check = compare(model, candidate, held_out, check.count, 0, check.options(pyramid, flip), progress=progress)
         return _finish(report, candidate, report_path)
 
 
@@ -382,8 +388,8 @@ def check_bf16(model: str, output: str | None, check: CheckConfig | None, pyrami
         raise InputError(f"`CheckConfig.images` {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
     _gate_applies(meta, held_out)
     report = Report(model, None, "bf16")
-    report.check = compare(model, model, held_out, check.count, 0, pyramid=pyramid, flip=flip, config=check.gate, progress=progress,
-                           candidate_backend="openvino", candidate_precision="bf16")
+    bf16 = replace(check.options(pyramid, flip), candidate_backend="openvino", candidate_precision="bf16")
+    report.check = compare(model, model, held_out, check.count, 0, bf16, progress=progress)
     report.written = False
     if report_path:
         write_json(report_path, report.to_dict())

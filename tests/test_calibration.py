@@ -659,3 +659,13 @@ def test_a_gate_that_cannot_apply_is_refused(tmp_path, capsys):
     _write_pngs(tmp_path / "images", 12, seed=13)
     assert main(["convert", "--precision", "fp16", "--model", str(model), "--output", str(tmp_path / "x.onnx"), "--check", str(tmp_path / "images")]) == 2
     assert "have no labels: give labelled --check data (a COCO JSON)" in capsys.readouterr().err
+
+
+def test_compare_options_take_keyword_changes_and_refuse_unknown_ones(tmp_path):
+    from overfeat.calibration.gate import CompareOptions, GateConfig, compare
+    from overfeat.datasets.images import open_images
+
+    options = CompareOptions(pyramid=2, flip=False, gate=GateConfig(0.5))
+    assert options.candidate_backend == "onnxruntime" and options.score_threshold == 0.1
+    with pytest.raises(TypeError, match="pyramids"):
+        compare(str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), open_images("shapes:test:10", 0), 10, 0, options, pyramids=2)
