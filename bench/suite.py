@@ -112,35 +112,26 @@ def _onnx_of(candidate: Candidate) -> str | None:
 
 def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: str | None = None, windows: bool = False,
               merge_kernels: tuple[str, ...] = ("auto",), progress: Progress | None = None) -> dict[str, Any]:
-    from overfeat.runtime.backends import create_backend
+    """Time ``models`` (and the ``torch`` checkpoint) side by side on ``inputs``, each with every
+    merge kernel of ``merge_kernels``; ``windows`` adds dense against per-window evaluation. The
+    report: the machine, the MACs and GEMM ceilings, a row per candidate."""
+    from overfeat.engines.validate import describe
     from overfeat.runtime.pyramid import pyramid_sizes
-
-    from .ceiling import fp32_gemm_rate, fp32_gemm_rate_onnxruntime, int8_gemm_rate, openvino_rate
-    from .macs import count_macs
 
     progress = progress or Progress(enabled=False)
     candidates = candidates_from(models, torch, merge_kernels)
     first = next((c for c in candidates if c.backend == "onnxruntime"), None)
     if windows and first is None:
         raise InputError("`windows` runs the per-window comparison in ONNX Runtime: give an ONNX model among `models`")
-    from overfeat.engines.validate import describe
-
     probe = describe(candidates[0].path)  # the metadata without loading an ONNX model's weights into a session
     meta = probe.meta
     if probe.backend is not None:
         probe.backend.close()
     sizes = pyramid_sizes(config.pyramid, meta, (meta.window, meta.window + 1))
     batch = 2 if config.flip else 1
-    macs: dict[str, dict[str, int]] = {}
-    for c in candidates:
-        onnx = _onnx_of(c) or (first.path if first else None)
-        if onnx and onnx not in macs:
-            with progress.step(f"counting MACs of {onnx}"):
-                macs[onnx] = {f"{h}x{w}": v for (h, w), v in count_macs(onnx, sizes, batch).items()}
-    with progress.step("measuring the GEMM rates (fp32: NumPy, ONNX Runtime, OpenVINO; bf16: OpenVINO; int8: ONNX Runtime, OpenVINO)"):
-        measured = {"fp32_numpy": fp32_gemm_rate(), "fp32_onnxruntime": fp32_gemm_rate_onnxruntime(), "fp32_openvino": openvino_rate("fp32"),
-                    "bf16_openvino": openvino_rate("bf16"), "int8_onnxruntime": int8_gemm_rate(), "int8_openvino": openvino_rate("int8")}
-    rates = {p: max((v for k, v in measured.items() if k.startswith(p + "_") and v), default=None) for p in ("fp32", "bf16", "int8")}
+    graphs = [_onnx_of(c) or (first.path if first else None) for c in candidates]  # the graph that counts each candidate's MACs
+    macs = _count_macs(list(dict.fromkeys(g for g in graphs if g)), sizes, batch, progress)
+    measured, rates = _gemm_rates(progress)
     with tempfile.TemporaryDirectory(prefix="overfeat-bench-") as tmp:
         files = _image_files(inputs, meta, config.seed, Path(tmp))
         results = run_candidates(candidates, sizes, files, config, progress)
@@ -150,33 +141,68 @@ def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: 
         "images": len(files), "gemm_gmacs": {k: (v / 1e9 if v else None) for k, v in rates.items()},
         "gemm_gmacs_measured": {k: (v / 1e9 if v else None) for k, v in measured.items()}, "macs": macs, "candidates": [],
     }
-    for c, result in zip(candidates, results, strict=True):
+    for graph, result in zip(graphs, results, strict=True):
         row = summarize(result, sizes)
-        onnx = _onnx_of(c) or (first.path if first else None)
-        per_scale_macs = macs.get(onnx) if onnx else None
-        if per_scale_macs:
-            total = sum(per_scale_macs.values())
-            rate = rates.get(arithmetic(row["precision"])) or rates["fp32"]
-            floor_ms = 1e3 * total / rate
-            row["gmacs_achieved"] = total / (row["pyramid_inference_ms"] / 1e3) / 1e9
-            row["ceiling_fraction"] = row["gmacs_achieved"] * 1e9 / rate
-            row["floor_ms"] = floor_ms
-            row["end_to_end_over_floor"] = row["end_to_end"]["median_ms"] / floor_ms
+        _against_ceiling(row, macs.get(graph) if graph else None, rates)
         report["candidates"].append(row)
     base = report["candidates"][0]["end_to_end"]["median_ms"]
     for row in report["candidates"]:
         row["speedup_vs_first"] = base / row["end_to_end"]["median_ms"]
     if windows:
-        from .windows import compare_dense_and_windows
-
-        largest = max(sizes, key=lambda s: s[0] * s[1])
-        backend = create_backend(first.path, "onnxruntime")
-        try:
-            with progress.step(f"dense against per-window at {largest[0]}x{largest[1]} ({first.label})"):
-                report["windows"] = {"model": first.path, **compare_dense_and_windows(backend.run, backend.meta, largest, config.seed)}
-        finally:
-            backend.close()
+        report["windows"] = _dense_against_windows(first, sizes, config.seed, progress)
     return report
+
+
+def _count_macs(onnx_files: list[str], sizes, batch: int, progress: Progress) -> dict[str, dict[str, int]]:
+    """Multiply-accumulates per scale of each ONNX graph."""
+    from .macs import count_macs
+
+    macs = {}
+    for onnx in onnx_files:
+        with progress.step(f"counting MACs of {onnx}"):
+            macs[onnx] = {f"{h}x{w}": v for (h, w), v in count_macs(onnx, sizes, batch).items()}
+    return macs
+
+
+def _gemm_rates(progress: Progress) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """The machine's measured GEMM rates (MAC/s) per arithmetic and runner, and the best per
+    arithmetic (fp32, bf16, int8): the ceilings."""
+    from .ceiling import fp32_gemm_rate, fp32_gemm_rate_onnxruntime, int8_gemm_rate, openvino_rate
+
+    with progress.step("measuring the GEMM rates (fp32: NumPy, ONNX Runtime, OpenVINO; bf16: OpenVINO; int8: ONNX Runtime, OpenVINO)"):
+        measured = {"fp32_numpy": fp32_gemm_rate(), "fp32_onnxruntime": fp32_gemm_rate_onnxruntime(), "fp32_openvino": openvino_rate("fp32"),
+                    "bf16_openvino": openvino_rate("bf16"), "int8_onnxruntime": int8_gemm_rate(), "int8_openvino": openvino_rate("int8")}
+    rates = {p: max((v for k, v in measured.items() if k.startswith(p + "_") and v), default=None) for p in ("fp32", "bf16", "int8")}
+    return measured, rates
+
+
+def _against_ceiling(row: dict[str, Any], per_scale_macs: dict[str, int] | None, rates: dict[str, float | None]) -> None:
+    """Add to a candidate's row the rate it reached and its floor: the pyramid's MACs at the
+    ceiling of its arithmetic."""
+    if not per_scale_macs:
+        return
+    total = sum(per_scale_macs.values())
+    rate = rates.get(arithmetic(row["precision"])) or rates["fp32"]
+    floor_ms = 1e3 * total / rate
+    row["gmacs_achieved"] = total / (row["pyramid_inference_ms"] / 1e3) / 1e9
+    row["ceiling_fraction"] = row["gmacs_achieved"] * 1e9 / rate
+    row["floor_ms"] = floor_ms
+    row["end_to_end_over_floor"] = row["end_to_end"]["median_ms"] / floor_ms
+
+
+def _dense_against_windows(first: Candidate, sizes, seed: int, progress: Progress) -> dict[str, Any]:
+    """Dense evaluation against the classifier on every window, at the largest scale, in ONNX Runtime."""
+    from overfeat.runtime.backends import create_backend
+
+    from .windows import compare_dense_and_windows
+
+    largest = max(sizes, key=lambda s: s[0] * s[1])
+    backend = create_backend(first.path, "onnxruntime")
+    try:
+        with progress.step(f"dense against per-window at {largest[0]}x{largest[1]} ({first.label})"):
+            return {"model": first.path, **compare_dense_and_windows(backend.run, backend.meta, largest, seed)}
+    finally:
+        backend.close()
 
 
 def table(report: dict[str, Any]) -> str:
