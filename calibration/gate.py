@@ -73,9 +73,9 @@ class GateConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_top1_agreement <= 1:
-            raise InputError(f"--min-top1-agreement must be within 0..1, got {self.min_top1_agreement}")
+            raise InputError(f"`min_top1_agreement` must be within 0..1, got {self.min_top1_agreement}")
         if not 0 <= self.max_map_drop <= 1:
-            raise InputError(f"--max-map-drop must be within 0..1 (0.01 = one mAP point), got {self.max_map_drop}")
+            raise InputError(f"`max_map_drop` must be within 0..1 (0.01 = one mAP point), got {self.max_map_drop}")
 
 
 @dataclass
@@ -171,7 +171,7 @@ def compare(
         execution = cand.execution_precision
     if tally.count < MIN_CHECK_IMAGES:
         raise InputError(f"the accuracy check read {tally.count} images, expected at least {MIN_CHECK_IMAGES}; "
-                         "give more held-out images (--check)")
+                         "give more held-out images (`CheckConfig.images`)")
     out = Comparison(reference, candidate, tally.count, tally.tasks, options.gate,
                      backend=options.candidate_backend, precision=execution)
     out.outputs = tally.errors.to_dict()

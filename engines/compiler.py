@@ -98,11 +98,11 @@ class TensorRTCompiler:
         try:
             data = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
         except OSError as exc:
-            raise InputError(f"--timing-cache {timing_cache} cannot be read ({exc.strerror})") from None
+            raise InputError(f"`timing_cache` {timing_cache} cannot be read ({exc.strerror})") from None
         self.timing_cache_path = timing_cache
         self.cache = config.create_timing_cache(data)
         if self.cache is None:
-            raise BuildError(f"TensorRT could not read the timing cache {timing_cache}; delete it or pass another --timing-cache")
+            raise BuildError(f"TensorRT could not read the timing cache {timing_cache}; delete it or pass another `timing_cache`")
 
     def _config(self):
         trt, o = self.trt, self.plan.options
@@ -116,12 +116,12 @@ class TensorRTCompiler:
         if o.hardware_compatibility != "none":
             member = {"ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}[o.hardware_compatibility]
             if not hasattr(trt.HardwareCompatibilityLevel, member):
-                raise BuildError(f"--hardware-compat {o.hardware_compatibility} needs TensorRT 10.9 or later; this is {trt.__version__}")
+                raise BuildError(f"`hardware_compatibility` {o.hardware_compatibility} needs TensorRT 10.9 or later; this is {trt.__version__}")
             config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, member)
         if o.version_compatible:
             config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
         if not config.set_timing_cache(self.cache, False):
-            raise BuildError(f"TensorRT refused the timing cache {self.timing_cache_path} (made on another GPU or TensorRT version); delete it or pass another --timing-cache")
+            raise BuildError(f"TensorRT refused the timing cache {self.timing_cache_path} (made on another GPU or TensorRT version); delete it or pass another `timing_cache`")
         return config
 
     def build(self, spec: EngineSpec) -> bytes:

@@ -61,11 +61,11 @@ class Tolerance:
         precision, _, rest = str(text).partition("=")
         parts = rest.split(":")
         if precision not in DEFAULT_TOLERANCES or len(parts) != 3:
-            raise InputError(f"--tolerance {text!r}: expected PRECISION=STAT:ATOL:RTOL with PRECISION one of {', '.join(DEFAULT_TOLERANCES)}, e.g. fp16=elemwise:0.01:0.01")
+            raise InputError(f"`tolerance` {text!r}: expected PRECISION=STAT:ATOL:RTOL with PRECISION one of {', '.join(DEFAULT_TOLERANCES)}, e.g. fp16=elemwise:0.01:0.01")
         try:
             atol, rtol = float(parts[1]), float(parts[2])
         except ValueError:
-            raise InputError(f"--tolerance {text!r}: ATOL and RTOL must be numbers") from None
+            raise InputError(f"`tolerance` {text!r}: ATOL and RTOL must be numbers") from None
         return precision, cls(parts[0], atol, rtol)
 
     def __str__(self) -> str:
@@ -98,11 +98,11 @@ class ValidateConfig:
 
     def __post_init__(self) -> None:
         if (self.images is None) == (self.random is None):
-            raise InputError("give the inputs: --images DATA or --random N (one of them)")
+            raise InputError("give the inputs: `images` DATA or `random` N (one of them)")
         if self.random is not None and self.random < 1:
-            raise InputError(f"--random {self.random}: expected a positive number of images")
+            raise InputError(f"`random` {self.random}: expected a positive number of images")
         if self.max_images < 1:
-            raise InputError(f"--max-images {self.max_images}: expected a positive number")
+            raise InputError(f"`max_images` {self.max_images}: expected a positive number")
         for name in ("min_top5_overlap", "min_box_iou"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
@@ -258,7 +258,7 @@ def _inputs(config: ValidateConfig, meta: ModelMeta) -> tuple[str, list[np.ndarr
     images = open_images(config.images, config.seed)
     arrays = [image for _, image, _ in images.take(config.max_images)]
     if not arrays:
-        raise InputError(f"--images {config.images}: no readable images")
+        raise InputError(f"`images` {config.images}: no readable images")
     skipped = f", {len(images.skipped)} unreadable skipped" if images.skipped else ""
     return f"{config.images} ({len(arrays)} images, seed {config.seed}{skipped})", arrays
 
@@ -283,7 +283,7 @@ def validate(reference: str, candidates: list[str], config: ValidateConfig, prog
 
     progress = progress or Progress(enabled=False)
     if not candidates:
-        raise InputError("give at least one --candidate")
+        raise InputError("give at least one candidate (`candidates`)")
     quiet()
     with progress.step("opening the models"):
         ref = describe(reference)

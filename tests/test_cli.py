@@ -85,3 +85,39 @@ def test_export_then_inspect_from_the_shell(tmp_path, checkpoint):
     assert "cat, dog, bird" in shown.stdout and "281x317  ->   6 x 9" in shown.stdout
     bad = subprocess.run([*cli, "inspect", str(checkpoint)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not a readable ONNX file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_every_parameter_a_library_message_names_is_a_flag_of_the_command_line():
+    """The library's messages name parameters in backquotes; as_flags, the one mapping, must
+    turn each into a flag some verb has, so that no CLI message names a parameter the CLI lacks."""
+    import argparse
+    import ast
+    import re
+    from pathlib import Path
+
+    from overfeat.cli import build_parser
+    from overfeat.cli.args import _PARAMETER, as_flags
+
+    flags = set()
+    parsers = [build_parser()]
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            flags.update(o for o in action.option_strings if o.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += list(action.choices.values())
+    root = Path(__file__).resolve().parents[1]
+    named = {}
+    for folder in ("overfeat", "runtime", "datasets", "export", "training", "calibration", "engines", "bench"):
+        for path in (root / folder).rglob("*.py"):
+            if "cli" in path.relative_to(root).parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):  # the strings of raised errors and output-path checks
+                call = node.exc if isinstance(node, ast.Raise) else node
+                if isinstance(call, ast.Call) and (isinstance(node, ast.Raise) or getattr(call.func, "id", "") == "check_output_path"):
+                    for text in (c.value for c in ast.walk(call) if isinstance(c, ast.Constant) and isinstance(c.value, str)):
+                        for match in re.finditer(r"(?<!`)" + _PARAMETER.pattern + r"(?!`)", text):
+                            named.setdefault(match.group(0), str(path.relative_to(root)))
+    assert len(named) > 20, "the scan found the library's messages"
+    missing = {token: where for token, where in named.items() if as_flags(token) not in flags}
+    assert not missing, f"parameters whose flag the CLI lacks: {missing}"

@@ -195,7 +195,7 @@ def test_bad_input_exits_2(shapes_onnx, tmp_path, capsys, args, message):
 
 
 def test_inputs_are_required():
-    with pytest.raises(InputError, match="--images DATA or --random N"):
+    with pytest.raises(InputError, match="`images` DATA or `random` N"):
         ValidateConfig()
     with pytest.raises(InputError, match="one of them"):
         ValidateConfig(images="shapes:test:3", random=2)

@@ -256,7 +256,7 @@ def check_config(args: argparse.Namespace):
 
 # A library parameter whose flag is not its name with dashes; see as_flags.
 FLAGS = {"flip=False": "--no-flip", "check=None": "--no-check", "cache=None": "--no-cache", "report_path": "--report",
-         "hardware_compatibility": "--hardware-compat", "models": "--model", "floor": "--draw-floor", "overlap": "--draw-overlap",
+         "hardware_compatibility": "--hardware-compat", "models": "--model", "candidates": "--candidate", "floor": "--draw-floor", "overlap": "--draw-overlap",
          "CheckConfig.images": "--check", "CheckConfig.count": "--check-images", "CheckConfig.backend": "--check-backend"}
 _PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*(?:=[^`\s]+)?)`")
 
