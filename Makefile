@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # torch is pinned to the local CPU build through constraints.txt: never resolve it unconstrained.
 PIP    := $(BIN)/python -m pip install --quiet --progress-bar off --constraint constraints.txt
 
-.PHONY: test demo lint clean
+.PHONY: test demo lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,8 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 demo: $(VENV)/.installed-demo
@@ -34,6 +36,11 @@ demo: $(VENV)/.installed-demo
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -66,7 +66,8 @@ def _onnxruntime_rate(precision: str, n: int, repeat: int, seed: int) -> float |
         weight, a = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
         op, kind, out_kind = "MatMul", TensorProto.FLOAT, TensorProto.FLOAT
     graph = helper.make_graph(
-        [helper.make_node(op, ["a", "b"], ["y"])], "gemm",
+        [helper.make_node(op, ["a", "b"], ["y"])],
+        "gemm",
         [helper.make_tensor_value_info("a", kind, [n, n])],
         [helper.make_tensor_value_info("y", out_kind, [n, n])],
         [onnx.numpy_helper.from_array(weight, "b")],
@@ -101,6 +102,8 @@ def openvino_rate(precision: str, n: int = 2048, depth: int = 8, repeat: int = 5
             y, w = ops.fake_quantize(y, lo, hi, lo, hi, 256), ops.fake_quantize(w, lo, hi, lo, hi, 255)
         y = ops.matmul(y, w, False, False)
     hint = "bf16" if precision == "bf16" else "f32"
-    compiled = core.compile_model(ov.Model([y], [x], "gemm"), "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+    compiled = core.compile_model(
+        ov.Model([y], [x], "gemm"), "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+    )
     request, feed = compiled.create_infer_request(), rng.standard_normal((n, n)).astype(np.float32)
     return depth * n**3 / _best(lambda: request.infer({"x": feed}), repeat)

@@ -48,7 +48,10 @@ def count_macs(path: str | os.PathLike[str], sizes: list[tuple[int, int]], batch
             d.dim_value = value
         del model.graph.value_info[:]
         inferred = onnx.shape_inference.infer_shapes(model)
-        out_shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*inferred.graph.value_info, *inferred.graph.output]}
+        out_shapes = {
+            v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*inferred.graph.value_info, *inferred.graph.output]
+        }
         total = 0
         for name, per_output in kernels.items():
             shape = out_shapes.get(name)

@@ -51,7 +51,9 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if self.repeat < 1 or self.warmup < 0:
-            raise InputError(f"`repeat` {self.repeat} / `warmup` {self.warmup}: expected at least 1 counted round and no negative warm-up")
+            raise InputError(
+                f"`repeat` {self.repeat} / `warmup` {self.warmup}: expected at least 1 counted round and no negative warm-up"
+            )
         if not 0 <= self.min_score <= 1:
             raise InputError(f"`min_score` {self.min_score}: expected a probability within 0..1")
 
@@ -79,15 +81,31 @@ def _worker(conn, candidate: Candidate, config: BenchConfig, sizes, image_files)
         from overfeat.runtime.tasks import DecodeConfig, default_tasks
 
         start = time.perf_counter()
-        predictor = Predictor.from_path(candidate.path, candidate.backend, precision=candidate.precision, pyramid=config.pyramid, flip=config.flip,
-                                        merge=MergeConfig(kernel=candidate.merge_kernel))
+        predictor = Predictor.from_path(
+            candidate.path,
+            candidate.backend,
+            precision=candidate.precision,
+            pyramid=config.pyramid,
+            flip=config.flip,
+            merge=MergeConfig(kernel=candidate.merge_kernel),
+        )
         load = time.perf_counter() - start
         tasks = default_tasks(predictor.meta)
         decoding = DecodeConfig(score_threshold=0.1, min_score=config.min_score)  # detection as overfeat eval decodes it
         rng = np.random.default_rng(config.seed)
         batch = 2 if config.flip else 1
         feeds = [{INPUT_NAME: rng.standard_normal((batch, 3, h, w)).astype(np.float32)} for h, w in sizes]
-        conn.send(("ready", {"load_s": load, "tasks": list(tasks), "precision": predictor.execution_precision, "merge_kernel": predictor.merge_kernel}))
+        conn.send(
+            (
+                "ready",
+                {
+                    "load_s": load,
+                    "tasks": list(tasks),
+                    "precision": predictor.execution_precision,
+                    "merge_kernel": predictor.merge_kernel,
+                },
+            )
+        )
         while True:
             command = conn.recv()
             if command == "round":
@@ -105,7 +123,11 @@ def _worker(conn, candidate: Candidate, config: BenchConfig, sizes, image_files)
                     maps = predictor.dense(array, timings)
                     results = predictor.decode(maps, tasks, decoding, image_size=array.shape[:2], timings=timings)
                     total = time.perf_counter() - t
-                    split = {"read": read, "preprocess": timings.get("preprocess", 0.0), "inference": timings.get("inference", 0.0)}
+                    split = {
+                        "read": read,
+                        "preprocess": timings.get("preprocess", 0.0),
+                        "inference": timings.get("inference", 0.0),
+                    }
                     for result in results.values():  # each task decodes and merges on its own
                         split["decode"] = split.get("decode", 0.0) + result.timings.get("decode", 0.0)
                         split["merge"] = split.get("merge", 0.0) + result.timings.get("merge", 0.0)
@@ -135,8 +157,13 @@ def _quantile(values: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(values), q)) if values else float("nan")
 
 
-def run_candidates(candidates: list[Candidate], sizes: list[tuple[int, int]], image_files: list[str], config: BenchConfig,
-                   progress: Progress | None = None) -> list[CandidateResult]:
+def run_candidates(
+    candidates: list[Candidate],
+    sizes: list[tuple[int, int]],
+    image_files: list[str],
+    config: BenchConfig,
+    progress: Progress | None = None,
+) -> list[CandidateResult]:
     """Time every candidate, interleaved round by round, each in its own process."""
     progress = progress or Progress(enabled=False)
     context = multiprocessing.get_context("spawn")
@@ -151,7 +178,11 @@ def run_candidates(candidates: list[Candidate], sizes: list[tuple[int, int]], im
             result = CandidateResult(candidate)
             if kind == "error":
                 raise InputError(f"{candidate.label} ({candidate.path}) could not be opened for benchmarking: {payload}")
-            result.load_s, result.precision, result.merge_kernel = payload["load_s"], payload["precision"], payload["merge_kernel"]
+            result.load_s, result.precision, result.merge_kernel = (
+                payload["load_s"],
+                payload["precision"],
+                payload["merge_kernel"],
+            )
             workers.append((parent, process))
             results.append(result)
         total = config.warmup + config.repeat
@@ -187,13 +218,22 @@ def summarize(result: CandidateResult, sizes: list[tuple[int, int]]) -> dict[str
     stage_sums = {s: sum(im.get(s, 0.0) for im in result.images) for s in STAGES}
     whole = sum(totals)
     return {
-        "label": result.candidate.label, "path": result.candidate.path, "backend": result.candidate.backend, "precision": result.precision,
+        "label": result.candidate.label,
+        "path": result.candidate.path,
+        "backend": result.candidate.backend,
+        "precision": result.precision,
         "merge_kernel": result.merge_kernel,
-        "load_s": result.load_s, "peak_rss_mib": result.peak_rss / 2**20, "scales": per_scale,
+        "load_s": result.load_s,
+        "peak_rss_mib": result.peak_rss / 2**20,
+        "scales": per_scale,
         "pyramid_inference_ms": sum(v["median_ms"] for v in per_scale.values()),
-        "end_to_end": {"median_ms": 1e3 * statistics.median(totals), "p90_ms": 1e3 * _quantile(totals, 0.9),
-                       "images_per_s": len(totals) / whole if whole else float("nan"), "images": len(totals),
-                       "split": {s: v / whole for s, v in stage_sums.items()} if whole else {}},
+        "end_to_end": {
+            "median_ms": 1e3 * statistics.median(totals),
+            "p90_ms": 1e3 * _quantile(totals, 0.9),
+            "images_per_s": len(totals) / whole if whole else float("nan"),
+            "images": len(totals),
+            "split": {s: v / whole for s, v in stage_sums.items()} if whole else {},
+        },
     }
 
 
@@ -210,7 +250,16 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-FLAGS = ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")  # what the ceilings depend on
+FLAGS = (
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512f",
+    "avx2",
+)  # what the ceilings depend on
 
 
 def machine() -> dict[str, Any]:

@@ -47,7 +47,9 @@ def candidates_from(models: list[str], torch: str | None, merge_kernels: tuple[s
     for spec in models:
         path, at, runner = spec.partition("@")
         if at and (not path.endswith(".onnx") or runner not in ("openvino", "openvino:fp32", "openvino:bf16")):
-            raise InputError(f"`models` {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone")
+            raise InputError(
+                f"`models` {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone"
+            )
         if not Path(path).is_file():
             raise InputError(f"`models` {path} does not exist or is not a file")
         backend = "openvino" if at else default_backend(path)
@@ -110,8 +112,16 @@ def _onnx_of(candidate: Candidate) -> str | None:
     return None
 
 
-def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: str | None = None, windows: bool = False,
-              merge_kernels: tuple[str, ...] = ("auto",), progress: Progress | None = None) -> dict[str, Any]:
+def benchmark(
+    models: list[str],
+    inputs: Inputs,
+    config: BenchConfig,
+    *,
+    torch: str | None = None,
+    windows: bool = False,
+    merge_kernels: tuple[str, ...] = ("auto",),
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Time ``models`` (and the ``torch`` checkpoint) side by side on ``inputs``, each with every
     merge kernel of ``merge_kernels``; ``windows`` adds dense against per-window evaluation. The
     report: the machine, the MACs and GEMM ceilings, a row per candidate."""
@@ -136,10 +146,18 @@ def benchmark(models: list[str], inputs: Inputs, config: BenchConfig, *, torch: 
         files = _image_files(inputs, meta, config.seed, Path(tmp))
         results = run_candidates(candidates, sizes, files, config, progress)
     report: dict[str, Any] = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-        "pyramid": [f"{h}x{w}" for h, w in sizes], "batch": batch, "repeat": config.repeat, "warmup": config.warmup, "min_score": config.min_score,
-        "images": len(files), "gemm_gmacs": {k: (v / 1e9 if v else None) for k, v in rates.items()},
-        "gemm_gmacs_measured": {k: (v / 1e9 if v else None) for k, v in measured.items()}, "macs": macs, "candidates": [],
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "pyramid": [f"{h}x{w}" for h, w in sizes],
+        "batch": batch,
+        "repeat": config.repeat,
+        "warmup": config.warmup,
+        "min_score": config.min_score,
+        "images": len(files),
+        "gemm_gmacs": {k: (v / 1e9 if v else None) for k, v in rates.items()},
+        "gemm_gmacs_measured": {k: (v / 1e9 if v else None) for k, v in measured.items()},
+        "macs": macs,
+        "candidates": [],
     }
     for graph, result in zip(graphs, results, strict=True):
         row = summarize(result, sizes)
@@ -169,10 +187,20 @@ def _gemm_rates(progress: Progress) -> tuple[dict[str, float | None], dict[str, 
     arithmetic (fp32, bf16, int8): the ceilings."""
     from .ceiling import fp32_gemm_rate, fp32_gemm_rate_onnxruntime, int8_gemm_rate, openvino_rate
 
-    with progress.step("measuring the GEMM rates (fp32: NumPy, ONNX Runtime, OpenVINO; bf16: OpenVINO; int8: ONNX Runtime, OpenVINO)"):
-        measured = {"fp32_numpy": fp32_gemm_rate(), "fp32_onnxruntime": fp32_gemm_rate_onnxruntime(), "fp32_openvino": openvino_rate("fp32"),
-                    "bf16_openvino": openvino_rate("bf16"), "int8_onnxruntime": int8_gemm_rate(), "int8_openvino": openvino_rate("int8")}
-    rates = {p: max((v for k, v in measured.items() if k.startswith(p + "_") and v), default=None) for p in ("fp32", "bf16", "int8")}
+    with progress.step(
+        "measuring the GEMM rates (fp32: NumPy, ONNX Runtime, OpenVINO; bf16: OpenVINO; int8: ONNX Runtime, OpenVINO)"
+    ):
+        measured = {
+            "fp32_numpy": fp32_gemm_rate(),
+            "fp32_onnxruntime": fp32_gemm_rate_onnxruntime(),
+            "fp32_openvino": openvino_rate("fp32"),
+            "bf16_openvino": openvino_rate("bf16"),
+            "int8_onnxruntime": int8_gemm_rate(),
+            "int8_openvino": openvino_rate("int8"),
+        }
+    rates = {
+        p: max((v for k, v in measured.items() if k.startswith(p + "_") and v), default=None) for p in ("fp32", "bf16", "int8")
+    }
     return measured, rates
 
 
@@ -209,21 +237,38 @@ def table(report: dict[str, Any]) -> str:
     g, m = report["gemm_gmacs"], report["gemm_gmacs_measured"]
 
     def rates(precision: str) -> str:
-        parts = [f"{name} {2 * v:.0f}" for name, key in (("NumPy", "numpy"), ("ONNX Runtime", "onnxruntime"), ("OpenVINO", "openvino"))
-                 if (v := m.get(f"{precision}_{key}"))]
+        parts = [
+            f"{name} {2 * v:.0f}"
+            for name, key in (("NumPy", "numpy"), ("ONNX Runtime", "onnxruntime"), ("OpenVINO", "openvino"))
+            if (v := m.get(f"{precision}_{key}"))
+        ]
         return f"{precision} {2 * g[precision]:.0f} ({', '.join(parts)})" if g.get(precision) else f"{precision} not measured"
 
     machine = report["machine"]
     flags = ", ".join(machine.get("flags", [])) or "none of AMX, AVX-512 BF16/VNNI, AVX-VNNI"
-    lines = [f"overfeat bench, {report['date']}, {machine['cpu']} ({machine['cores']} cores; {flags})",
-             f"pyramid {', '.join(report['pyramid'])}, batch {report['batch']}; {report['images']} images; {report['repeat']} rounds after {report['warmup']} warm-up",
-             f"GEMM ceilings, GFLOP/s (GOP/s for int8): {rates('fp32')}; {rates('bf16')}; {rates('int8')}", ""]
+    lines = [
+        f"overfeat bench, {report['date']}, {machine['cpu']} ({machine['cores']} cores; {flags})",
+        f"pyramid {', '.join(report['pyramid'])}, batch {report['batch']}; {report['images']} images; {report['repeat']} rounds after {report['warmup']} warm-up",
+        f"GEMM ceilings, GFLOP/s (GOP/s for int8): {rates('fp32')}; {rates('bf16')}; {rates('int8')}",
+        "",
+    ]
     scales = report["pyramid"]
     width = max([9, *(len(row["label"]) for row in report["candidates"])])
-    lines.append(f"{'candidate':<{width}} " + " ".join(f"{s:>9}" for s in scales) + f" {'pyramid':>9}   (median ms per scale, inference only)")
+    lines.append(
+        f"{'candidate':<{width}} "
+        + " ".join(f"{s:>9}" for s in scales)
+        + f" {'pyramid':>9}   (median ms per scale, inference only)"
+    )
     for row in report["candidates"]:
-        lines.append(f"{row['label']:<{width}} " + " ".join(f"{row['scales'][s]['median_ms']:>9.1f}" for s in scales) + f" {row['pyramid_inference_ms']:>9.1f}")
-    lines += ["", f"{'candidate':<{width}} {'prec':<9} {'merge':<8} {'e2e ms':>8} {'p90 ms':>8} {'img/s':>6} {'peak MiB':>9} {'GFLOP/s':>8} {'of ceil':>7} {'/floor':>7} {'speedup':>7}  outside inference"]
+        lines.append(
+            f"{row['label']:<{width}} "
+            + " ".join(f"{row['scales'][s]['median_ms']:>9.1f}" for s in scales)
+            + f" {row['pyramid_inference_ms']:>9.1f}"
+        )
+    lines += [
+        "",
+        f"{'candidate':<{width}} {'prec':<9} {'merge':<8} {'e2e ms':>8} {'p90 ms':>8} {'img/s':>6} {'peak MiB':>9} {'GFLOP/s':>8} {'of ceil':>7} {'/floor':>7} {'speedup':>7}  outside inference",
+    ]
     for row in report["candidates"]:
         e = row["end_to_end"]
         outside = 1 - e["split"].get("inference", 0)
@@ -231,13 +276,18 @@ def table(report: dict[str, Any]) -> str:
         gflops = f"{2 * row['gmacs_achieved']:.0f}" if "gmacs_achieved" in row else "-"
         ceil = f"{row['ceiling_fraction']:.0%}" if "ceiling_fraction" in row else "-"
         floor = f"{row['end_to_end_over_floor']:.2f}x" if "end_to_end_over_floor" in row else "-"
-        lines.append(f"{row['label']:<{width}} {row['precision']:<9} {row['merge_kernel']:<8} {e['median_ms']:>8.1f} {e['p90_ms']:>8.1f} {e['images_per_s']:>6.2f} {row['peak_rss_mib']:>9.0f} "
-                     f"{gflops:>8} {ceil:>7} {floor:>7} {row['speedup_vs_first']:>6.2f}x  {outside:.1%} ({split})")
+        lines.append(
+            f"{row['label']:<{width}} {row['precision']:<9} {row['merge_kernel']:<8} {e['median_ms']:>8.1f} {e['p90_ms']:>8.1f} {e['images_per_s']:>6.2f} {row['peak_rss_mib']:>9.0f} "
+            f"{gflops:>8} {ceil:>7} {floor:>7} {row['speedup_vs_first']:>6.2f}x  {outside:.1%} ({split})"
+        )
     if "windows" in report:
         w = report["windows"]
-        lines += ["", f"dense vs per-window at {w['size'][0]}x{w['size'][1]} ({w['windows']} windows, {w['context_px']} px context each): "
-                      f"dense {1e3 * w['dense_s']:.1f} ms, per-window {1e3 * w['per_window_s']:.0f} ms, {w['speedup']:.1f}x faster; "
-                      f"largest difference {w['max_relative_difference']:.1e} of the output range"]
+        lines += [
+            "",
+            f"dense vs per-window at {w['size'][0]}x{w['size'][1]} ({w['windows']} windows, {w['context_px']} px context each): "
+            f"dense {1e3 * w['dense_s']:.1f} ms, per-window {1e3 * w['per_window_s']:.0f} ms, {w['speedup']:.1f}x faster; "
+            f"largest difference {w['max_relative_difference']:.1e} of the output range",
+        ]
     return "\n".join(lines)
 
 
@@ -261,7 +311,9 @@ def plot(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     bottom = [0.0] * len(labels)
     stages = STAGES
     for stage in stages:  # the mean image's time (the split is of the summed times, so it splits the mean, not the median)
-        values = [1e3 / row["end_to_end"]["images_per_s"] * row["end_to_end"]["split"].get(stage, 0) for row in report["candidates"]]
+        values = [
+            1e3 / row["end_to_end"]["images_per_s"] * row["end_to_end"]["split"].get(stage, 0) for row in report["candidates"]
+        ]
         right.barh(labels, values, left=bottom, label=stage)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     right.set(xlabel="mean end-to-end time per image (ms), split by stage", title="end to end")

@@ -63,5 +63,12 @@ def compare_dense_and_windows(run, meta: ModelMeta, size: tuple[int, int], seed:
     windows_s = time.perf_counter() - start
     worst = max(float(np.abs(dense[k] - windows[k]).max() / max(np.abs(dense[k]).max(), 1e-12)) for k in dense)
     h, w = meta.map_size(size)
-    return {"size": list(size), "windows": h * w, "context_px": context(meta.geometry), "dense_s": dense_s,
-            "per_window_s": windows_s, "speedup": windows_s / dense_s, "max_relative_difference": worst}
+    return {
+        "size": list(size),
+        "windows": h * w,
+        "context_px": context(meta.geometry),
+        "dense_s": dense_s,
+        "per_window_s": windows_s,
+        "speedup": windows_s / dense_s,
+        "max_relative_difference": worst,
+    }

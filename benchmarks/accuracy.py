@@ -45,9 +45,17 @@ def run(images: int, seed: int, work: Path) -> list[dict]:
             with Predictor.from_path(work / f"{stride}.onnx", pyramid=pyramid, flip=flip) as p:
                 a = evaluate(p, single, ("classify", "localize"), progress=Progress())
                 b = evaluate(p, multi, ("detect",), progress=Progress())
-            rows.append({"stride": stride, "setting": label, "top1_error": a.top1_error, "top5_error": a.top5_error,
-                         "localization_error": a.localization_error, "mean_ap": b.mean_ap,
-                         "seconds_per_image": (a.seconds_per_image + b.seconds_per_image) / 2})
+            rows.append(
+                {
+                    "stride": stride,
+                    "setting": label,
+                    "top1_error": a.top1_error,
+                    "top5_error": a.top5_error,
+                    "localization_error": a.localization_error,
+                    "mean_ap": b.mean_ap,
+                    "seconds_per_image": (a.seconds_per_image + b.seconds_per_image) / 2,
+                }
+            )
     return rows
 
 
@@ -61,7 +69,9 @@ def table(rows: list[dict], images: int, seed: int) -> str:
     ]
     for r in rows:
         ap = "-" if r["mean_ap"] is None else f"{r['mean_ap']:.3f}"
-        lines.append(f"| {r['stride']} | {r['setting']} | {pct(r['top1_error'])} | {pct(r['top5_error'])} | {pct(r['localization_error'])} | {ap} | {r['seconds_per_image']:.3f} |")
+        lines.append(
+            f"| {r['stride']} | {r['setting']} | {pct(r['top1_error'])} | {pct(r['top5_error'])} | {pct(r['localization_error'])} | {ap} | {r['seconds_per_image']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

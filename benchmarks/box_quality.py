@@ -44,8 +44,14 @@ from overfeat.runtime.evaluate import Detections, average_precision  # noqa: E40
 from overfeat.runtime.merge import greedy_merge  # noqa: E402
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
-KINDS = ("hit", "duplicate of an object already found", "right class, IoU 0.1-0.5", "right class, IoU < 0.1, over another object",
-         "another class over an object (IoU >= 0.1)", "background (IoU < 0.1 with every object)")
+KINDS = (
+    "hit",
+    "duplicate of an object already found",
+    "right class, IoU 0.1-0.5",
+    "right class, IoU < 0.1, over another object",
+    "another class over an object (IoU >= 0.1)",
+    "background (IoU < 0.1 with every object)",
+)
 
 
 def raw_boxes(p: Predictor, images: int, seed: int) -> tuple[list[dict], dict]:
@@ -67,12 +73,22 @@ def raw_boxes(p: Predictor, images: int, seed: int) -> tuple[list[dict], dict]:
         right = np.flatnonzero(merged.classes == cls)
         answer["candidate"] += bool(len(boxes[labels == cls])) and iou(boxes[labels == cls], truth).max() >= 0.5
         answer["best merged"] += bool(len(right)) and iou(merged.boxes[right[:1]], truth).max() >= 0.5
-        answer["top 5"] += any(merged.classes[k] == cls and iou(merged.boxes[k : k + 1], truth).max() >= 0.5 for k in range(min(5, len(merged.boxes))))
+        answer["top 5"] += any(
+            merged.classes[k] == cls and iou(merged.boxes[k : k + 1], truth).max() >= 0.5
+            for k in range(min(5, len(merged.boxes)))
+        )
     rows = []
     for k in sorted(per_scale):
         overlaps = np.concatenate([o for o, _, _ in per_scale[k]])
-        rows.append({"scale": per_scale[k][0][2], "boxes": len(overlaps), "iou_ge_half": float((overlaps >= 0.5).mean()),
-                     "median_iou": float(np.median(overlaps)), "object_in_window": float(np.median([r for _, r, _ in per_scale[k]]))})
+        rows.append(
+            {
+                "scale": per_scale[k][0][2],
+                "boxes": len(overlaps),
+                "iou_ge_half": float((overlaps >= 0.5).mean()),
+                "median_iou": float(np.median(overlaps)),
+                "object_in_window": float(np.median([r for _, r, _ in per_scale[k]])),
+            }
+        )
     return rows, {key: answer[key] / images for key in ("candidate", "best merged", "top 5")}
 
 
@@ -115,7 +131,14 @@ def best_detections(p: Predictor, images: int, seed: int, top: int, threshold: f
         decoded.append(Detections(merged.boxes, merged.scores, merged.classes))
         truths.append((s.boxes, s.labels))
         size = (s.boxes[:, 2:] - s.boxes[:, :2]).max(axis=1) / min(s.image.shape[:2])
-        recall += list(zip(size, _recalled(boxes, labels, s.boxes, s.labels), _recalled(merged.boxes, merged.classes, s.boxes, s.labels), strict=True))
+        recall += list(
+            zip(
+                size,
+                _recalled(boxes, labels, s.boxes, s.labels),
+                _recalled(merged.boxes, merged.classes, s.boxes, s.labels),
+                strict=True,
+            )
+        )
         found: set[int] = set()
         for k in range(min(top, len(merged.boxes))):
             overlap = iou(merged.boxes[k : k + 1], s.boxes)[0] if len(s.boxes) else np.zeros(0)
@@ -133,10 +156,21 @@ def best_detections(p: Predictor, images: int, seed: int, top: int, threshold: f
     classes = len(p.meta.classes)
     bounds = {
         "as decoded": average_precision(decoded, truths, classes),
-        "without another class over an object": average_precision([_oracle(d, *t, False) for d, t in zip(decoded, truths, strict=True)], truths, classes),
-        "also without right-class boxes of IoU 0.1-0.5": average_precision([_oracle(d, *t, True) for d, t in zip(decoded, truths, strict=True)], truths, classes),
+        "without another class over an object": average_precision(
+            [_oracle(d, *t, False) for d, t in zip(decoded, truths, strict=True)], truths, classes
+        ),
+        "also without right-class boxes of IoU 0.1-0.5": average_precision(
+            [_oracle(d, *t, True) for d, t in zip(decoded, truths, strict=True)], truths, classes
+        ),
     }
-    return kinds, objects, {"map": {k: float(np.nanmean(v)) for k, v in bounds.items()}, "recall": np.asarray(recall, dtype=np.float64).reshape(-1, 3)}
+    return (
+        kinds,
+        objects,
+        {
+            "map": {k: float(np.nanmean(v)) for k, v in bounds.items()},
+            "recall": np.asarray(recall, dtype=np.float64).reshape(-1, 3),
+        },
+    )
 
 
 def main() -> int:
@@ -157,13 +191,17 @@ def main() -> int:
     print(f"Raw localization boxes of the right class, {args.images} single-object images (seed {args.seed}), per scale:\n")
     print("| scale | boxes | IoU ≥ 0.5 | median IoU | object / window (median) |\n|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['scale'][0]}×{r['scale'][1]} | {r['boxes']} | {100 * r['iou_ge_half']:.1f}% | {r['median_iou']:.2f} | {r['object_in_window']:.2f} |")
+        print(
+            f"| {r['scale'][0]}×{r['scale'][1]} | {r['boxes']} | {100 * r['iou_ge_half']:.1f}% | {r['median_iou']:.2f} | {r['object_in_window']:.2f} |"
+        )
     print("\nImages with a right box (IoU ≥ 0.5, right class):\n")
     print(f"- among the candidates: {100 * answer['candidate']:.1f}%")
     print(f"- the best-scored merged box of the right class: {100 * answer['best merged']:.1f}%")
     print(f"- among the top 5 merged boxes (the localization rule): {100 * answer['top 5']:.1f}%")
     total = sum(kinds.values())
-    print(f"\nThe {args.top} best-ranked merged detections of {args.images} multi-object images ({objects} objects, {total} detections):\n")
+    print(
+        f"\nThe {args.top} best-ranked merged detections of {args.images} multi-object images ({objects} objects, {total} detections):\n"
+    )
     print("| detection | count | share |\n|---|---:|---:|")
     for kind in KINDS:
         print(f"| {kind} | {kinds[kind]} | {100 * kinds[kind] / max(total, 1):.1f}% |")
@@ -172,7 +210,9 @@ def main() -> int:
     for name, value in bounds["map"].items():
         print(f"| {name} | {value:.3f} |")
     r = bounds["recall"]
-    print("\nRecall (objects with a box of their class at IoU ≥ 0.5), by the object's longer side against the image's shorter side:\n")
+    print(
+        "\nRecall (objects with a box of their class at IoU ≥ 0.5), by the object's longer side against the image's shorter side:\n"
+    )
     print("| object size | objects | among the candidates | after merging |\n|---|---:|---:|---:|")
     for lo, hi in (*SIZES, (0.0, np.inf)):
         sel = (r[:, 0] >= lo) & (r[:, 0] < hi)

@@ -49,10 +49,12 @@ Decoder = Callable[[Predictor, np.ndarray, np.ndarray, np.ndarray], Detections]
 
 def runtime(method: str, threshold: float = 0.5) -> Decoder:
     """The runtime's decoding: ``Predictor.detect``'s ``method``, ``threshold`` the merge's."""
+
     def decode(p, boxes, scores, labels):
         p.merge_config = MergeConfig(threshold=threshold)
         found = p._merge_detections(boxes, scores, labels, method, IOU)
         return Detections.from_result(Result("detect", None, (1, 1), (), False, (), found, {}))
+
     return decode
 
 
@@ -73,7 +75,11 @@ def class_vote(_p, boxes, scores, labels) -> Detections:
         out_boxes.append(weighted_box(boxes[mine], scores[mine]))
         out_scores.append(sums[win])
         out_labels.append(classes[win])
-    return Detections(np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4), np.asarray(out_scores, dtype=np.float64), np.asarray(out_labels, dtype=np.int64))
+    return Detections(
+        np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4),
+        np.asarray(out_scores, dtype=np.float64),
+        np.asarray(out_labels, dtype=np.int64),
+    )
 
 
 DECODERS: dict[str, Decoder] = {
@@ -112,7 +118,9 @@ def main() -> int:
                 seconds = (time.perf_counter() - start) / args.images
                 ap = float(np.nanmean(average_precision(found, truths, classes)))
                 rows.append(f"| {name} | {ap:.3f} | {np.mean([len(d.scores) for d in found]):.1f} | {seconds:.3f} |")
-    print(f"{args.images} multi-object test images (seed {args.seed}), {sum(len(c[1]) for c in candidates) / args.images:.0f} candidates per image:\n")
+    print(
+        f"{args.images} multi-object test images (seed {args.seed}), {sum(len(c[1]) for c in candidates) / args.images:.0f} candidates per image:\n"
+    )
     print("| decoding | mAP@0.5 | detections per image | decoding s / image |\n|---|---:|---:|---:|")
     print("\n".join(rows))
     return 0

@@ -50,8 +50,17 @@ def _full_checkpoint(arch: str, path: Path, heads: tuple[str, ...] = ("cls",)) -
     from overfeat.export import build_model
 
     model = build_model(arch, 1000, heads, 1.0, seed=0)
-    info = {"arch": arch, "width": 1.0, "num_classes": 1000, "heads": list(heads), "classes": [f"class_{i}" for i in range(1000)], "box_per_class": True}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata={"overfeat.model": json.dumps(info)})
+    info = {
+        "arch": arch,
+        "width": 1.0,
+        "num_classes": 1000,
+        "heads": list(heads),
+        "classes": [f"class_{i}" for i in range(1000)],
+        "box_per_class": True,
+    }
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata={"overfeat.model": json.dumps(info)}
+    )
 
 
 def main() -> None:
@@ -61,7 +70,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--windows", action="store_true")
     parser.add_argument("--merge-kernel", default=None, help="passed to overfeat bench (localize: compiled,numpy by default)")
-    parser.add_argument("--openvino", action="store_true", help="full, shapes: also OpenVINO fp32 and bf16 (the fp32 file) and int8 (the INT8 file)")
+    parser.add_argument(
+        "--openvino",
+        action="store_true",
+        help="full, shapes: also OpenVINO fp32 and bf16 (the fp32 file) and int8 (the INT8 file)",
+    )
     parser.add_argument("--json", required=True)
     parser.add_argument("--plot", required=True)
     args = parser.parse_args()
@@ -73,30 +86,91 @@ def main() -> None:
             _full_checkpoint("accurate", checkpoint, ("cls", "loc"))
             model = work / "accurate-loc.onnx"
             export_checkpoint(checkpoint, model, check_sizes=())
-            _run(["bench", "--model", str(model), "--random", "2", "--merge-kernel", kernels or "compiled,numpy", "--min-score", "0",
-                  "--repeat", str(args.repeat), "--json", args.json, "--plot", args.plot])
+            _run(
+                [
+                    "bench",
+                    "--model",
+                    str(model),
+                    "--random",
+                    "2",
+                    "--merge-kernel",
+                    kernels or "compiled,numpy",
+                    "--min-score",
+                    "0",
+                    "--repeat",
+                    str(args.repeat),
+                    "--json",
+                    args.json,
+                    "--plot",
+                    args.plot,
+                ]
+            )
             return
         if args.which == "full":
             checkpoint = work / f"{args.arch}.safetensors"
             _full_checkpoint(args.arch, checkpoint)
             models = [work / f"{args.arch}.onnx", work / f"{args.arch}.int8.onnx"]
             export_checkpoint(checkpoint, models[0], check_sizes=())
-            _run(["calibrate", "--model", str(models[0]), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
-                  "--no-check", "--no-cache", "--output", str(models[1]), "--quiet"])
+            _run(
+                [
+                    "calibrate",
+                    "--model",
+                    str(models[0]),
+                    "--images",
+                    "shapes:val:8",
+                    "--max-images",
+                    "8",
+                    "--method",
+                    "minmax",
+                    "--no-check",
+                    "--no-cache",
+                    "--output",
+                    str(models[1]),
+                    "--quiet",
+                ]
+            )
             images = ["--random", "4"]
         else:
             checkpoint = CHECKPOINT
             models = [work / "shapes.onnx", work / "shapes.int8.onnx", work / "shapes.fp16.onnx"]
             export_checkpoint(checkpoint, models[0], check_sizes=())
-            _run(["calibrate", "--model", str(models[0]), "--images", "shapes:val:64", "--method", "minmax", "--no-check", "--no-cache",
-                  "--output", str(models[1]), "--quiet"])
-            _run(["convert", "--precision", "fp16", "--model", str(models[0]), "--output", str(models[2]), "--no-check", "--quiet"])
+            _run(
+                [
+                    "calibrate",
+                    "--model",
+                    str(models[0]),
+                    "--images",
+                    "shapes:val:64",
+                    "--method",
+                    "minmax",
+                    "--no-check",
+                    "--no-cache",
+                    "--output",
+                    str(models[1]),
+                    "--quiet",
+                ]
+            )
+            _run(
+                ["convert", "--precision", "fp16", "--model", str(models[0]), "--output", str(models[2]), "--no-check", "--quiet"]
+            )
             images = ["--images", "shapes:test:4"]
         specs = [str(m) for m in models]
         if args.openvino:  # the fp32 file in OpenVINO fp32 and bf16, the INT8 file in OpenVINO
             specs += [f"{models[0]}@openvino", f"{models[0]}@openvino:bf16", f"{models[1]}@openvino"]
-        bench = ["bench", *(a for m in specs for a in ("--model", m)), "--torch", str(checkpoint), *images,
-                 "--repeat", str(args.repeat), "--json", args.json, "--plot", args.plot, *(["--merge-kernel", kernels] if kernels else [])]
+        bench = [
+            "bench",
+            *(a for m in specs for a in ("--model", m)),
+            "--torch",
+            str(checkpoint),
+            *images,
+            "--repeat",
+            str(args.repeat),
+            "--json",
+            args.json,
+            "--plot",
+            args.plot,
+            *(["--merge-kernel", kernels] if kernels else []),
+        ]
         _run([*bench, "--windows"] if args.windows else bench)
 
 

@@ -45,7 +45,10 @@ def candidates(rng: np.random.Generator, n: int, classes: int, clustered: float)
     per = n // classes
     boxes, labels = [], []
     for c in range(classes):
-        objects = [(rng.uniform(0, 400), rng.uniform(0, 300), rng.uniform(80, 300), rng.uniform(80, 300)) for _ in range(rng.integers(1, 3))]
+        objects = [
+            (rng.uniform(0, 400), rng.uniform(0, 300), rng.uniform(80, 300), rng.uniform(80, 300))
+            for _ in range(rng.integers(1, 3))
+        ]
         x, y, w, h = np.array(objects)[rng.integers(0, len(objects), per)].T
         noise = rng.normal(0, 0.08, (4, per))
         cx, cy = x + w / 2 + noise[0] * w, y + h / 2 + noise[1] * h
@@ -126,7 +129,9 @@ def main() -> int:
     parser.add_argument("--large", type=sizes, default=[50000], help="box counts timed with the compiled kernel only")
     parser.add_argument("--classes", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--reference-boxes", type=sizes, default=[200, 400, 800], help="box counts the literal reference also runs at")
+    parser.add_argument(
+        "--reference-boxes", type=sizes, default=[200, 400, 800], help="box counts the literal reference also runs at"
+    )
     parser.add_argument("--regime", default="trained-like,scattered", help="comma-separated: trained-like, scattered")
     parser.add_argument("--memory", action="store_true", help="peak memory of each kernel at the largest --sizes and at --large")
     parser.add_argument("--json", help="write the figures here")
@@ -134,7 +139,9 @@ def main() -> int:
     chosen = [r.strip() for r in args.regime.split(",") if r.strip()]
     unknown = [r for r in chosen if r not in REGIMES]
     if unknown or not chosen:
-        parser.error(f"--regime: unknown {', '.join(unknown) or '(empty)'}; expected a comma-separated subset of {', '.join(REGIMES)}")
+        parser.error(
+            f"--regime: unknown {', '.join(unknown) or '(empty)'}; expected a comma-separated subset of {', '.join(REGIMES)}"
+        )
     if args.classes < 1 or args.repeat < 1:
         parser.error("--classes and --repeat take a positive number")
     compiled()  # compiled or loaded from the cache before anything is timed
@@ -146,12 +153,21 @@ def main() -> int:
             inputs = candidates(rng, n, args.classes, REGIMES[regime])
             medians, results = side_by_side(args.repeat, inputs)
             medians |= suppression(args.repeat, inputs)
-            row = {"regime": regime, "boxes": n, "compiled_ms": medians["compiled"] * 1e3, "numpy_ms": medians["numpy"] * 1e3,
-                   "speedup": medians["numpy"] / medians["compiled"], "identical": same(results["compiled"], results["numpy"]),
-                   "merged": len(results["compiled"].boxes), **{f"{k}_ms": v * 1e3 for k, v in medians.items() if k.startswith(("nms", "vote"))}}
-            line = (f"{regime:<13} {n:>6} boxes  merge: compiled {row['compiled_ms']:8.2f} ms  numpy {row['numpy_ms']:9.2f} ms  "
-                    f"{row['speedup']:6.1f}x  identical {row['identical']}  nms: {row['nms_compiled_ms']:6.2f} / {row['nms_numpy_ms']:7.2f} ms  "
-                    f"vote: {row['vote_compiled_ms']:6.2f} / {row['vote_numpy_ms']:7.2f} ms")
+            row = {
+                "regime": regime,
+                "boxes": n,
+                "compiled_ms": medians["compiled"] * 1e3,
+                "numpy_ms": medians["numpy"] * 1e3,
+                "speedup": medians["numpy"] / medians["compiled"],
+                "identical": same(results["compiled"], results["numpy"]),
+                "merged": len(results["compiled"].boxes),
+                **{f"{k}_ms": v * 1e3 for k, v in medians.items() if k.startswith(("nms", "vote"))},
+            }
+            line = (
+                f"{regime:<13} {n:>6} boxes  merge: compiled {row['compiled_ms']:8.2f} ms  numpy {row['numpy_ms']:9.2f} ms  "
+                f"{row['speedup']:6.1f}x  identical {row['identical']}  nms: {row['nms_compiled_ms']:6.2f} / {row['nms_numpy_ms']:7.2f} ms  "
+                f"vote: {row['vote_compiled_ms']:6.2f} / {row['vote_numpy_ms']:7.2f} ms"
+            )
             if n in args.reference_boxes:
                 start = time.perf_counter()
                 ref = greedy_merge_reference(*inputs, 0.5, 1.0)
@@ -163,8 +179,13 @@ def main() -> int:
         for n in args.large:
             inputs = candidates(rng, n, args.classes, REGIMES[regime])
             medians, results = side_by_side(args.repeat, inputs, kernels=("compiled",))
-            rows.append({"regime": regime, "boxes": n, "compiled_ms": medians["compiled"] * 1e3, "merged": len(results["compiled"].boxes)})
-            print(f"{regime:<13} {n:>6} boxes  compiled {medians['compiled'] * 1e3:8.2f} ms  ({len(results['compiled'].boxes)} merged boxes)", flush=True)
+            rows.append(
+                {"regime": regime, "boxes": n, "compiled_ms": medians["compiled"] * 1e3, "merged": len(results["compiled"].boxes)}
+            )
+            print(
+                f"{regime:<13} {n:>6} boxes  compiled {medians['compiled'] * 1e3:8.2f} ms  ({len(results['compiled'].boxes)} merged boxes)",
+                flush=True,
+            )
         if args.memory:
             for n in [max(args.sizes), *args.large]:
                 for kernel in KERNELS if n in args.sizes else ("compiled",):
@@ -172,7 +193,12 @@ def main() -> int:
                     rows.append({"regime": regime, "boxes": n, "kernel": kernel, "peak_mib": mib})
                     print(f"{regime:<13} {n:>6} boxes  {kernel:<8} peak memory +{mib:.1f} MiB", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(), "classes": args.classes, "repeat": args.repeat, "threshold": 0.5, "rows": rows}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {"machine": machine(), "classes": args.classes, "repeat": args.repeat, "threshold": 0.5, "rows": rows}, indent=2
+            )
+            + "\n"
+        )
     return 0
 
 

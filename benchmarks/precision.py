@@ -49,7 +49,23 @@ def speed(repeat: int, work: Path) -> dict:
 
     fp32, int8 = work / "accurate.onnx", work / "accurate.int8.onnx"
     _run(["export", "--arch", "accurate", "--random-init", "--output", str(fp32), "--check-sizes", ""])
-    _run(["calibrate", "--model", str(fp32), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax", "--no-check", "--no-cache", "--output", str(int8)])
+    _run(
+        [
+            "calibrate",
+            "--model",
+            str(fp32),
+            "--images",
+            "shapes:val:8",
+            "--max-images",
+            "8",
+            "--method",
+            "minmax",
+            "--no-check",
+            "--no-cache",
+            "--output",
+            str(int8),
+        ]
+    )
     sessions = {name: ort_session(path) for name, path in (("fp32", fp32), ("int8", int8))}
     rng = np.random.default_rng(0)
     feeds = [{"image": rng.normal(0, 1, (2, 3, h, w)).astype(np.float32)} for h, w in PAPER]
@@ -72,7 +88,13 @@ def speed(repeat: int, work: Path) -> dict:
             row[f"{name}_p90"] = float(np.percentile(times[name][i], 90))
         rows.append(row)
     total = {name: float(np.median(np.sum(times[name], axis=0))) for name in sessions}
-    return {"repeat": repeat, "threads": "ONNX Runtime default (all cores)", "rows": rows, "pyramid_median": total, "speedup": total["fp32"] / total["int8"]}
+    return {
+        "repeat": repeat,
+        "threads": "ONNX Runtime default (all cores)",
+        "rows": rows,
+        "pyramid_median": total,
+        "speedup": total["fp32"] / total["int8"],
+    }
 
 
 def accuracy_openvino(images: int, seed: int, work: Path) -> list[dict]:
@@ -83,17 +105,56 @@ def accuracy_openvino(images: int, seed: int, work: Path) -> list[dict]:
 
     fp32, int8 = work / "shapes.onnx", work / "shapes.minmax.int8.onnx"
     _run(["export", "--checkpoint", str(CHECKPOINT), "--output", str(fp32), "--quiet"])
-    _run(["calibrate", "--model", str(fp32), "--images", "shapes:val:64", "--method", "minmax", "--no-check", "--no-cache", "--quiet", "--output", str(int8)])
+    _run(
+        [
+            "calibrate",
+            "--model",
+            str(fp32),
+            "--images",
+            "shapes:val:64",
+            "--method",
+            "minmax",
+            "--no-check",
+            "--no-cache",
+            "--quiet",
+            "--output",
+            str(int8),
+        ]
+    )
     kept = ReferenceOutputs()
     rows = []
-    for label, path, backend, precision in (("int8 minmax, ONNX Runtime", int8, "onnxruntime", None), ("fp32, OpenVINO", fp32, "openvino", "fp32"),
-                                            ("bf16, OpenVINO", fp32, "openvino", "bf16"), ("int8 minmax, OpenVINO", int8, "openvino", None)):
-        result = compare(str(fp32), str(path), open_images(f"shapes:test:{images}", seed), images, reference_outputs=kept,
-                         candidate_backend=backend, candidate_precision=precision)
-        rows.append({"precision": label, "fp32": result.metrics["fp32"], "candidate": result.metrics["candidate"], "agreement": result.agreement,
-                     "outputs": result.outputs, "passed": result.passed, "failures": result.failures, "excluded": []})
-        print(f"{label}: top-1 agreement {result.agreement['top1']:.2%}, mAP {result.metrics['candidate']['mean_ap']:.4f} "
-              f"(fp32 {result.metrics['fp32']['mean_ap']:.4f}), gate {'PASS' if result.passed else 'FAIL'}", file=sys.stderr)
+    for label, path, backend, precision in (
+        ("int8 minmax, ONNX Runtime", int8, "onnxruntime", None),
+        ("fp32, OpenVINO", fp32, "openvino", "fp32"),
+        ("bf16, OpenVINO", fp32, "openvino", "bf16"),
+        ("int8 minmax, OpenVINO", int8, "openvino", None),
+    ):
+        result = compare(
+            str(fp32),
+            str(path),
+            open_images(f"shapes:test:{images}", seed),
+            images,
+            reference_outputs=kept,
+            candidate_backend=backend,
+            candidate_precision=precision,
+        )
+        rows.append(
+            {
+                "precision": label,
+                "fp32": result.metrics["fp32"],
+                "candidate": result.metrics["candidate"],
+                "agreement": result.agreement,
+                "outputs": result.outputs,
+                "passed": result.passed,
+                "failures": result.failures,
+                "excluded": [],
+            }
+        )
+        print(
+            f"{label}: top-1 agreement {result.agreement['top1']:.2%}, mAP {result.metrics['candidate']['mean_ap']:.4f} "
+            f"(fp32 {result.metrics['fp32']['mean_ap']:.4f}), gate {'PASS' if result.passed else 'FAIL'}",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -103,15 +164,54 @@ def accuracy(images: int, seed: int, work: Path) -> list[dict]:
 
     fp32 = work / "shapes.onnx"
     _run(["export", "--checkpoint", str(CHECKPOINT), "--output", str(fp32), "--quiet"])
-    candidates = [("fp16", work / "shapes.fp16.onnx", ["convert", "--precision", "fp16", "--model", str(fp32), "--no-check", "--quiet"])]
+    candidates = [
+        ("fp16", work / "shapes.fp16.onnx", ["convert", "--precision", "fp16", "--model", str(fp32), "--no-check", "--quiet"])
+    ]
     for method in ("minmax", "entropy", "percentile"):
-        candidates.append((f"int8 {method}", work / f"shapes.{method}.int8.onnx",
-                           ["calibrate", "--model", str(fp32), "--images", "shapes:val:64", "--method", method, "--no-check", "--no-cache", "--quiet"]))
+        candidates.append(
+            (
+                f"int8 {method}",
+                work / f"shapes.{method}.int8.onnx",
+                [
+                    "calibrate",
+                    "--model",
+                    str(fp32),
+                    "--images",
+                    "shapes:val:64",
+                    "--method",
+                    method,
+                    "--no-check",
+                    "--no-cache",
+                    "--quiet",
+                ],
+            )
+        )
     # --auto-exclude chooses its layers on validation images (the 100 after the 64 it calibrates
     # on), so the test images below judge its choice without having made it
-    candidates.append(("int8 minmax, auto-exclude", work / "shapes.auto.int8.onnx",
-                       ["calibrate", "--model", str(fp32), "--images", "shapes:val:164", "--max-images", "64", "--method", "minmax",
-                        "--auto-exclude", "--check-images", "100", "--no-cache", "--quiet", "--report", str(work / "auto.check.json")]))
+    candidates.append(
+        (
+            "int8 minmax, auto-exclude",
+            work / "shapes.auto.int8.onnx",
+            [
+                "calibrate",
+                "--model",
+                str(fp32),
+                "--images",
+                "shapes:val:164",
+                "--max-images",
+                "64",
+                "--method",
+                "minmax",
+                "--auto-exclude",
+                "--check-images",
+                "100",
+                "--no-cache",
+                "--quiet",
+                "--report",
+                str(work / "auto.check.json"),
+            ],
+        )
+    )
     rows = []
     for label, path, args in candidates:
         if "--auto-exclude" in args:
@@ -127,11 +227,24 @@ def accuracy(images: int, seed: int, work: Path) -> list[dict]:
             _run([*args, "--output", str(path)])
             report = None
         result = compare(str(fp32), str(path), open_images(f"shapes:test:{images}", seed), images)
-        rows.append({"precision": label, "fp32": result.metrics["fp32"], "candidate": result.metrics["candidate"],
-                     "agreement": result.agreement, "outputs": result.outputs, "passed": result.passed, "failures": result.failures,
-                     "excluded": report["excluded"] if report else [], "speed": report.get("speed") if report else None})
-        print(f"{label}: top-1 agreement {result.agreement['top1']:.2%}, mAP {result.metrics['candidate']['mean_ap']:.4f} "
-              f"(fp32 {result.metrics['fp32']['mean_ap']:.4f}), gate {'PASS' if result.passed else 'FAIL'}", file=sys.stderr)
+        rows.append(
+            {
+                "precision": label,
+                "fp32": result.metrics["fp32"],
+                "candidate": result.metrics["candidate"],
+                "agreement": result.agreement,
+                "outputs": result.outputs,
+                "passed": result.passed,
+                "failures": result.failures,
+                "excluded": report["excluded"] if report else [],
+                "speed": report.get("speed") if report else None,
+            }
+        )
+        print(
+            f"{label}: top-1 agreement {result.agreement['top1']:.2%}, mAP {result.metrics['candidate']['mean_ap']:.4f} "
+            f"(fp32 {result.metrics['fp32']['mean_ap']:.4f}), gate {'PASS' if result.passed else 'FAIL'}",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -156,19 +269,25 @@ def main() -> None:
         write_json(args.json, {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"), "result": result})
     if args.what == "speed":
         for row in result["rows"]:
-            print(f"{row['size']:>8}  fp32 {row['fp32_median'] * 1e3:8.1f} ms (p90 {row['fp32_p90'] * 1e3:7.1f})  "
-                  f"int8 {row['int8_median'] * 1e3:8.1f} ms (p90 {row['int8_p90'] * 1e3:7.1f})  {row['fp32_median'] / row['int8_median']:.2f}×")
-        print(f"six scales + flips: fp32 {result['pyramid_median']['fp32']:.2f} s, int8 {result['pyramid_median']['int8']:.2f} s: {result['speedup']:.2f}× faster")
+            print(
+                f"{row['size']:>8}  fp32 {row['fp32_median'] * 1e3:8.1f} ms (p90 {row['fp32_p90'] * 1e3:7.1f})  "
+                f"int8 {row['int8_median'] * 1e3:8.1f} ms (p90 {row['int8_p90'] * 1e3:7.1f})  {row['fp32_median'] / row['int8_median']:.2f}×"
+            )
+        print(
+            f"six scales + flips: fp32 {result['pyramid_median']['fp32']:.2f} s, int8 {result['pyramid_median']['int8']:.2f} s: {result['speedup']:.2f}× faster"
+        )
     else:
         for row in result:
             if "candidate" not in row:
                 print(f"{row['precision']:<18} no exclusion set passes: {'; '.join(row['failures'])}")
                 continue
             f, c = row["fp32"], row["candidate"]
-            print(f"{row['precision']:<26} top-1 {c['top1_error']:.1%} (fp32 {f['top1_error']:.1%})  top-5 {c['top5_error']:.1%}  "
-                  f"loc {c['localization_error']:.1%}  mAP {c['mean_ap']:.4f} (fp32 {f['mean_ap']:.4f})  "
-                  f"top-1 agreement {row['agreement']['top1']:.1%}  gate {'PASS' if row['passed'] else 'FAIL'}"
-                  + (f"  ({len(row['excluded'])} layers in float: {', '.join(row['excluded'])})" if row["excluded"] else ""))
+            print(
+                f"{row['precision']:<26} top-1 {c['top1_error']:.1%} (fp32 {f['top1_error']:.1%})  top-5 {c['top5_error']:.1%}  "
+                f"loc {c['localization_error']:.1%}  mAP {c['mean_ap']:.4f} (fp32 {f['mean_ap']:.4f})  "
+                f"top-1 agreement {row['agreement']['top1']:.1%}  gate {'PASS' if row['passed'] else 'FAIL'}"
+                + (f"  ({len(row['excluded'])} layers in float: {', '.join(row['excluded'])})" if row["excluded"] else "")
+            )
 
 
 if __name__ == "__main__":

@@ -83,15 +83,23 @@ def centred_accuracy(model, seed: int, images: int, shares: tuple[float, ...]) -
             if region is None:
                 continue
             left, top, side = region
-            pixels = torch.from_numpy(np.ascontiguousarray(s.image[top : top + side, left : left + side])).permute(2, 0, 1)[None].float()
-            crops.append(F.interpolate(pixels, size=(meta.window, meta.window), mode="bilinear", antialias=True, align_corners=False))
+            pixels = (
+                torch.from_numpy(np.ascontiguousarray(s.image[top : top + side, left : left + side]))
+                .permute(2, 0, 1)[None]
+                .float()
+            )
+            crops.append(
+                F.interpolate(pixels, size=(meta.window, meta.window), mode="bilinear", antialias=True, align_corners=False)
+            )
             labels.append(int(s.labels[0]))
         if not crops:
             rows.append((share, 0, float("nan"), float("nan")))
             continue
         with torch.no_grad():
             out = model((torch.cat(crops) - mean) / std)
-        right = {key: float(np.mean(out[key].flatten(1).argmax(1).numpy() == np.asarray(labels))) for key in ("scores", "det_scores")}
+        right = {
+            key: float(np.mean(out[key].flatten(1).argmax(1).numpy() == np.asarray(labels))) for key in ("scores", "det_scores")
+        }
         rows.append((share, len(labels), right["scores"], right["det_scores"]))
     return rows
 
@@ -114,7 +122,10 @@ def main() -> None:
     backend = TorchBackend(args.checkpoint, fine_stride=False)
     model = backend.model.eval()
     print("| images | cls head | det head |\n|---|---|---|")
-    for label, seed, split in (("train split, seed 0 (seen in training)", 0, "train"), (f"test split, seed {args.seed}", args.seed, "test")):
+    for label, seed, split in (
+        ("train split, seed 0 (seen in training)", 0, "train"),
+        (f"test split, seed {args.seed}", args.seed, "test"),
+    ):
         counts = window_accuracy(model, seed, split, args.images, args.batches)
         print(f"| {label} | {100 * accuracy(counts['scores']):.1f}% | {100 * accuracy(counts['det_scores']):.1f}% |")
     names = list(backend.meta.classes) + ["background"]
@@ -125,7 +136,9 @@ def main() -> None:
         wrong[c] = 0
         other = f"{names[int(wrong.argmax())]} ({100 * wrong.max() / max(row.sum(), 1):.1f}%)" if wrong.any() else "-"
         print(f"| {names[c]} | {row.sum()} | {100 * row[c] / max(row.sum(), 1):.1f}% | {other} |")
-    print(f"\nEach object whole and centred in one window (the first {args.centred} single-object test images, seed {args.seed}):\n")
+    print(
+        f"\nEach object whole and centred in one window (the first {args.centred} single-object test images, seed {args.seed}):\n"
+    )
     print("| object / window | windows | cls head | det head |\n|---:|---:|---:|---:|")
     for share, n, cls_right, det_right in centred_accuracy(model, args.seed, args.centred, SHARES):
         print(f"| {share:.2f} | {n} | {100 * cls_right:.1f}% | {100 * det_right:.1f}% |")

@@ -98,25 +98,50 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "reference": self.reference, "candidate": self.candidate, "backend": self.backend, "precision": self.precision,
-            "images": self.images, "tasks": list(self.tasks),
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "backend": self.backend,
+            "precision": self.precision,
+            "images": self.images,
+            "tasks": list(self.tasks),
             "gate": {"min_top1_agreement": self.gate.min_top1_agreement, "max_map_drop": self.gate.max_map_drop},
-            "outputs": self.outputs, "agreement": self.agreement, "metrics": self.metrics,
-            "passed": self.passed, "failures": self.failures,
+            "outputs": self.outputs,
+            "agreement": self.agreement,
+            "metrics": self.metrics,
+            "passed": self.passed,
+            "failures": self.failures,
         }
 
     def table(self) -> str:
-        lines = [f"accuracy check: {self.candidate} ({self.backend}, {self.precision}) against {self.reference} (onnxruntime, fp32) "
-                 f"on {self.images} held-out images"]
+        lines = [
+            f"accuracy check: {self.candidate} ({self.backend}, {self.precision}) against {self.reference} (onnxruntime, fp32) "
+            f"on {self.images} held-out images"
+        ]
         for name, e in self.outputs.items():
-            lines.append(f"  {name:<11} max |error| {e['max_abs']:.4g}  mean |error| {e['mean_abs']:.3g}  relative {e['relative']:.3%}")
-        labels = {"top1": "top-1 agreement", "top5_overlap": "top-5 overlap", "localize_iou": "localize top-box IoU",
-                  "detect_recall": "detect boxes kept (IoU ≥ 0.5)", "detect_iou": "detect mean IoU"}
+            lines.append(
+                f"  {name:<11} max |error| {e['max_abs']:.4g}  mean |error| {e['mean_abs']:.3g}  relative {e['relative']:.3%}"
+            )
+        labels = {
+            "top1": "top-1 agreement",
+            "top5_overlap": "top-5 overlap",
+            "localize_iou": "localize top-box IoU",
+            "detect_recall": "detect boxes kept (IoU ≥ 0.5)",
+            "detect_iou": "detect mean IoU",
+        }
         for key, value in self.agreement.items():
-            lines.append(f"  {labels[key]:<30} {value:.2%}" if key in ("top1", "top5_overlap", "detect_recall") else f"  {labels[key]:<30} {value:.3f}")
+            lines.append(
+                f"  {labels[key]:<30} {value:.2%}"
+                if key in ("top1", "top5_overlap", "detect_recall")
+                else f"  {labels[key]:<30} {value:.3f}"
+            )
         if self.metrics:
             ref, cand = self.metrics["fp32"], self.metrics["candidate"]
-            for key, label in (("top1_error", "top-1 error"), ("top5_error", "top-5 error"), ("localization_error", "localization error"), ("mean_ap", "mAP@0.5")):
+            for key, label in (
+                ("top1_error", "top-1 error"),
+                ("top5_error", "top-5 error"),
+                ("localization_error", "localization error"),
+                ("mean_ap", "mAP@0.5"),
+            ):
                 if ref.get(key) is not None:
                     fmt = "{:.4f}" if key == "mean_ap" else "{:.2%}"
                     lines.append(f"  {label:<30} fp32 {fmt.format(ref[key])}  candidate {fmt.format(cand[key])}")
@@ -160,9 +185,16 @@ def compare(
 
     options = replace(options or CompareOptions(), **changes)
     progress = progress or Progress(enabled=False)
-    with Predictor.from_path(reference, "onnxruntime", pyramid=options.pyramid, flip=options.flip) as ref, \
-            Predictor.from_path(candidate, options.candidate_backend, precision=options.candidate_precision,
-                                pyramid=options.pyramid, flip=options.flip) as cand:
+    with (
+        Predictor.from_path(reference, "onnxruntime", pyramid=options.pyramid, flip=options.flip) as ref,
+        Predictor.from_path(
+            candidate,
+            options.candidate_backend,
+            precision=options.candidate_precision,
+            pyramid=options.pyramid,
+            flip=options.flip,
+        ) as cand,
+    ):
         if ref.meta.classes != cand.meta.classes or ref.meta.heads != cand.meta.heads:
             raise InputError(f"{candidate} and {reference} differ in classes or heads; compare a model with its own conversion")
         tally = _Tally(ref.meta, default_tasks(ref.meta), images, options.score_threshold)
@@ -170,10 +202,13 @@ def compare(
             tally.add(ref, cand, index, image, truth, reference_outputs)
         execution = cand.execution_precision
     if tally.count < MIN_CHECK_IMAGES:
-        raise InputError(f"the accuracy check read {tally.count} images, expected at least {MIN_CHECK_IMAGES}; "
-                         "give more held-out images (`CheckConfig.images`)")
-    out = Comparison(reference, candidate, tally.count, tally.tasks, options.gate,
-                     backend=options.candidate_backend, precision=execution)
+        raise InputError(
+            f"the accuracy check read {tally.count} images, expected at least {MIN_CHECK_IMAGES}; "
+            "give more held-out images (`CheckConfig.images`)"
+        )
+    out = Comparison(
+        reference, candidate, tally.count, tally.tasks, options.gate, backend=options.candidate_backend, precision=execution
+    )
     out.outputs = tally.errors.to_dict()
     out.agreement = tally.agreement.to_dict()
     out.metrics = tally.metrics(reference, candidate, images.spec, options)
@@ -228,8 +263,18 @@ class _Tally:
         method = "merge" if "detect" in self.tasks else None
         for key, scorer in self.scorers.items():
             model = reference if key == "fp32" else candidate
-            ev = scorer.fill(Evaluation(model, spec, self.count, str(options.pyramid), options.flip, self.meta.fine_stride,
-                                        self.meta.classes, method=method))
+            ev = scorer.fill(
+                Evaluation(
+                    model,
+                    spec,
+                    self.count,
+                    str(options.pyramid),
+                    options.flip,
+                    self.meta.fine_stride,
+                    self.meta.classes,
+                    method=method,
+                )
+            )
             out[key] = {k: getattr(ev, k) for k in ("top1_error", "top5_error", "localization_error", "mean_ap")}
         return out
 
@@ -245,6 +290,8 @@ def _judge(out: Comparison) -> None:
         checked = True
         drop = out.metrics["fp32"]["mean_ap"] - out.metrics["candidate"]["mean_ap"]
         if drop > gate.max_map_drop:
-            out.failures.append(f"mAP@0.5 dropped by {drop:.4f} (fp32 {out.metrics['fp32']['mean_ap']:.4f}), more than {gate.max_map_drop:.4f}")
+            out.failures.append(
+                f"mAP@0.5 dropped by {drop:.4f} (fp32 {out.metrics['fp32']['mean_ap']:.4f}), more than {gate.max_map_drop:.4f}"
+            )
     if not checked:
         out.failures.append("no gate applies: the model has no cls head and the images have no detection labels")

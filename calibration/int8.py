@@ -38,7 +38,9 @@ def check_exclude(model, exclude: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(exclude))
 
 
-def quantize_int8(source: str | os.PathLike[str], ranges: Ranges, output: str | os.PathLike[str], exclude: Sequence[str] = ()) -> Path:
+def quantize_int8(
+    source: str | os.PathLike[str], ranges: Ranges, output: str | os.PathLike[str], exclude: Sequence[str] = ()
+) -> Path:
     """Write the INT8 Q/DQ model of ``source`` to ``output``."""
     import onnx
 
@@ -61,8 +63,15 @@ def quantized_model(source: str | os.PathLike[str], ranges: Ranges, exclude: Seq
     meta = {p.key: p.value for p in model.metadata_props if p.key.startswith("overfeat.")}  # not the quantizer's own keys
     try:
         quantizer = QDQQuantizer(
-            model, True, False, QuantType.QInt8, QuantType.QInt8, ranges.tensors_data(),
-            [], list(exclude), list(QDQRegistry),
+            model,
+            True,
+            False,
+            QuantType.QInt8,
+            QuantType.QInt8,
+            ranges.tensors_data(),
+            [],
+            list(exclude),
+            list(QDQRegistry),
             {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
         )
         quantizer.quantize_model()
@@ -72,10 +81,15 @@ def quantized_model(source: str | os.PathLike[str], ranges: Ranges, exclude: Seq
     _float_outputs(result)
     _float_inputs(result, exclude)
     meta["overfeat.precision"] = json.dumps("int8")
-    meta["overfeat.quantization"] = json.dumps({
-        "method": ranges.method.name, "percentile": ranges.method.percentile, "calibration": ranges.data,
-        "source_sha256": ranges.model_sha256, "excluded": list(exclude),
-    })
+    meta["overfeat.quantization"] = json.dumps(
+        {
+            "method": ranges.method.name,
+            "percentile": ranges.method.percentile,
+            "calibration": ranges.data,
+            "source_sha256": ranges.model_sha256,
+            "excluded": list(exclude),
+        }
+    )
     del result.metadata_props[:]
     for key, value in meta.items():
         result.metadata_props.add(key=key, value=value)
@@ -106,7 +120,9 @@ def _drop_unread(graph) -> None:
     outputs = {o.name for o in graph.output}
     while True:
         read = {name for node in graph.node for name in node.input} | outputs
-        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in read for o in n.output)]
+        dead = [
+            n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in read for o in n.output)
+        ]
         if not dead:
             break
         for node in dead:

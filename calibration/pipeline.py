@@ -46,7 +46,9 @@ class CheckConfig:
         if self.backend not in ("onnxruntime", "openvino"):
             raise InputError(f"`CheckConfig.backend` {self.backend}: expected onnxruntime or openvino")
         if self.count < MIN_CHECK_IMAGES:
-            raise InputError(f"`CheckConfig.count` {self.count}: the accuracy check needs at least {MIN_CHECK_IMAGES} held-out images")
+            raise InputError(
+                f"`CheckConfig.count` {self.count}: the accuracy check needs at least {MIN_CHECK_IMAGES} held-out images"
+            )
 
     def options(self, pyramid: Any, flip: bool) -> CompareOptions:
         """How the gate runs the fp32 model and the candidate: ``pyramid`` and ``flip``, this
@@ -96,9 +98,15 @@ class Report:
         lines = []
         if self.calibration:
             c = self.calibration
-            lines.append(f"calibration  {c['method']} on {c['count']} images ({c['feeds']} feeds){' from cache ' + c['cache'] if c.get('from_cache') else ''}")
+            lines.append(
+                f"calibration  {c['method']} on {c['count']} images ({c['feeds']} feeds){' from cache ' + c['cache'] if c.get('from_cache') else ''}"
+            )
             if c["skipped"]:
-                lines.append(f"  skipped {len(c['skipped'])} unreadable files: " + ", ".join(name for name, _ in c["skipped"][:10]) + (" ..." if len(c["skipped"]) > 10 else ""))
+                lines.append(
+                    f"  skipped {len(c['skipped'])} unreadable files: "
+                    + ", ".join(name for name, _ in c["skipped"][:10])
+                    + (" ..." if len(c["skipped"]) > 10 else "")
+                )
         if self.sensitivity:
             lines.append("sensitivity (output error with only this layer in int8; larger = more sensitive):")
             lines += [f"  {s['node']:<28} {s['error']:.4f}" for s in self.sensitivity[:8]]
@@ -106,15 +114,19 @@ class Report:
             lines.append(f"kept in float: {', '.join(self.excluded)}")
         if self.speed:
             s = self.speed
-            lines.append(f"speed at {s['size']}: fp32 {s['fp32'] * 1e3:.1f} ms, int8 {s['int8'] * 1e3:.1f} ms, int8 with exclusions {s['int8_excluded'] * 1e3:.1f} ms "
-                         f"({s['int8_excluded'] / s['int8']:.2f}× the time of full int8)")
+            lines.append(
+                f"speed at {s['size']}: fp32 {s['fp32'] * 1e3:.1f} ms, int8 {s['int8'] * 1e3:.1f} ms, int8 with exclusions {s['int8_excluded'] * 1e3:.1f} ms "
+                f"({s['int8_excluded'] / s['int8']:.2f}× the time of full int8)"
+            )
         if self.check:
             lines.append(self.check.table())
         else:
             lines.append("accuracy check: not run (--no-check)")
         if self.output is None:
             verdict = "passes" if self.check and self.check.passed else "fails"
-            lines.append(f"{self.precision} is an execution precision (OpenVINO runs {self.model} in it): nothing to write; it {verdict} the accuracy check")
+            lines.append(
+                f"{self.precision} is an execution precision (OpenVINO runs {self.model} in it): nothing to write; it {verdict} the accuracy check"
+            )
         elif self.written:
             lines.append(f"wrote {self.output}")
         else:
@@ -160,7 +172,9 @@ def _outputs(model: str, output: str, *others: tuple[str | None, str]) -> None:
 def _gate_applies(meta: ModelMeta, check: ImageSet | None) -> None:
     """Refuse a check that could never pass: no cls head to agree on and no labels to score."""
     if check is not None and "cls" not in meta.heads and not (check.classes and "det" in meta.heads):
-        raise InputError(f"the model's heads {list(meta.heads)} have no classification to compare, and the check images {check.spec} have no labels: give labelled `CheckConfig.images` data (a COCO JSON)")
+        raise InputError(
+            f"the model's heads {list(meta.heads)} have no classification to compare, and the check images {check.spec} have no labels: give labelled `CheckConfig.images` data (a COCO JSON)"
+        )
 
 
 def _same_set(a: str, b: str) -> bool:
@@ -169,7 +183,9 @@ def _same_set(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progress | None = None, report_path: str | None = None) -> Report:
+def calibrate(
+    model: str, output: str, config: CalibrateConfig, progress: Progress | None = None, report_path: str | None = None
+) -> Report:
     progress = progress or Progress(enabled=False)
     _outputs(model, output, (config.cache, "`cache`"), (report_path, "`report_path`"))
     meta = _fp32_meta(model)
@@ -179,8 +195,12 @@ def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progre
     if config.check is not None:
         if config.check.images is not None and _same_set(config.check.images, config.images):
             if config.images.startswith("shapes:"):
-                raise InputError(f"`CheckConfig.images` {config.check.images} is the calibration split; check on another split (e.g. shapes:test:N)")
-            config = replace(config, check=replace(config.check, images=None))  # the same set: check on the images after the calibration ones
+                raise InputError(
+                    f"`CheckConfig.images` {config.check.images} is the calibration split; check on another split (e.g. shapes:test:N)"
+                )
+            config = replace(
+                config, check=replace(config.check, images=None)
+            )  # the same set: check on the images after the calibration ones
         used = min(config.max_images, len(images.items))
         check_set, _ = _check_images(config, images, used, used)
         _gate_applies(meta, check_set)
@@ -189,8 +209,14 @@ def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progre
     exclude = list(check_exclude(onnx.load(model, load_external_data=False), config.exclude))
     with progress.step(f"hashing {model}"):
         sha = sha256_file(model)
-    data = {"images": images.spec, "fingerprint": images.fingerprint(), "max_images": config.max_images,
-            "seed": config.seed, "pyramid": str(config.pyramid), "flip": config.flip}
+    data = {
+        "images": images.spec,
+        "fingerprint": images.fingerprint(),
+        "max_images": config.max_images,
+        "seed": config.seed,
+        "pyramid": str(config.pyramid),
+        "flip": config.flip,
+    }
     ranges = load_ranges(config.cache, sha, config.method, data) if config.cache else None
     report = Report(model, output, "int8")
     if ranges is not None:
@@ -199,38 +225,59 @@ def calibrate(model: str, output: str, config: CalibrateConfig, progress: Progre
         ranges = _collect(model, meta, images, config, sha, data, progress)
         if config.cache:
             save_ranges(config.cache, ranges)
-    report.calibration = {"method": config.method.label, "count": ranges.data_count, "feeds": ranges.feeds, "skipped": [list(s) for s in ranges.skipped],
-                          "from_cache": ranges.from_cache, "cache": config.cache}
+    report.calibration = {
+        "method": config.method.label,
+        "count": ranges.data_count,
+        "feeds": ranges.feeds,
+        "skipped": [list(s) for s in ranges.skipped],
+        "from_cache": ranges.from_cache,
+        "cache": config.cache,
+    }
     with tempfile.TemporaryDirectory(prefix="overfeat-calibrate-") as tmp:
         candidate = str(Path(tmp) / "candidate.int8.onnx")
         with progress.step(f"quantizing ({len(exclude)} layers kept in float)"):
             quantize_int8(model, ranges, candidate, exclude)
         if config.check is not None:
             # a separate check set as opened above; else the calibration set after the images calibration read
-            check_images, start = (check_set, 0) if config.check.images is not None else _check_images(config, images, ranges.end, ranges.data_count)
+            check_images, start = (
+                (check_set, 0)
+                if config.check.images is not None
+                else _check_images(config, images, ranges.end, ranges.data_count)
+            )
             # --auto-exclude compares several candidates on these images: the fp32 model runs once
             reference = ReferenceOutputs() if config.auto_exclude else None
             options = config.check.options(config.pyramid, config.flip)
-            report.check = compare(model, candidate, check_images, config.check.count, start, options,
-                                   progress=progress, reference_outputs=reference)
+            report.check = compare(
+                model, candidate, check_images, config.check.count, start, options, progress=progress, reference_outputs=reference
+            )
             if not report.check.passed:
-                feeds = [f for _, image, _ in images.take(SENSITIVITY_IMAGES) for f in calibration_feeds(image, meta, config.pyramid, config.flip)]
+                feeds = [
+                    f
+                    for _, image, _ in images.take(SENSITIVITY_IMAGES)
+                    for f in calibration_feeds(image, meta, config.pyramid, config.flip)
+                ]
                 ranked = rank_layers(model, ranges, feeds, exclude, progress)
                 report.sensitivity = [{"node": s.node, "error": s.error} for s in ranked]
                 if config.auto_exclude:
-                    _auto_exclude(model, candidate, ranges, exclude, ranked, (check_images, start), reference, config, report, progress)
+                    _auto_exclude(
+                        model, candidate, ranges, exclude, ranked, (check_images, start), reference, config, report, progress
+                    )
             if exclude:
                 report.speed = _speed(model, ranges, candidate, meta, images, config, tmp)
         report.excluded = exclude
         return _finish(report, candidate, report_path)
 
 
-def _collect(model: str, meta: ModelMeta, images: ImageSet, config: CalibrateConfig, sha: str, data: dict, progress: Progress) -> Ranges:
+def _collect(
+    model: str, meta: ModelMeta, images: ImageSet, config: CalibrateConfig, sha: str, data: dict, progress: Progress
+) -> Ranges:
     read: list[str] = []
     feeds = [0]
 
     def per_image():
-        for name, image, _ in progress.track(images.take(config.max_images), "calibrating", total=min(config.max_images, len(images.items))):
+        for name, image, _ in progress.track(
+            images.take(config.max_images), "calibrating", total=min(config.max_images, len(images.items))
+        ):
             read.append(name)
             batch = list(calibration_feeds(image, meta, config.pyramid, config.flip))
             feeds[0] += len(batch)
@@ -239,7 +286,10 @@ def _collect(model: str, meta: ModelMeta, images: ImageSet, config: CalibrateCon
     values = collect_ranges(model, per_image(), config.method, progress)
     if len(read) < MIN_IMAGES:
         skipped = "; ".join(f"{n} ({r})" for n, r in images.skipped[:5])
-        raise InputError(f"only {len(read)} of the images could be read, calibration needs at least {MIN_IMAGES}" + (f"; unreadable: {skipped}" if skipped else ""))
+        raise InputError(
+            f"only {len(read)} of the images could be read, calibration needs at least {MIN_IMAGES}"
+            + (f"; unreadable: {skipped}" if skipped else "")
+        )
     return Ranges(sha, config.method, data, values, list(images.skipped), end=images.next, data_count=len(read), feeds=feeds[0])
 
 
@@ -250,7 +300,9 @@ def _check_images(config: CalibrateConfig, images: ImageSet, end: int, used: int
     if check.images is not None:
         held_out = open_images(check.images, check.seed)
         if len(held_out.items) < MIN_CHECK_IMAGES:
-            raise InputError(f"`CheckConfig.images` {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
+            raise InputError(
+                f"`CheckConfig.images` {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}"
+            )
         return held_out, 0
     left = len(images.items) - end
     if left < MIN_CHECK_IMAGES:
@@ -271,9 +323,12 @@ def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, reference
         with progress.step(f"quantizing with {len(layers)} layers kept in float"):
             quantize_int8(model, ranges, candidate, layers)
         options = config.check.options(config.pyramid, config.flip)
-        result = compare(model, candidate, check_images, config.check.count, start, options,
-                         progress=progress, reference_outputs=reference)
-        report.attempts.append({"excluded": layers, "passed": result.passed, "failures": result.failures, "agreement": result.agreement})
+        result = compare(
+            model, candidate, check_images, config.check.count, start, options, progress=progress, reference_outputs=reference
+        )
+        report.attempts.append(
+            {"excluded": layers, "passed": result.passed, "failures": result.failures, "agreement": result.agreement}
+        )
         return result
 
     results: dict[int, Comparison] = {}
@@ -286,7 +341,11 @@ def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, reference
     best = None if k is None else (k, results[k])
     if best is None:
         quantize_int8(model, ranges, candidate, fixed)  # back to the model the report describes
-        tried = f"even with all but one of the {len(ranked) + len(fixed)} layers in float" if ranked[1:] else "and there is no layer left to keep in float"
+        tried = (
+            f"even with all but one of the {len(ranked) + len(fixed)} layers in float"
+            if ranked[1:]
+            else "and there is no layer left to keep in float"
+        )
         report.check.failures.append(f"--auto-exclude: the gate fails {tried}; no INT8 model of this network passes")
         return
     exclude[:] = fixed + [s.node for s in ranked[: best[0]]]
@@ -319,7 +378,12 @@ def _speed(model, ranges, candidate, meta, images, config, tmp) -> dict[str, Any
     feeds = list(calibration_feeds(image, meta, config.pyramid, config.flip))
     feed = feeds[len(feeds) // 2]
     size = "x".join(str(v) for v in feed["image"].shape[2:])
-    return {"size": size, "fp32": time_model(model, feed), "int8": time_model(plain, feed), "int8_excluded": time_model(candidate, feed)}
+    return {
+        "size": size,
+        "fp32": time_model(model, feed),
+        "int8": time_model(plain, feed),
+        "int8_excluded": time_model(candidate, feed),
+    }
 
 
 def _finish(report: Report, candidate: str, report_path: str | None) -> Report:
@@ -335,8 +399,16 @@ def _finish(report: Report, candidate: str, report_path: str | None) -> Report:
     return report
 
 
-def convert(model: str, output: str | None, precision: str, check: CheckConfig | None, pyramid: Any = "paper", flip: bool = True,
-            progress: Progress | None = None, report_path: str | None = None) -> Report:
+def convert(
+    model: str,
+    output: str | None,
+    precision: str,
+    check: CheckConfig | None,
+    pyramid: Any = "paper",
+    flip: bool = True,
+    progress: Progress | None = None,
+    report_path: str | None = None,
+) -> Report:
     """``overfeat convert --precision fp16`` (writes ``output``) or ``bf16`` (writes nothing:
     OpenVINO runs the fp32 file in bf16; the gate judges that execution, which needs a check)."""
     from .fp16 import convert_fp16
@@ -345,16 +417,22 @@ def convert(model: str, output: str | None, precision: str, check: CheckConfig |
     if precision == "bf16":
         return check_bf16(model, output, check, pyramid, flip, progress, report_path)
     if precision != "fp16":
-        raise InputError(f"`precision` {precision}: convert writes fp16 (or checks bf16); INT8 needs calibration ('overfeat calibrate')")
+        raise InputError(
+            f"`precision` {precision}: convert writes fp16 (or checks bf16); INT8 needs calibration ('overfeat calibrate')"
+        )
     if output is None:
         raise InputError("`precision` fp16 writes a model: give `output`")
     _outputs(model, output, (report_path, "`report_path`"))
     meta = _fp32_meta(model)
     if check is not None and check.images is None:
-        raise InputError("the fp16 accuracy check needs held-out images: give `CheckConfig.images` DATA (a directory, a COCO JSON or shapes:SPLIT:N), or `check=None`")
+        raise InputError(
+            "the fp16 accuracy check needs held-out images: give `CheckConfig.images` DATA (a directory, a COCO JSON or shapes:SPLIT:N), or `check=None`"
+        )
     held_out = open_images(check.images, check.seed) if check is not None else None
     if held_out is not None and len(held_out.items) < MIN_CHECK_IMAGES:
-        raise InputError(f"`CheckConfig.images` {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
+        raise InputError(
+            f"`CheckConfig.images` {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}"
+        )
     _gate_applies(meta, held_out)
     report = Report(model, output, "fp16")
     with tempfile.TemporaryDirectory(prefix="overfeat-convert-") as tmp:
@@ -366,8 +444,15 @@ def convert(model: str, output: str | None, precision: str, check: CheckConfig |
         return _finish(report, candidate, report_path)
 
 
-def check_bf16(model: str, output: str | None, check: CheckConfig | None, pyramid: Any = "paper", flip: bool = True,
-               progress: Progress | None = None, report_path: str | None = None) -> Report:
+def check_bf16(
+    model: str,
+    output: str | None,
+    check: CheckConfig | None,
+    pyramid: Any = "paper",
+    flip: bool = True,
+    progress: Progress | None = None,
+    report_path: str | None = None,
+) -> Report:
     """The gate on bf16: the fp32 file run by OpenVINO in bf16 (``--backend openvino --precision
     bf16``) against the same file in ONNX Runtime fp32. bf16 is an execution precision, not a
     file, so nothing is written: the report says whether it passed."""
@@ -377,7 +462,9 @@ def check_bf16(model: str, output: str | None, check: CheckConfig | None, pyrami
     if output is not None:
         raise InputError(f"`output` {output}: bf16 writes no model (OpenVINO runs the fp32 file in bf16); leave `output` out")
     if check is None or check.images is None:
-        raise InputError("`precision` bf16 is the accuracy check alone: give `CheckConfig.images` DATA (a directory, a COCO JSON or shapes:SPLIT:N)")
+        raise InputError(
+            "`precision` bf16 is the accuracy check alone: give `CheckConfig.images` DATA (a directory, a COCO JSON or shapes:SPLIT:N)"
+        )
     if not REGISTRY["openvino"].is_available():
         raise InputError(f"bf16 runs in OpenVINO, which is not available here: {REGISTRY['openvino'].needs}")
     if report_path:
@@ -385,7 +472,9 @@ def check_bf16(model: str, output: str | None, check: CheckConfig | None, pyrami
     meta = _fp32_meta(model)
     held_out = open_images(check.images, check.seed)
     if len(held_out.items) < MIN_CHECK_IMAGES:
-        raise InputError(f"`CheckConfig.images` {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}")
+        raise InputError(
+            f"`CheckConfig.images` {check.images} holds {len(held_out.items)} images, the accuracy check needs at least {MIN_CHECK_IMAGES}"
+        )
     _gate_applies(meta, held_out)
     report = Report(model, None, "bf16")
     bf16 = replace(check.options(pyramid, flip), candidate_backend="openvino", candidate_precision="bf16")

@@ -86,8 +86,18 @@ class Ranges:
         """The ranges as onnxruntime's ``TensorsData`` for its quantizer."""
         from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[self.method.name]
-        return TensorsData(method, {k: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32)) for k, (lo, hi) in self.ranges.items()})
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[self.method.name]
+        return TensorsData(
+            method,
+            {
+                k: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
+                for k, (lo, hi) in self.ranges.items()
+            },
+        )
 
 
 def save_ranges(path: str | os.PathLike[str], ranges: Ranges) -> Path:
@@ -103,26 +113,40 @@ def load_ranges(path: str | os.PathLike[str], model_sha256: str, method: Method,
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         cached = Ranges(
-            raw["model_sha256"], Method(raw["method"], raw["percentile"]), dict(raw["data"]),
+            raw["model_sha256"],
+            Method(raw["method"], raw["percentile"]),
+            dict(raw["data"]),
             {k: (float(lo), float(hi)) for k, (lo, hi) in raw["ranges"].items()},
-            [tuple(s) for s in raw["skipped"]], int(raw["end"]), int(raw["count"]), int(raw["feeds"]), from_cache=True,
+            [tuple(s) for s in raw["skipped"]],
+            int(raw["end"]),
+            int(raw["count"]),
+            int(raw["feeds"]),
+            from_cache=True,
         )
         version = raw["format"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, InputError) as exc:
-        raise InputError(f"calibration cache {path} is unreadable or malformed ({type(exc).__name__}: {str(exc)[:80]}); delete it to calibrate again") from None
+        raise InputError(
+            f"calibration cache {path} is unreadable or malformed ({type(exc).__name__}: {str(exc)[:80]}); delete it to calibrate again"
+        ) from None
     if version != CACHE_FORMAT:
-        raise ModelError(f"calibration cache {path} has format {version}, this version reads {CACHE_FORMAT}; delete it to calibrate again")
+        raise ModelError(
+            f"calibration cache {path} has format {version}, this version reads {CACHE_FORMAT}; delete it to calibrate again"
+        )
     if cached.model_sha256 != model_sha256:
         raise ModelError(
             f"calibration cache {path} is stale: it holds ranges of the model with sha256 {cached.model_sha256[:12]}…, "
             f"not of this model ({model_sha256[:12]}…); delete it or give another `cache` to calibrate this model"
         )
     if cached.method != method:
-        raise ModelError(f"calibration cache {path} holds {cached.method.label} ranges, this run asks for {method.label}; give another `cache` (or delete it)")
+        raise ModelError(
+            f"calibration cache {path} holds {cached.method.label} ranges, this run asks for {method.label}; give another `cache` (or delete it)"
+        )
     changed = [k for k in data if cached.data.get(k) != data[k]]
     if changed:
         what = ", ".join(f"{k} {cached.data.get(k)!r} → {data[k]!r}" for k in changed)
-        raise ModelError(f"calibration cache {path} was made from other calibration data ({what}); delete it to calibrate with these images, or give another `cache`")
+        raise ModelError(
+            f"calibration cache {path} was made from other calibration data ({what}); delete it to calibrate with these images, or give another `cache`"
+        )
     return cached
 
 
@@ -141,11 +165,17 @@ def collect_ranges(
     options: dict[str, Any] = {"symmetric": True}
     if method.name == "percentile":
         options["percentile"] = method.percentile
-    kind = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method.name]
+    kind = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[
+        method.name
+    ]
     with tempfile.TemporaryDirectory(prefix="overfeat-calibrate-") as tmp:
         calibrator = create_calibrator(
-            private_link(model_path, tmp), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),  # it writes beside its input
-            calibrate_method=kind, providers=providers, extra_options=options,
+            private_link(model_path, tmp),
+            None,
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),  # it writes beside its input
+            calibrate_method=kind,
+            providers=providers,
+            extra_options=options,
         )
         fed = 0
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress

@@ -59,12 +59,16 @@ def rank_layers(
     reference = _session(source)
     layers = [n for n in conv_nodes(onnx.load(str(source), load_external_data=False)) if n not in excluded]
     with tempfile.TemporaryDirectory(prefix="overfeat-sensitivity-") as tmp:
+
         def error(exclude: Sequence[str]) -> float:
             path = Path(tmp) / "candidate.onnx"
             quantize_int8(source, ranges, path, exclude)
             return output_error(reference, _session(path), feeds)
 
-        ranked = [LayerSensitivity(node, error([*excluded, *(n for n in layers if n != node)])) for node in progress.track(layers, "sensitivity")]
+        ranked = [
+            LayerSensitivity(node, error([*excluded, *(n for n in layers if n != node)]))
+            for node in progress.track(layers, "sensitivity")
+        ]
     ranked.sort(key=lambda s: (-s.error, layers.index(s.node)))
     return ranked
 

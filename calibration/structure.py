@@ -54,9 +54,13 @@ class QdqSummary:
             + (f" ({', '.join(self.float_convs)})" if self.float_convs else ""),
         ]
         if self.rounded_inputs:
-            lines.append(f"           of those, {len(self.rounded_inputs)} read an int8-rounded input: {', '.join(self.rounded_inputs)}")
+            lines.append(
+                f"           of those, {len(self.rounded_inputs)} read an int8-rounded input: {', '.join(self.rounded_inputs)}"
+            )
         if self.ok:
-            lines.append("TensorRT   Q/DQ rules hold (int8 zero points 0, per-channel weights on axis 0, per-tensor activations, float bias and outputs)")
+            lines.append(
+                "TensorRT   Q/DQ rules hold (int8 zero points 0, per-channel weights on axis 0, per-tensor activations, float bias and outputs)"
+            )
         else:
             lines.append(f"TensorRT   {len(self.violations)} Q/DQ rule violations:")
             lines += [f"           {v}" for v in self.violations]
@@ -71,8 +75,11 @@ class _Graph:
 
         self.proto, self.to_array = TensorProto, numpy_helper.to_array
         self.model, self.graph = model, model.graph
-        consts = {n.output[0]: n.attribute[0].t for n in self.graph.node
-                  if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+        consts = {
+            n.output[0]: n.attribute[0].t
+            for n in self.graph.node
+            if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
+        }
         self.tensors = {**consts, **{i.name: i for i in self.graph.initializer}}
         self.producer = {out: node for node in self.graph.node for out in node.output}
         self.index = {id(node): i for i, node in enumerate(self.graph.node)}
@@ -120,7 +127,9 @@ def _conv_weights_and_biases(g: _Graph) -> tuple[set[int], list[Violation]]:
     violations: list[Violation] = []
     for conv in (n for n in g.graph.node if n.op_type == "Conv"):
         if len(conv.input) > 1 and (dq := g.made_by(conv.input[1], "DequantizeLinear")) is not None:
-            pair = [dq] + [q for q in [g.made_by(dq.input[0], "QuantizeLinear")] if q is not None]  # a float weight quantized in the graph
+            pair = [dq] + [
+                q for q in [g.made_by(dq.input[0], "QuantizeLinear")] if q is not None
+            ]  # a float weight quantized in the graph
             source = g.array(pair[-1].input[0])
             channels = source.shape[0] if source is not None and source.ndim else None
             for node in pair:
@@ -130,10 +139,17 @@ def _conv_weights_and_biases(g: _Graph) -> tuple[set[int], list[Violation]]:
                 axis = axis + source.ndim if source is not None and axis < 0 else axis
                 if scale is None or scale.ndim != 1 or axis != 0 or (channels is not None and scale.shape[0] != channels):
                     got = "a non-constant scale" if scale is None else f"scale shape {list(scale.shape)}, axis {axis}"
-                    violations.append(Violation(g.label(node), "per-channel-weights",
-                                                f"weight of Conv {conv.name!r}: got {got}, expected {channels} scales on axis 0"))
+                    violations.append(
+                        Violation(
+                            g.label(node),
+                            "per-channel-weights",
+                            f"weight of Conv {conv.name!r}: got {got}, expected {channels} scales on axis 0",
+                        )
+                    )
         if len(conv.input) > 2 and conv.input[2] and (b := g.made_by(conv.input[2], "DequantizeLinear")) is not None:
-            violations.append(Violation(g.label(b), "float-bias", f"bias of Conv {conv.name!r} is dequantized, expected a float initializer"))
+            violations.append(
+                Violation(g.label(b), "float-bias", f"bias of Conv {conv.name!r} is dequantized, expected a float initializer")
+            )
     return weights, violations
 
 
@@ -142,10 +158,20 @@ def _zero_point(g: _Graph, node) -> list[Violation]:
     TensorProto, label = g.proto, g.label(node)
     if not (len(node.input) > 2 and node.input[2]):
         if node.op_type == "QuantizeLinear" and _attribute(node, "output_dtype", 0) != TensorProto.INT8:
-            return [Violation(label, "int8-zero-point",
-                              "no zero point and no output_dtype (ONNX then quantizes to uint8), expected an int8 zero point of 0")]
-        if node.op_type == "DequantizeLinear" and _input_type(node, g.tensors, g.producer, TensorProto) not in (TensorProto.INT8, None):
-            return [Violation(label, "int8-zero-point", "no zero point and a non-int8 input, expected int8 data with zero point 0")]
+            return [
+                Violation(
+                    label,
+                    "int8-zero-point",
+                    "no zero point and no output_dtype (ONNX then quantizes to uint8), expected an int8 zero point of 0",
+                )
+            ]
+        if node.op_type == "DequantizeLinear" and _input_type(node, g.tensors, g.producer, TensorProto) not in (
+            TensorProto.INT8,
+            None,
+        ):
+            return [
+                Violation(label, "int8-zero-point", "no zero point and a non-int8 input, expected int8 data with zero point 0")
+            ]
         return []
     zp = g.tensors.get(node.input[2])
     if zp is None:
@@ -171,8 +197,13 @@ def _float_outputs(g: _Graph) -> list[Violation]:
     for output in g.graph.output:
         node = g.producer.get(output.name)
         if node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            violations.append(Violation(g.label(node), "float-outputs",
-                                        f"graph output {output.name!r} comes from {node.op_type}, expected the float result of its layer"))
+            violations.append(
+                Violation(
+                    g.label(node),
+                    "float-outputs",
+                    f"graph output {output.name!r} comes from {node.op_type}, expected the float result of its layer",
+                )
+            )
     return violations
 
 

@@ -39,7 +39,9 @@ class Dataset:
     records: tuple[Record, ...]
 
 
-def write_shapes(out: str | os.PathLike[str], split: str, count: int, seed: int, kind: str = "single", progress: Progress | None = None) -> Path:
+def write_shapes(
+    out: str | os.PathLike[str], split: str, count: int, seed: int, kind: str = "single", progress: Progress | None = None
+) -> Path:
     """Generate ``count`` images of a split into ``out``; returns the JSON's path."""
     if count < 1:
         raise InputError(f"count must be at least 1, got {count}")
@@ -56,11 +58,21 @@ def write_shapes(out: str | os.PathLike[str], split: str, count: int, seed: int,
         images.append({"id": index + 1, "file_name": name, "width": w, "height": h})
         for box, label in zip(sample.boxes.tolist(), sample.labels.tolist(), strict=True):
             x1, y1, x2, y2 = box
-            annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": label + 1,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index + 1,
+                    "category_id": label + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(CLASSES)]
     info = {"description": f"overfeat shapes, kind {kind}, split {split}, seed {seed}", "kind": kind, "seed": seed}
-    return write_json(out / f"{split}.json", {"info": info, "images": images, "annotations": annotations, "categories": categories})
+    return write_json(
+        out / f"{split}.json", {"info": info, "images": images, "annotations": annotations, "categories": categories}
+    )
 
 
 def find_split(data: str | os.PathLike[str], split: str | None = None) -> Path:
@@ -99,7 +111,9 @@ def read_coco(path: str | os.PathLike[str]) -> Dataset:
             per_image[ann["image_id"]].append(([x, y, x + w, y + h], label_of[ann["category_id"]]))
         records = tuple(
             Record(
-                path.parent / img["file_name"], int(img["width"]), int(img["height"]),
+                path.parent / img["file_name"],
+                int(img["width"]),
+                int(img["height"]),
                 np.asarray([b for b, _ in per_image[img["id"]]], dtype=np.float64).reshape(-1, 4),
                 np.asarray([label for _, label in per_image[img["id"]]], dtype=np.int64),
             )
@@ -111,4 +125,6 @@ def read_coco(path: str | os.PathLike[str]) -> Dataset:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"dataset {path} is not readable JSON ({exc})") from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"dataset {path} is not COCO-style: missing or malformed {exc} (expected images, annotations with bbox [x, y, w, h], categories)") from None
+        raise InputError(
+            f"dataset {path} is not COCO-style: missing or malformed {exc} (expected images, annotations with bbox [x, y, w, h], categories)"
+        ) from None

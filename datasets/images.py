@@ -25,7 +25,18 @@ import numpy as np
 
 from overfeat.errors import InputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")  # the image files of a directory
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)  # the image files of a directory
 
 
 Truth = tuple[np.ndarray, np.ndarray]  # boxes [K, 4] (x1, y1, x2, y2), labels [K] (indices into the set's classes)
@@ -70,7 +81,9 @@ class ImageSet:
     def fingerprint(self) -> str:
         """A short hash of the set's name and its candidates in order, with each file's size and
         modification time (what a cache was made from)."""
-        return hashlib.sha256("\n".join([self.spec, *(f"{item.name} {item.stamp}" for item in self.items)]).encode()).hexdigest()[:16]
+        return hashlib.sha256("\n".join([self.spec, *(f"{item.name} {item.stamp}" for item in self.items)]).encode()).hexdigest()[
+            :16
+        ]
 
 
 def open_images(spec: str, seed: int = 0, max_pixels: int | None = None) -> ImageSet:
@@ -95,7 +108,9 @@ def open_images(spec: str, seed: int = 0, max_pixels: int | None = None) -> Imag
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         items = [ImageItem(str(p), lambda p=p: (load_image(p, limit), None), _stamp(p)) for p in files]
         if not items:
-            raise InputError(f"image directory {path} holds no image files ({' '.join(IMAGE_SUFFIXES)}); give a directory of images, a COCO JSON file or shapes:SPLIT:N")
+            raise InputError(
+                f"image directory {path} holds no image files ({' '.join(IMAGE_SUFFIXES)}); give a directory of images, a COCO JSON file or shapes:SPLIT:N"
+            )
     else:
         raise InputError(f"images {spec!r}: not a directory, a COCO .json file or shapes:SPLIT:N")
     order = np.random.default_rng(seed).permutation(len(items))
@@ -115,7 +130,9 @@ def _shapes(spec: str, seed: int) -> ImageSet:
 
     parts = spec.split(":")
     if len(parts) != 3 or parts[1] not in SPLITS or not parts[2].isdigit() or int(parts[2]) < 1:
-        raise InputError(f"images {spec!r}: expected shapes:SPLIT:N with SPLIT one of {', '.join(SPLITS)} and N a positive number")
+        raise InputError(
+            f"images {spec!r}: expected shapes:SPLIT:N with SPLIT one of {', '.join(SPLITS)} and N a positive number"
+        )
     split, count = parts[1], int(parts[2])
 
     def read(index: int) -> tuple[np.ndarray, Truth]:

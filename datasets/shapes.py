@@ -212,4 +212,6 @@ def _draw(rng: np.random.Generator, kind: str) -> Sample | None:
         ys, xs = np.nonzero(owner == k)
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
     pixels = np.clip(np.round(image), 0, 255).astype(np.uint8)
-    return Sample(pixels, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray([labels[k] for k in areas], dtype=np.int64))
+    return Sample(
+        pixels, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray([labels[k] for k in areas], dtype=np.int64)
+    )

@@ -72,7 +72,9 @@ def timing_cache_path(plan: BuildPlan, output: str | os.PathLike[str]) -> Path:
     return Path(plan.options.timing_cache) if plan.options.timing_cache else Path(output) / TIMING_CACHE
 
 
-def build_engines(plan: BuildPlan, output: str | os.PathLike[str], compiler: Compiler, progress: Progress | None = None) -> Manifest:
+def build_engines(
+    plan: BuildPlan, output: str | os.PathLike[str], compiler: Compiler, progress: Progress | None = None
+) -> Manifest:
     """Build every engine of ``plan`` into ``output``; return the manifest written last."""
     progress = progress or Progress(enabled=False)
     out = check_output_dir(output)
@@ -89,17 +91,42 @@ def build_engines(plan: BuildPlan, output: str | os.PathLike[str], compiler: Com
             previous = None
         with atomic_path(out / spec.file) as tmp:
             tmp.write_bytes(data)
-        entries.append(PlanEntry(spec.file, hashlib.sha256(data).hexdigest(), plan.input_name,
-                                 spec.min_shape, spec.opt_shape, spec.max_shape, spec.outputs))
+        entries.append(
+            PlanEntry(
+                spec.file,
+                hashlib.sha256(data).hexdigest(),
+                plan.input_name,
+                spec.min_shape,
+                spec.opt_shape,
+                spec.max_shape,
+                spec.outputs,
+            )
+        )
         _save_cache(compiler, cache)  # after every plan: a failed later scale keeps the tactics timed so far
-    build = {**plan.options.to_dict(), "timing_cache": str(cache), "overfeat_version": __version__,
-             "built": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    manifest = Manifest(plan.onnx, onnx_sha, plan.meta.to_props(), plan.precision, compiler.tensorrt_version,
-                        compiler.gpu_name, compiler.compute_capability, build, tuple(entries), str(out / MANIFEST))
+    build = {
+        **plan.options.to_dict(),
+        "timing_cache": str(cache),
+        "overfeat_version": __version__,
+        "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    manifest = Manifest(
+        plan.onnx,
+        onnx_sha,
+        plan.meta.to_props(),
+        plan.precision,
+        compiler.tensorrt_version,
+        compiler.gpu_name,
+        compiler.compute_capability,
+        build,
+        tuple(entries),
+        str(out / MANIFEST),
+    )
     manifest.save(out / MANIFEST)
     kept = {e.file for e in entries}
     # plans of the previous build, and plans a failed build left behind (its manifest was gone)
-    stale = {name for name in replaced if Path(name).name == name} | {p.name for p in out.glob("*.plan") if PLAN_NAME.fullmatch(p.name)}
+    stale = {name for name in replaced if Path(name).name == name} | {
+        p.name for p in out.glob("*.plan") if PLAN_NAME.fullmatch(p.name)
+    }
     for name in sorted(stale - kept):
         if (out / name).is_file():
             (out / name).unlink()

@@ -116,12 +116,16 @@ class TensorRTCompiler:
         if o.hardware_compatibility != "none":
             member = {"ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}[o.hardware_compatibility]
             if not hasattr(trt.HardwareCompatibilityLevel, member):
-                raise BuildError(f"`hardware_compatibility` {o.hardware_compatibility} needs TensorRT 10.9 or later; this is {trt.__version__}")
+                raise BuildError(
+                    f"`hardware_compatibility` {o.hardware_compatibility} needs TensorRT 10.9 or later; this is {trt.__version__}"
+                )
             config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, member)
         if o.version_compatible:
             config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
         if not config.set_timing_cache(self.cache, False):
-            raise BuildError(f"TensorRT refused the timing cache {self.timing_cache_path} (made on another GPU or TensorRT version); delete it or pass another `timing_cache`")
+            raise BuildError(
+                f"TensorRT refused the timing cache {self.timing_cache_path} (made on another GPU or TensorRT version); delete it or pass another `timing_cache`"
+            )
         return config
 
     def build(self, spec: EngineSpec) -> bytes:
@@ -133,7 +137,9 @@ class TensorRTCompiler:
         self.logger.errors.clear()
         plan = self.builder.build_serialized_network(self.network, config)
         if plan is None:
-            raise BuildError(f"TensorRT could not build {spec.file} (input {spec.label}): {'; '.join(self.logger.errors) or 'see the log above'}")
+            raise BuildError(
+                f"TensorRT could not build {spec.file} (input {spec.label}): {'; '.join(self.logger.errors) or 'see the log above'}"
+            )
         return bytes(plan)
 
     def timing_cache(self) -> bytes | None:

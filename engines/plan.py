@@ -28,8 +28,22 @@ from overfeat.metadata import INPUT_NAME, ModelMeta
 HARDWARE_LEVELS = ("none", "ampere+", "same-compute-capability")
 ORIENTATIONS = ("both", "landscape")
 MAX_OPT_LEVEL = 5
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
 
 
 def parse_bytes(text: str) -> int:
@@ -94,13 +108,19 @@ class BuildOptions:
         if self.orientations not in ORIENTATIONS:
             raise InputError(f"`orientations` {self.orientations!r}: expected one of {', '.join(ORIENTATIONS)}")
         if self.opt_level is not None and not 0 <= self.opt_level <= MAX_OPT_LEVEL:
-            raise InputError(f"`opt_level` {self.opt_level}: expected 0 to {MAX_OPT_LEVEL} (TensorRT's builder optimization level; default 3)")
+            raise InputError(
+                f"`opt_level` {self.opt_level}: expected 0 to {MAX_OPT_LEVEL} (TensorRT's builder optimization level; default 3)"
+            )
         if self.hardware_compatibility not in HARDWARE_LEVELS:
-            raise InputError(f"`hardware_compatibility` {self.hardware_compatibility!r}: expected one of {', '.join(HARDWARE_LEVELS)}")
+            raise InputError(
+                f"`hardware_compatibility` {self.hardware_compatibility!r}: expected one of {', '.join(HARDWARE_LEVELS)}"
+            )
         if self.workspace is not None and self.workspace < 1:
             raise InputError(f"`workspace` {self.workspace}: expected a positive number of bytes")
         if self.pyramid == "aspect" and self.dynamic is None:
-            raise InputError("`pyramid` aspect gives every image its own sizes, which static plans cannot serve; add `dynamic` MIN:OPT:MAX")
+            raise InputError(
+                "`pyramid` aspect gives every image its own sizes, which static plans cannot serve; add `dynamic` MIN:OPT:MAX"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The options as recorded in the manifest (``build``)."""
@@ -200,22 +220,28 @@ def _check_input(path: str, inputs, options: BuildOptions, sizes: list[Size]) ->
     """The ONNX file's image input accepts the shapes the plan asks for."""
     match = [t for t in inputs if t.name == INPUT_NAME]
     if not match:
-        raise ModelError(f"model {path} has no input named {INPUT_NAME!r} (inputs: {[t.name for t in inputs]}); export it with 'overfeat export'")
+        raise ModelError(
+            f"model {path} has no input named {INPUT_NAME!r} (inputs: {[t.name for t in inputs]}); export it with 'overfeat export'"
+        )
     shape = match[0].shape
     if len(shape) != 4:
         raise ModelError(f"model {path}: input {INPUT_NAME!r} has shape {list(shape)}, expected [N, 3, H, W]")
     batch, _, h, w = shape
     batches = range(1, options.batch + 1) if options.dynamic else [options.batch]
     if isinstance(batch, int) and batch > 0 and any(b != batch for b in batches):
-        raise InputError(f"model {path} has a fixed batch of {batch}, the engines need batch {options.batch}"
-                         f"{' (1 to it with `dynamic`)' if options.dynamic else ''}; pass `batch` {batch} or export with a dynamic batch ('overfeat export --batch dynamic')")
+        raise InputError(
+            f"model {path} has a fixed batch of {batch}, the engines need batch {options.batch}"
+            f"{' (1 to it with `dynamic`)' if options.dynamic else ''}; pass `batch` {batch} or export with a dynamic batch ('overfeat export --batch dynamic')"
+        )
     fixed = [(i, d) for i, d in ((2, h), (3, w)) if isinstance(d, int) and d > 0]
     for axis, value in fixed:
         wanted = {s[axis - 2] for s in sizes}
         if options.dynamic:
             wanted |= {options.dynamic.min[axis - 2], options.dynamic.max[axis - 2]}
         if wanted != {value}:
-            raise InputError(f"model {path} has a fixed {'height' if axis == 2 else 'width'} of {value}, the engines need {sorted(wanted)}; export with dynamic spatial axes (the default)")
+            raise InputError(
+                f"model {path} has a fixed {'height' if axis == 2 else 'width'} of {value}, the engines need {sorted(wanted)}; export with dynamic spatial axes (the default)"
+            )
     return INPUT_NAME
 
 
@@ -229,21 +255,27 @@ def plan_build(onnx: str | os.PathLike[str], options: BuildOptions) -> BuildPlan
     input_name = _check_input(str(onnx), info.inputs, options, sizes)
     small = [s for s in ([options.dynamic.min] if options.dynamic else sizes) if min(s) < meta.window]
     if small:
-        raise InputError(f"size {small[0][0]}x{small[0][1]} is below the model's {meta.window}-pixel window; every side must be at least {meta.window}")
+        raise InputError(
+            f"size {small[0][0]}x{small[0][1]} is below the model's {meta.window}-pixel window; every side must be at least {meta.window}"
+        )
     b = options.batch
     if options.dynamic:
         d = options.dynamic
         outside = [s for s in sizes if not d.covers(s)]
         if outside:
             listed = ", ".join(f"{h}x{w}" for h, w in outside)
-            raise InputError(f"`dynamic` {d} does not cover pyramid sizes {listed}; widen MIN:OPT:MAX"
-                             + (" or pass `orientations` landscape" if options.orientations == "both" else ""))
+            raise InputError(
+                f"`dynamic` {d} does not cover pyramid sizes {listed}; widen MIN:OPT:MAX"
+                + (" or pass `orientations` landscape" if options.orientations == "both" else "")
+            )
         lo, opt, hi = (1, 3, *d.min), (b, 3, *d.opt), (b, 3, *d.max)
         name = f"dynamic_{d.min[0]}x{d.min[1]}-{d.max[0]}x{d.max[1]}_b1-{b}.plan"
         engines = (EngineSpec(name, lo, opt, hi, _outputs(meta, lo, hi)),)
     else:
         engines = tuple(
-            EngineSpec(f"scale_{h}x{w}_b{b}.plan", (b, 3, h, w), (b, 3, h, w), (b, 3, h, w), _outputs(meta, (b, 3, h, w), (b, 3, h, w)))
+            EngineSpec(
+                f"scale_{h}x{w}_b{b}.plan", (b, 3, h, w), (b, 3, h, w), (b, 3, h, w), _outputs(meta, (b, 3, h, w), (b, 3, h, w))
+            )
             for h, w in sizes
         )
     return BuildPlan(str(Path(onnx)), meta, options, engines, input_name)

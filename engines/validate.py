@@ -38,7 +38,19 @@ from overfeat.progress import Progress
 from overfeat.runtime.compare import Agreement, OutputErrors
 
 STATS = ("elemwise", "max", "mean", "median")
-_SAME = ("arch", "window", "stride", "fine_stride", "geometry", "heads", "classes", "mean", "std", "box_per_class", "background_index")
+_SAME = (
+    "arch",
+    "window",
+    "stride",
+    "fine_stride",
+    "geometry",
+    "heads",
+    "classes",
+    "mean",
+    "std",
+    "box_per_class",
+    "background_index",
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +73,9 @@ class Tolerance:
         precision, _, rest = str(text).partition("=")
         parts = rest.split(":")
         if precision not in DEFAULT_TOLERANCES or len(parts) != 3:
-            raise InputError(f"`tolerance` {text!r}: expected PRECISION=STAT:ATOL:RTOL with PRECISION one of {', '.join(DEFAULT_TOLERANCES)}, e.g. fp16=elemwise:0.01:0.01")
+            raise InputError(
+                f"`tolerance` {text!r}: expected PRECISION=STAT:ATOL:RTOL with PRECISION one of {', '.join(DEFAULT_TOLERANCES)}, e.g. fp16=elemwise:0.01:0.01"
+            )
         try:
             atol, rtol = float(parts[1]), float(parts[2])
         except ValueError:
@@ -132,9 +146,20 @@ class CandidateReport:
     agreement: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "kind": self.kind, "precision": self.precision,
-                "tolerance": {"stat": self.tolerance.stat, "atol_fraction_of_range": self.tolerance.atol, "rtol": self.tolerance.rtol},
-                "status": self.status, "reason": self.reason, "outputs": self.outputs, "agreement": self.agreement}
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "precision": self.precision,
+            "tolerance": {
+                "stat": self.tolerance.stat,
+                "atol_fraction_of_range": self.tolerance.atol,
+                "rtol": self.tolerance.rtol,
+            },
+            "status": self.status,
+            "reason": self.reason,
+            "outputs": self.outputs,
+            "agreement": self.agreement,
+        }
 
 
 @dataclass
@@ -154,25 +179,39 @@ class ValidationReport:
         return not any(c.status in bad for c in self.candidates)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reference": self.reference, "inputs": self.inputs, "images": self.images, "batches": self.batches,
-                "pyramid": self.pyramid, "flip": self.flip, "fail_on_skip": self.fail_on_skip,
-                "passed": self.passed, "candidates": [c.to_dict() for c in self.candidates]}
+        return {
+            "reference": self.reference,
+            "inputs": self.inputs,
+            "images": self.images,
+            "batches": self.batches,
+            "pyramid": self.pyramid,
+            "flip": self.flip,
+            "fail_on_skip": self.fail_on_skip,
+            "passed": self.passed,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
 
     def summary(self) -> str:
-        lines = [f"validate: {len(self.candidates)} candidate(s) against {self.reference}",
-                 f"inputs: {self.inputs}, {self.images} images x pyramid {self.pyramid}{' + flips' if self.flip else ''} = {self.batches} batches",
-                 f"{'candidate':<40} {'runner':<9} {'prec':<5} {'worst output (max err / range)':<32} {'top-5':>6} {'box IoU':>7}  result"]
+        lines = [
+            f"validate: {len(self.candidates)} candidate(s) against {self.reference}",
+            f"inputs: {self.inputs}, {self.images} images x pyramid {self.pyramid}{' + flips' if self.flip else ''} = {self.batches} batches",
+            f"{'candidate':<40} {'runner':<9} {'prec':<5} {'worst output (max err / range)':<32} {'top-5':>6} {'box IoU':>7}  result",
+        ]
         for c in self.candidates:
             worst = max(c.outputs.items(), key=lambda kv: kv[1]["relative"], default=None)
             worst_text = f"{worst[0]} {worst[1]['relative']:.2e}" if worst else "-"
             top5 = f"{c.agreement['top5_overlap']:.1%}" if "top5_overlap" in c.agreement else "-"
             iou = c.agreement.get("localize_iou", c.agreement.get("detect_iou"))
             result = c.status.upper() + (f": {c.reason}" if c.reason else "")
-            lines.append(f"{_short(c.path, 40):<40} {c.kind:<9} {c.precision:<5} {worst_text:<32} {top5:>6} {f'{iou:.3f}' if iou is not None else '-':>7}  {result}")
+            lines.append(
+                f"{_short(c.path, 40):<40} {c.kind:<9} {c.precision:<5} {worst_text:<32} {top5:>6} {f'{iou:.3f}' if iou is not None else '-':>7}  {result}"
+            )
         counts = {s: sum(c.status == s for c in self.candidates) for s in ("pass", "fail", "skip")}
         verdict = "PASSED" if self.passed else "FAILED"
-        lines.append(f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped"
-                     + (" (skips fail the run: --fail-on-skip)" if self.fail_on_skip and counts["skip"] else ""))
+        lines.append(
+            f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped"
+            + (" (skips fail the run: --fail-on-skip)" if self.fail_on_skip and counts["skip"] else "")
+        )
         return "\n".join(lines)
 
 
@@ -182,7 +221,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else "…" + text[-(width - 1):]
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 class _MapsOnly:
@@ -210,7 +249,9 @@ def describe(spec: str) -> Model:
     path, at, runner = str(spec).partition("@")
     p = Path(path)
     if at and (p.suffix != ".onnx" or runner not in ("openvino", "openvino:fp32", "openvino:bf16")):
-        raise InputError(f"model {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone")
+        raise InputError(
+            f"model {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone"
+        )
     if not p.is_file():
         raise InputError(f"model {path} does not exist or is not a file")
     from overfeat.runtime.backends import model_kind
@@ -245,14 +286,18 @@ def _check_same_model(reference: Model, candidate: Model) -> None:
     for key in _SAME:
         a, b = getattr(reference.meta, key), getattr(candidate.meta, key)
         if a != b:
-            raise InputError(f"{candidate.path} is not a conversion of {reference.path}: {key} differs ({b!r} vs {a!r}); validate a model against its own conversions")
+            raise InputError(
+                f"{candidate.path} is not a conversion of {reference.path}: {key} differs ({b!r} vs {a!r}); validate a model against its own conversions"
+            )
 
 
 def _inputs(config: ValidateConfig, meta: ModelMeta) -> tuple[str, list[np.ndarray]]:
     if config.random is not None:
         rng = np.random.default_rng(config.seed)
         sizes = rng.integers(meta.window, 2 * meta.window + 1, (config.random, 2))
-        return f"{config.random} random images (seed {config.seed})", [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+        return f"{config.random} random images (seed {config.seed})", [
+            rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes
+        ]
     from overfeat.datasets.images import open_images
 
     images = open_images(config.images, config.seed)
@@ -289,7 +334,9 @@ def validate(reference: str, candidates: list[str], config: ValidateConfig, prog
         ref = describe(reference)
         models = [describe(c) for c in candidates]
     if ref.skip:
-        raise InputError(f"the reference {reference} cannot run here: {ref.skip}; use the ONNX file or the checkpoint as the reference")
+        raise InputError(
+            f"the reference {reference} cannot run here: {ref.skip}; use the ONNX file or the checkpoint as the reference"
+        )
     for model in models:
         _check_same_model(ref, model)
     label, images = _inputs(config, ref.meta)
@@ -298,7 +345,10 @@ def validate(reference: str, candidates: list[str], config: ValidateConfig, prog
         for scale, batch in pyramid_batches(image, config.pyramid, ref.meta, config.flip):
             feeds.append({INPUT_NAME: batch})
             where.append((index, scale))
-    reports = [CandidateReport(m.path, m.kind, m.precision, config.tolerances.get(m.precision, DEFAULT_TOLERANCES[m.precision])) for m in models]
+    reports = [
+        CandidateReport(m.path, m.kind, m.precision, config.tolerances.get(m.precision, DEFAULT_TOLERANCES[m.precision]))
+        for m in models
+    ]
     runnable = [(i, m) for i, m in enumerate(models) if m.skip is None]
     for i, m in enumerate(models):
         if m.skip:
@@ -325,11 +375,24 @@ def validate(reference: str, candidates: list[str], config: ValidateConfig, prog
     return ValidationReport(reference, label, len(images), len(feeds), str(pyramid), config.flip, reports, config.fail_on_skip)
 
 
-def _judge(report: CandidateReport, results, position: int, scale_of: dict[str, float], meta: ModelMeta, images, where, config: ValidateConfig, compare_func, comparator) -> None:
+def _judge(
+    report: CandidateReport,
+    results,
+    position: int,
+    scale_of: dict[str, float],
+    meta: ModelMeta,
+    images,
+    where,
+    config: ValidateConfig,
+    compare_func,
+    comparator,
+) -> None:
     tol = report.tolerance
     atol = {k: tol.atol * max(v, 1e-12) for k, v in scale_of.items()}
     # (candidate, reference): Polygraphy's relative error divides by the second, the reference
-    accuracy = comparator.compare_accuracy(results, comparisons=[(position, 0)], compare_func=compare_func(atol, tol.rtol, tol.stat))
+    accuracy = comparator.compare_accuracy(
+        results, comparisons=[(position, 0)], compare_func=compare_func(atol, tol.rtol, tol.stat)
+    )
     per_output: dict[str, list[bool]] = {}
     for result in [accuracy] if hasattr(accuracy, "values") else accuracy:  # newer Polygraphy: one result per compare function
         for iterations in result.values():
@@ -342,10 +405,18 @@ def _judge(report: CandidateReport, results, position: int, scale_of: dict[str, 
         errors.add(r, c)
     for name in meta.output_names:
         verdicts = per_output.get(name, [False])
-        report.outputs[name] = {**errors[name].to_dict(), "atol": atol[name], "failed_batches": int(sum(not v for v in verdicts)),
-                                "passed": all(verdicts)}
+        report.outputs[name] = {
+            **errors[name].to_dict(),
+            "atol": atol[name],
+            "failed_batches": int(sum(not v for v in verdicts)),
+            "passed": all(verdicts),
+        }
     report.agreement = _task_agreement(meta, ref_iters, cand_iters, images, where, config)
-    failures = [f"{k} outside {tol.stat} tolerance in {v['failed_batches']} of {len(ref_iters)} batches" for k, v in report.outputs.items() if not v["passed"]]
+    failures = [
+        f"{k} outside {tol.stat} tolerance in {v['failed_batches']} of {len(ref_iters)} batches"
+        for k, v in report.outputs.items()
+        if not v["passed"]
+    ]
     if config.min_top5_overlap is not None and report.agreement.get("top5_overlap", 1.0) < config.min_top5_overlap:
         failures.append(f"top-5 overlap {report.agreement['top5_overlap']:.1%} < {config.min_top5_overlap:.1%}")
     iou = report.agreement.get("localize_iou", report.agreement.get("detect_iou"))
@@ -380,4 +451,3 @@ def write_report(report: ValidationReport, path: str | os.PathLike[str]) -> None
     from overfeat.fileio import write_json
 
     write_json(path, report.to_dict())
-

@@ -8,10 +8,19 @@ runtime finds through the ``overfeat.backends`` entry point, stays light.
 from importlib import import_module
 
 _NAMES = {
-    "check_state_dict": ".checkpoint", "load_checkpoint": ".checkpoint", "read_state_dict": ".checkpoint",
-    "OverFeat": ".model", "build_model": ".model",
-    "DEFAULT_CHECK_SIZES": ".onnx_export", "ExportReport": ".onnx_export", "ParityRow": ".onnx_export", "export_onnx": ".onnx_export",
-    "ExportSettings": ".settings", "ModelSpec": ".settings", "export_checkpoint": ".settings", "resolve": ".settings",
+    "check_state_dict": ".checkpoint",
+    "load_checkpoint": ".checkpoint",
+    "read_state_dict": ".checkpoint",
+    "OverFeat": ".model",
+    "build_model": ".model",
+    "DEFAULT_CHECK_SIZES": ".onnx_export",
+    "ExportReport": ".onnx_export",
+    "ParityRow": ".onnx_export",
+    "export_onnx": ".onnx_export",
+    "ExportSettings": ".settings",
+    "ModelSpec": ".settings",
+    "export_checkpoint": ".settings",
+    "resolve": ".settings",
 }
 __all__ = sorted(_NAMES)
 

@@ -36,11 +36,15 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, corrupt or not a checkpoint at all
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"checkpoint {path} could not be read ({reason[:160]}); is it complete and saved with torch.save or safetensors?") from None
+        raise ModelError(
+            f"checkpoint {path} could not be read ({reason[:160]}); is it complete and saved with torch.save or safetensors?"
+        ) from None
     if isinstance(state, Mapping) and set(state) == {"state_dict"}:
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not state:
-        raise ModelError(f"checkpoint {path} holds a {type(state).__name__}, expected a non-empty state_dict (a dict of tensor names to tensors)")
+        raise ModelError(
+            f"checkpoint {path} holds a {type(state).__name__}, expected a non-empty state_dict (a dict of tensor names to tensors)"
+        )
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise ModelError(f"checkpoint {path} is not a state_dict: entry {bad[0]!r} is not a named tensor")
@@ -53,13 +57,19 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing:
-        raise ModelError(f"{source} lacks tensor {missing[0]!r} (shape {list(expected[missing[0]].shape)}) and {len(missing) - 1} more; check `arch` and `heads`")
+        raise ModelError(
+            f"{source} lacks tensor {missing[0]!r} (shape {list(expected[missing[0]].shape)}) and {len(missing) - 1} more; check `arch` and `heads`"
+        )
     if unexpected:
-        raise ModelError(f"{source} has tensor {unexpected[0]!r} the model does not (and {len(unexpected) - 1} more); check `arch` and `heads`")
+        raise ModelError(
+            f"{source} has tensor {unexpected[0]!r} the model does not (and {len(unexpected) - 1} more); check `arch` and `heads`"
+        )
     for key, tensor in expected.items():
         found = state[key]
         if tuple(found.shape) != tuple(tensor.shape):
-            raise ModelError(f"{source}: tensor {key!r} has shape {list(found.shape)}, the model expects {list(tensor.shape)}; check `num_classes` and `width`")
+            raise ModelError(
+                f"{source}: tensor {key!r} has shape {list(found.shape)}, the model expects {list(tensor.shape)}; check `num_classes` and `width`"
+            )
         if not found.is_floating_point():
             raise ModelError(f"{source}: tensor {key!r} has dtype {found.dtype}, expected a floating-point tensor")
 

@@ -175,4 +175,6 @@ def _check_input(image: torch.Tensor, window: int) -> None:
         raise InputError(f"image tensor has shape {list(image.shape)}, expected [N, 3, H, W]")
     h, w = image.shape[-2:]
     if min(h, w) < window:
-        raise InputError(f"image is {h}x{w}, smaller than the model's {window}x{window} window: give at least {window} pixels per side")
+        raise InputError(
+            f"image is {h}x{w}, smaller than the model's {window}x{window} window: give at least {window} pixels per side"
+        )

@@ -138,7 +138,9 @@ def export_onnx(
         report = ExportReport(str(output), tolerance, tuple(rows))
         write_json(report_path, report.to_dict())
         if not report.passed:
-            raise ParityError(f"ONNX output differs from PyTorch by {report.max_rel:.2e} (relative), more than the tolerance {tolerance:.0e}; {output} was not written; details in {report_path}")
+            raise ParityError(
+                f"ONNX output differs from PyTorch by {report.max_rel:.2e} (relative), more than the tolerance {tolerance:.0e}; {output} was not written; details in {report_path}"
+            )
     return report
 
 
@@ -147,7 +149,9 @@ def _parity_sizes(meta: ModelMeta, check_sizes: Sequence[Size]) -> list[Size]:
     sizes = list(dict.fromkeys([*meta.pyramid, *(tuple(s) for s in check_sizes)]))
     for h, w in sizes:
         if min(h, w) < smallest:
-            raise InputError(f"check size {h}x{w} is smaller than the model's {smallest}x{smallest} window: give at least {smallest} pixels per side")
+            raise InputError(
+                f"check size {h}x{w} is smaller than the model's {smallest}x{smallest} window: give at least {smallest} pixels per side"
+            )
     return sizes
 
 
@@ -222,7 +226,9 @@ def _parity(model: OverFeat, path: Path, sizes: Sequence[Size], batch: int, seed
         for name in names:
             ref = expected[name].numpy()
             if got[name].shape != ref.shape:
-                raise ParityError(f"output {name!r} at {h}x{w}: ONNX shape {list(got[name].shape)}, PyTorch shape {list(ref.shape)}")
+                raise ParityError(
+                    f"output {name!r} at {h}x{w}: ONNX shape {list(got[name].shape)}, PyTorch shape {list(ref.shape)}"
+                )
             stats = ErrorStats.of([(ref, got[name])])
             max_abs, scale = stats.max_abs, stats.scale
             max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))

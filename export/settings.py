@@ -63,17 +63,23 @@ def resolve(checkpoint: str | os.PathLike[str] | None, settings: ExportSettings 
     for key in ("arch", "num_classes", "heads", "width"):
         given = getattr(settings, key)
         if info and given is not None and given != info[key]:
-            raise InputError(f"`{key}` {given} contradicts checkpoint {checkpoint}, which was trained with {info[key]}; leave `{key}` out")
+            raise InputError(
+                f"`{key}` {given} contradicts checkpoint {checkpoint}, which was trained with {info[key]}; leave `{key}` out"
+            )
     arch = settings.arch or info.get("arch")
     if arch is None:
         raise InputError("`arch` is required (fast or accurate) unless the checkpoint was written by 'overfeat train'")
     num_classes = settings.num_classes or info.get("num_classes", 1000)
     classes = read_class_names(settings.classes_file, num_classes) if settings.classes_file else info.get("classes")
     return ModelSpec(
-        arch=arch, num_classes=num_classes, heads=tuple(settings.heads or info.get("heads", ("cls",))),
+        arch=arch,
+        num_classes=num_classes,
+        heads=tuple(settings.heads or info.get("heads", ("cls",))),
         width=settings.width if settings.width is not None else info.get("width", 1.0),
-        loc_per_class=not (settings.shared_box or (info and not info["box_per_class"])), fine_stride=not settings.coarse,
-        classes=classes, seed=settings.seed,
+        loc_per_class=not (settings.shared_box or (info and not info["box_per_class"])),
+        fine_stride=not settings.coarse,
+        classes=classes,
+        seed=settings.seed,
     )
 
 
@@ -93,11 +99,27 @@ def export_checkpoint(
     :func:`resolve`, then :func:`overfeat.export.export_onnx` (its arguments and report)."""
     spec = resolve(checkpoint, settings)
     progress = progress or Progress(enabled=False)
-    model = build_model(spec.arch, spec.num_classes, spec.heads, spec.width, loc_per_class=spec.loc_per_class,
-                        fine_stride=spec.fine_stride, seed=spec.seed)
+    model = build_model(
+        spec.arch,
+        spec.num_classes,
+        spec.heads,
+        spec.width,
+        loc_per_class=spec.loc_per_class,
+        fine_stride=spec.fine_stride,
+        seed=spec.seed,
+    )
     if checkpoint:
         with progress.step(f"loading {checkpoint}"):
             load_checkpoint(model, checkpoint)
-    return export_onnx(model, output, classes=spec.classes, opset=opset, batch=batch,
-                       check_sizes=DEFAULT_CHECK_SIZES if check_sizes is None else check_sizes, tolerance=tolerance,
-                       report_path=report_path, seed=spec.seed, progress=progress)
+    return export_onnx(
+        model,
+        output,
+        classes=spec.classes,
+        opset=opset,
+        batch=batch,
+        check_sizes=DEFAULT_CHECK_SIZES if check_sizes is None else check_sizes,
+        tolerance=tolerance,
+        report_path=report_path,
+        seed=spec.seed,
+        progress=progress,
+    )

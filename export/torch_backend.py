@@ -37,8 +37,14 @@ def checkpoint_info(path: str | Path) -> dict | None:
         if "overfeat.model" not in meta:
             return None
         info = json.loads(meta["overfeat.model"])
-        return {"arch": str(info["arch"]), "width": float(info["width"]), "num_classes": int(info["num_classes"]),
-                "heads": tuple(info["heads"]), "classes": tuple(info["classes"]), "box_per_class": bool(info.get("box_per_class", True))}
+        return {
+            "arch": str(info["arch"]),
+            "width": float(info["width"]),
+            "num_classes": int(info["num_classes"]),
+            "heads": tuple(info["heads"]),
+            "classes": tuple(info["classes"]),
+            "box_per_class": bool(info.get("box_per_class", True)),
+        }
     except Exception as exc:
         raise ModelError(f"checkpoint {path} could not be read ({str(exc).splitlines()[0][:160]})") from None
 
@@ -49,9 +55,18 @@ class TorchBackend:
     def __init__(self, path: str, fine_stride: bool = True) -> None:
         info = checkpoint_info(path)
         if info is None:
-            raise ModelError(f"checkpoint {path} is not a .safetensors file with the 'overfeat.model' description 'overfeat train' writes; export it with explicit flags and evaluate the ONNX file")
+            raise ModelError(
+                f"checkpoint {path} is not a .safetensors file with the 'overfeat.model' description 'overfeat train' writes; export it with explicit flags and evaluate the ONNX file"
+            )
         self.source = str(path)
-        self.model = build_model(info["arch"], info["num_classes"], info["heads"], info["width"], loc_per_class=info["box_per_class"], fine_stride=fine_stride)
+        self.model = build_model(
+            info["arch"],
+            info["num_classes"],
+            info["heads"],
+            info["width"],
+            loc_per_class=info["box_per_class"],
+            fine_stride=fine_stride,
+        )
         load_checkpoint(self.model, path)
         self.meta = self.model.metadata(info["classes"])
 

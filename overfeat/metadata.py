@@ -74,15 +74,31 @@ class ModelMeta:
 
     def __post_init__(self) -> None:
         _check(self.window > 0 and self.stride > 0, "window", f"window {self.window} and stride {self.stride} must be positive")
-        _check(len(self.heads) > 0 and set(self.heads) <= set(HEADS), "heads", f"got {list(self.heads)}, expected a non-empty subset of {list(HEADS)}")
+        _check(
+            len(self.heads) > 0 and set(self.heads) <= set(HEADS),
+            "heads",
+            f"got {list(self.heads)}, expected a non-empty subset of {list(HEADS)}",
+        )
         _check(len(set(self.heads)) == len(self.heads), "heads", f"got {list(self.heads)}, heads must not repeat")
         _check(len(self.classes) > 0, "classes", "got no class names, expected at least one")
         _check(len(self.mean) == 3 and len(self.std) == 3, "mean", "mean and std need 3 values (R, G, B)")
         _check(all(s > 0 for s in self.std), "std", f"got {list(self.std)}, expected positive values")
-        _check(("loc" in self.heads) == (self.box_per_class is not None), "box_encoding", "is required exactly when the model has a 'loc' head")
-        _check(("det" in self.heads) == (self.background_index is not None), "background_index", "is required exactly when the model has a 'det' head")
+        _check(
+            ("loc" in self.heads) == (self.box_per_class is not None),
+            "box_encoding",
+            "is required exactly when the model has a 'loc' head",
+        )
+        _check(
+            ("det" in self.heads) == (self.background_index is not None),
+            "background_index",
+            "is required exactly when the model has a 'det' head",
+        )
         if self.background_index is not None:
-            _check(self.background_index == len(self.classes), "background_index", f"got {self.background_index}, expected {len(self.classes)} (the last det score)")
+            _check(
+                self.background_index == len(self.classes),
+                "background_index",
+                f"got {self.background_index}, expected {len(self.classes)} (the last det score)",
+            )
         _check(self.precision in PRECISIONS, "precision", f"got {self.precision!r}, expected one of {list(PRECISIONS)}")
 
     @property
@@ -95,7 +111,11 @@ class ModelMeta:
 
     def output_channels(self) -> dict[str, int]:
         """Channel count of each output tensor."""
-        channels = {"cls": self.num_classes, "loc": 4 * self.num_classes if self.box_per_class else 4, "det": self.num_classes + 1}
+        channels = {
+            "cls": self.num_classes,
+            "loc": 4 * self.num_classes if self.box_per_class else 4,
+            "det": self.num_classes + 1,
+        }
         return {OUTPUT_NAMES[h]: channels[h] for h in HEADS if h in self.heads}
 
     def map_size(self, size: Size) -> Size:
@@ -131,7 +151,9 @@ class ModelMeta:
         reader = _Reader(props, source)
         version = reader.get("format_version", int)
         if version != FORMAT_VERSION:
-            raise ModelError(f"{source}: metadata 'overfeat.format_version' is {version}, this version of overfeat reads {FORMAT_VERSION}; re-export the model with this version")
+            raise ModelError(
+                f"{source}: metadata 'overfeat.format_version' is {version}, this version of overfeat reads {FORMAT_VERSION}; re-export the model with this version"
+            )
         heads = tuple(reader.get("heads", list))
         encoding = reader.get("box_encoding", dict) if "loc" in heads else None
         if encoding is not None and encoding.get("name") != BOX_ENCODING:
@@ -164,8 +186,20 @@ class ModelMeta:
 
 
 _KNOWN = (
-    "format_version", "arch", "window", "stride", "fine_stride", "geometry", "heads", "classes",
-    "mean", "std", "pyramid", "box_encoding", "background_index", "precision",
+    "format_version",
+    "arch",
+    "window",
+    "stride",
+    "fine_stride",
+    "geometry",
+    "heads",
+    "classes",
+    "mean",
+    "std",
+    "pyramid",
+    "box_encoding",
+    "background_index",
+    "precision",
 )
 
 
@@ -176,13 +210,17 @@ class _Reader:
     def get(self, key: str, kind: type) -> Any:
         name = PREFIX + key
         if name not in self.props:
-            raise ModelError(f"{self.source}: metadata key {name!r} is missing; is this an ONNX file written by 'overfeat export'?")
+            raise ModelError(
+                f"{self.source}: metadata key {name!r} is missing; is this an ONNX file written by 'overfeat export'?"
+            )
         try:
             value = json.loads(self.props[name])
         except json.JSONDecodeError:
             raise ModelError(f"{self.source}: metadata key {name!r} is not valid JSON: {self.props[name][:80]!r}") from None
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-            raise ModelError(f"{self.source}: metadata key {name!r} is {type(value).__name__} {value!r:.80}, expected {kind.__name__}")
+            raise ModelError(
+                f"{self.source}: metadata key {name!r} is {type(value).__name__} {value!r:.80}, expected {kind.__name__}"
+            )
         return value
 
 
@@ -203,7 +241,9 @@ def read_class_names(path: str, expected: int | None = None) -> tuple[str, ...]:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"classes file {path} could not be read ({exc.__class__.__name__}): expected a UTF-8 text file, one name per line") from None
+        raise InputError(
+            f"classes file {path} could not be read ({exc.__class__.__name__}): expected a UTF-8 text file, one name per line"
+        ) from None
     while lines and not lines[-1].strip():
         lines.pop()
     names = [line.strip() for line in lines]
@@ -213,7 +253,9 @@ def read_class_names(path: str, expected: int | None = None) -> tuple[str, ...]:
     seen: dict[str, int] = {}
     for number, name in enumerate(names, 1):
         if name in seen:
-            raise InputError(f"classes file {path}: {name!r} on line {number} repeats line {seen[name]}; class names must be distinct")
+            raise InputError(
+                f"classes file {path}: {name!r} on line {number} repeats line {seen[name]}; class names must be distinct"
+            )
         seen[name] = number
     if expected is not None and len(names) != expected:
         raise InputError(f"classes file {path} has {len(names)} names, expected {expected} (`num_classes`)")

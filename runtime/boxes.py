@@ -45,8 +45,9 @@ def decode_boxes(encoded: np.ndarray, meta: ModelMeta, scale: Scale, flipped: bo
     return np.concatenate([np.clip(lo, 0, limit), np.clip(hi, 0, limit)], axis=-1)
 
 
-def decode_at(boxes: np.ndarray, batch: np.ndarray, label: np.ndarray, row: np.ndarray, column: np.ndarray, meta: ModelMeta,
-              scale: Scale) -> np.ndarray:
+def decode_at(
+    boxes: np.ndarray, batch: np.ndarray, label: np.ndarray, row: np.ndarray, column: np.ndarray, meta: ModelMeta, scale: Scale
+) -> np.ndarray:
     """:func:`decode_boxes` at chosen locations only: boxes is a scale's regressor output
     ndarray[B, 4·C or 4, h, w] (batch 1 the mirror), and each candidate its batch, class, row
     and column → ndarray[N, 4], the same values as decoding the whole maps (the arithmetic is
@@ -88,14 +89,22 @@ def _nms_inputs(name: str, boxes, scores, iou_threshold: float, least: float) ->
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(boxes),) or not np.isfinite(scores).all() or (len(scores) and scores.min() < least):
         floor = f" ≥ {least:g}" if np.isfinite(least) else ""
-        raise InputError(f"{name} needs one finite score{floor} per box: got scores of shape {list(scores.shape)} for {len(boxes)} boxes"
-                         + (f", least {scores.min()}" if scores.size else ""))
-    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float, np.floating)) or not np.isfinite(iou_threshold):
+        raise InputError(
+            f"{name} needs one finite score{floor} per box: got scores of shape {list(scores.shape)} for {len(boxes)} boxes"
+            + (f", least {scores.min()}" if scores.size else "")
+        )
+    if (
+        isinstance(iou_threshold, bool)
+        or not isinstance(iou_threshold, (int, float, np.floating))
+        or not np.isfinite(iou_threshold)
+    ):
         raise InputError(f"{name}: the IoU threshold must be a finite number, got {iou_threshold!r}")
     return boxes, scores
 
 
-def suppress(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float, kernel: str = "auto") -> np.ndarray:
+def suppress(
+    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float, kernel: str = "auto"
+) -> np.ndarray:
     """Greedy non-maximum suppression within each class: boxes ndarray[N, 4], scores ndarray[N],
     classes ndarray[N] (integers) → ndarray[N], the input index of each box's cluster founder.
 
@@ -109,7 +118,9 @@ def suppress(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_thr
     boxes, scores = _nms_inputs("nms", boxes, scores, iou_threshold, least=-np.inf)
     classes = np.asarray(classes)
     if classes.shape != scores.shape or (len(classes) and not np.issubdtype(classes.dtype, np.integer)):
-        raise InputError(f"nms needs one integer class per box: got classes of shape {list(classes.shape)} and dtype {classes.dtype} for {len(boxes)} boxes")
+        raise InputError(
+            f"nms needs one integer class per box: got classes of shape {list(classes.shape)} and dtype {classes.dtype} for {len(boxes)} boxes"
+        )
     founder = np.empty(len(boxes), dtype=np.int64)
     if not len(boxes):
         return founder
@@ -118,8 +129,13 @@ def suppress(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_thr
     starts = np.flatnonzero(np.concatenate([[True], sorted_classes[1:] != sorted_classes[:-1], [True]]))
     if resolve_kernel(kernel) == "compiled":
         kernels = compiled()
-        local = kernels.nms.nms_groups(np.ascontiguousarray(boxes[order]), np.ascontiguousarray(scores[order]), starts.astype(np.int64),
-                                       float(iou_threshold), kernels.tree.LEAF)
+        local = kernels.nms.nms_groups(
+            np.ascontiguousarray(boxes[order]),
+            np.ascontiguousarray(scores[order]),
+            starts.astype(np.int64),
+            float(iou_threshold),
+            kernels.tree.LEAF,
+        )
         founder[order] = order[local + np.repeat(starts[:-1], np.diff(starts))]  # group-relative rows → input indices
         return founder
     for lo, hi in zip(starts[:-1], starts[1:], strict=True):
@@ -163,7 +179,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, kernel: str
     return np.asarray([c[0] for c in nms_clusters(boxes, scores, iou_threshold, kernel)], dtype=np.int64)
 
 
-def nms_vote(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, kernel: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nms_vote(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, kernel: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-maximum suppression in which the suppressed boxes vote: boxes ndarray[N, 4], scores
     ndarray[N] ≥ 0 (probabilities).
 

@@ -20,8 +20,20 @@ from overfeat.fileio import atomic_path
 from .boxes import iou
 from .results import BoxResult, Result
 
-_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
+_PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (170, 110, 40),
+]
 
 FLOOR = 0.05  # boxes scoring below this fraction of the best box are not drawn
 OVERLAP = 0.5  # a box overlapping a better drawn box by IoU ≥ this is not drawn
@@ -36,7 +48,9 @@ def check_draw_options(floor: float, overlap: float, max_boxes: int) -> None:
     positive_int("drawing max_boxes", max_boxes)
 
 
-def shown(boxes: Sequence[BoxResult], floor: float = FLOOR, overlap: float = OVERLAP, max_boxes: int = MAX_BOXES) -> list[BoxResult]:
+def shown(
+    boxes: Sequence[BoxResult], floor: float = FLOOR, overlap: float = OVERLAP, max_boxes: int = MAX_BOXES
+) -> list[BoxResult]:
     """The boxes a picture shows, best first.
 
     In the given order (results come sorted by score), a box is shown when its score is at
@@ -60,8 +74,14 @@ def shown(boxes: Sequence[BoxResult], floor: float = FLOOR, overlap: float = OVE
     return picked
 
 
-def draw(image: np.ndarray, result: Result, path: str | os.PathLike[str], max_boxes: int = MAX_BOXES,
-         floor: float = FLOOR, overlap: float = OVERLAP) -> Path:
+def draw(
+    image: np.ndarray,
+    result: Result,
+    path: str | os.PathLike[str],
+    max_boxes: int = MAX_BOXES,
+    floor: float = FLOOR,
+    overlap: float = OVERLAP,
+) -> Path:
     """Write ``image`` (RGB [H, W, 3]) with the result's shown boxes (:func:`shown`), names and
     scores as a PNG; when boxes are left out, a caption says how many are shown."""
     try:
@@ -81,7 +101,9 @@ def draw(image: np.ndarray, result: Result, path: str | os.PathLike[str], max_bo
         _label(pen, (max(x1, 0), max(y1, 0)), f"{box.name} {box.score:.2f}", colour, font)
     if result.task == "classify":
         for rank, c in enumerate(result.classes):
-            _label(pen, (4, 4 + rank * (size + 6)), f"{rank + 1}. {c.name} {c.score:.2f}", _PALETTE[c.label % len(_PALETTE)], font)
+            _label(
+                pen, (4, 4 + rank * (size + 6)), f"{rank + 1}. {c.name} {c.score:.2f}", _PALETTE[c.label % len(_PALETTE)], font
+            )
     elif len(picked) < len(result.boxes):
         caption = f"{len(picked)} of {len(result.boxes)} boxes shown"
         _label(pen, (4, canvas.size[1] - size - 6), caption, (40, 40, 40), font)

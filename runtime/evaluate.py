@@ -46,7 +46,11 @@ class Detections:
     @classmethod
     def from_result(cls, result: Result) -> Detections:
         boxes = np.asarray([b.box for b in result.boxes], dtype=np.float64).reshape(-1, 4)
-        return cls(boxes, np.asarray([b.score for b in result.boxes], dtype=np.float64), np.asarray([b.label for b in result.boxes], dtype=np.int64))
+        return cls(
+            boxes,
+            np.asarray([b.score for b in result.boxes], dtype=np.float64),
+            np.asarray([b.label for b in result.boxes], dtype=np.int64),
+        )
 
 
 def interpolated_ap(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -58,7 +62,12 @@ def interpolated_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((r[changes + 1] - r[changes]) * p[changes + 1]))
 
 
-def average_precision(detections: Sequence[Detections], truths: Sequence[tuple[np.ndarray, np.ndarray]], num_classes: int, iou_threshold: float = IOU_THRESHOLD) -> np.ndarray:
+def average_precision(
+    detections: Sequence[Detections],
+    truths: Sequence[tuple[np.ndarray, np.ndarray]],
+    num_classes: int,
+    iou_threshold: float = IOU_THRESHOLD,
+) -> np.ndarray:
     """VOC AP per class (NaN for a class without ground truth).
 
     ``detections[i]`` and ``truths[i]`` = (boxes [G, 4], labels [G]) belong to image i. Equal
@@ -145,7 +154,9 @@ class Evaluation:
             f"  detection       mAP@0.5       {'-' if self.mean_ap is None else f'{self.mean_ap:7.4f}'}",
         ]
         if self.ap:
-            lines.append("  per-class AP: " + ", ".join(f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in self.ap.items()))
+            lines.append(
+                "  per-class AP: " + ", ".join(f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in self.ap.items())
+            )
         return "\n".join(lines)
 
 
@@ -180,7 +191,10 @@ class Scorer:
                 self.top1 += ranked[:1] == [truth]
                 self.top5 += truth in ranked[:5]
             if "localize" in results:
-                self.located += any(b.label == truth and iou(np.asarray(b.box), boxes).max() >= IOU_THRESHOLD for b in results["localize"].boxes[:5])
+                self.located += any(
+                    b.label == truth and iou(np.asarray(b.box), boxes).max() >= IOU_THRESHOLD
+                    for b in results["localize"].boxes[:5]
+                )
         if "detect" in results:
             self.detections.append(Detections.from_result(results["detect"]))
             self.truths.append((boxes, labels))
@@ -209,12 +223,21 @@ def class_map(meta, dataset_classes: Sequence[str]) -> np.ndarray:
     model_index = {name: i for i, name in enumerate(meta.classes)}
     missing = [name for name in dataset_classes if name not in model_index]
     if missing:
-        raise InputError(f"dataset classes {missing[:5]} are not among the model's classes {list(meta.classes)[:12]}; evaluate with a dataset of the model's classes")
+        raise InputError(
+            f"dataset classes {missing[:5]} are not among the model's classes {list(meta.classes)[:12]}; evaluate with a dataset of the model's classes"
+        )
     return np.asarray([model_index[name] for name in dataset_classes], dtype=np.int64)
 
 
-def evaluate(predictor: Predictor, dataset: Dataset, tasks: Sequence[str] | None = None, config: DecodeConfig = EVAL_DECODE, *,
-             progress: Progress | None = None, source: str = "") -> Evaluation:
+def evaluate(
+    predictor: Predictor,
+    dataset: Dataset,
+    tasks: Sequence[str] | None = None,
+    config: DecodeConfig = EVAL_DECODE,
+    *,
+    progress: Progress | None = None,
+    source: str = "",
+) -> Evaluation:
     """Run ``tasks`` (default: all the model's heads allow) on every image of ``dataset``,
     decoded as ``config`` says (default :data:`EVAL_DECODE`: candidates from probability 0.1,
     so that the PR curve reaches further; top-5 always, for the top-5 error); the predictor's
@@ -240,11 +263,21 @@ def evaluate(predictor: Predictor, dataset: Dataset, tasks: Sequence[str] | None
         scorer.add(record.boxes, labels, results)
     detect = "detect" in tasks
     merged = "localize" in tasks or (detect and method == "merge")
-    out = Evaluation(source or predictor.backend.source, "", len(dataset.records), _pyramid_name(predictor.pyramid), predictor.flip, meta.fine_stride, meta.classes,
-                     method=method if detect else None, merge_threshold=predictor.merge_config.threshold if merged else None,
-                     merge_kernel=predictor.merge_kernel if merged else None, backend=predictor.backend_name,
-                     precision=predictor.execution_precision,
-                     iou_threshold=iou_threshold if detect and method != "merge" else None)
+    out = Evaluation(
+        source or predictor.backend.source,
+        "",
+        len(dataset.records),
+        _pyramid_name(predictor.pyramid),
+        predictor.flip,
+        meta.fine_stride,
+        meta.classes,
+        method=method if detect else None,
+        merge_threshold=predictor.merge_config.threshold if merged else None,
+        merge_kernel=predictor.merge_kernel if merged else None,
+        backend=predictor.backend_name,
+        precision=predictor.execution_precision,
+        iou_threshold=iou_threshold if detect and method != "merge" else None,
+    )
     scorer.fill(out)
     out.seconds_per_image = seconds / max(1, len(dataset.records))
     return out

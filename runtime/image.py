@@ -48,7 +48,9 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     except UnidentifiedImageError:
         raise InputError(f"image {path} is not an image file Pillow can read") from None
     except Image.DecompressionBombError as exc:
-        raise InputError(f"image {path} is larger than Pillow's decompression-bomb limit ({exc}); raise PIL.Image.MAX_IMAGE_PIXELS too if it is intended") from None
+        raise InputError(
+            f"image {path} is larger than Pillow's decompression-bomb limit ({exc}); raise PIL.Image.MAX_IMAGE_PIXELS too if it is intended"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"image {path} is truncated or corrupt ({str(exc)[:120]})") from None
 
@@ -72,7 +74,9 @@ def _check_size(h: int, w: int, max_pixels: int, source: str) -> None:
     if h <= 0 or w <= 0:
         raise InputError(f"{source}: image is {h}x{w}, expected at least 1x1 pixels")
     if h * w > max_pixels:
-        raise InputError(f"{source}: image is {h}x{w} = {h * w:,} pixels, more than the limit of {max_pixels:,}; raise `max_pixels` if this is intended")
+        raise InputError(
+            f"{source}: image is {h}x{w} = {h * w:,} pixels, more than the limit of {max_pixels:,}; raise `max_pixels` if this is intended"
+        )
 
 
 def as_rgb(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "image") -> np.ndarray:

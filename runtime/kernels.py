@@ -83,7 +83,9 @@ def compiled() -> SimpleNamespace:
             worker.start()
             worker.join(COMPILE_NOTICE_AFTER)
             if worker.is_alive():
-                sys.stderr.write("overfeat: compiling the runtime's kernels (first use after installing; about 20 s, cached afterwards)\n")
+                sys.stderr.write(
+                    "overfeat: compiling the runtime's kernels (first use after installing; about 20 s, cached afterwards)\n"
+                )
                 sys.stderr.flush()
                 worker.join()
             if failure:
@@ -106,6 +108,8 @@ def _first_use(failure: list) -> None:
         merge.merge_groups(boxes, np.ones(2), np.array([0, 2], np.int64), 0.5, 1.0)
         nms.nms_groups(boxes, np.ones(2), np.array([0, 2], np.int64), 0.5)
         taps = (np.zeros((1, 1), np.int64), np.ones((1, 1), np.float32))
-        resize.batch(resize.planes(np.zeros((1, 1, 3), np.float32)), *taps, *taps, np.zeros(3, np.float32), np.ones(3, np.float32), True)
+        resize.batch(
+            resize.planes(np.zeros((1, 1, 3), np.float32)), *taps, *taps, np.zeros(3, np.float32), np.ones(3, np.float32), True
+        )
     except Exception as error:  # noqa: BLE001 - reported to the caller, with its type
         failure.append(error)

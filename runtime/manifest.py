@@ -50,12 +50,20 @@ class PlanEntry:
         return self.min_shape == self.max_shape
 
     def accepts(self, shape: tuple[int, ...]) -> bool:
-        return len(shape) == len(self.min_shape) and all(lo <= s <= hi for lo, s, hi in zip(self.min_shape, shape, self.max_shape, strict=True))
+        return len(shape) == len(self.min_shape) and all(
+            lo <= s <= hi for lo, s, hi in zip(self.min_shape, shape, self.max_shape, strict=True)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "file": self.file, "sha256": self.sha256,
-            "input": {"name": self.input_name, "min": list(self.min_shape), "opt": list(self.opt_shape), "max": list(self.max_shape)},
+            "file": self.file,
+            "sha256": self.sha256,
+            "input": {
+                "name": self.input_name,
+                "min": list(self.min_shape),
+                "opt": list(self.opt_shape),
+                "max": list(self.max_shape),
+            },
             "outputs": {k: list(v) for k, v in self.outputs.items()},
         }
 
@@ -87,7 +95,9 @@ class Manifest:
             if plan.accepts(tuple(shape)):
                 return plan
         covered = ", ".join(_describe(p) for p in self.plans)
-        raise BackendError(f"{self.path}: no engine for input {list(shape)}; the engines cover {covered}. Run with a pyramid the engines were built for, or rebuild with 'overfeat build --dynamic MIN:OPT:MAX'")
+        raise BackendError(
+            f"{self.path}: no engine for input {list(shape)}; the engines cover {covered}. Run with a pyramid the engines were built for, or rebuild with 'overfeat build --dynamic MIN:OPT:MAX'"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,25 +119,39 @@ class Manifest:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ModelError(f"manifest {path} does not exist; a directory without manifest.json is an unfinished build") from None
+            raise ModelError(
+                f"manifest {path} does not exist; a directory without manifest.json is an unfinished build"
+            ) from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"manifest {path} is not valid JSON ({exc})") from None
         try:
             if data["format_version"] != FORMAT_VERSION:
-                raise ModelError(f"manifest {path} has format_version {data['format_version']}, this overfeat reads {FORMAT_VERSION}; rebuild the engines")
+                raise ModelError(
+                    f"manifest {path} has format_version {data['format_version']}, this overfeat reads {FORMAT_VERSION}; rebuild the engines"
+                )
             plans = tuple(
                 PlanEntry(
-                    file=p["file"], sha256=p["sha256"], input_name=p["input"]["name"],
-                    min_shape=tuple(p["input"]["min"]), opt_shape=tuple(p["input"]["opt"]), max_shape=tuple(p["input"]["max"]),
+                    file=p["file"],
+                    sha256=p["sha256"],
+                    input_name=p["input"]["name"],
+                    min_shape=tuple(p["input"]["min"]),
+                    opt_shape=tuple(p["input"]["opt"]),
+                    max_shape=tuple(p["input"]["max"]),
                     outputs={k: tuple(v) for k, v in p.get("outputs", {}).items()},
                 )
                 for p in data["plans"]
             )
             manifest = cls(
-                onnx_file=data["onnx"]["file"], onnx_sha256=data["onnx"]["sha256"], metadata=dict(data["onnx"]["metadata"]),
-                precision=data["precision"], tensorrt_version=str(data["tensorrt_version"]),
-                gpu_name=data["gpu"]["name"], compute_capability=str(data["gpu"]["compute_capability"]),
-                build=dict(data.get("build", {})), plans=plans, path=str(path),
+                onnx_file=data["onnx"]["file"],
+                onnx_sha256=data["onnx"]["sha256"],
+                metadata=dict(data["onnx"]["metadata"]),
+                precision=data["precision"],
+                tensorrt_version=str(data["tensorrt_version"]),
+                gpu_name=data["gpu"]["name"],
+                compute_capability=str(data["gpu"]["compute_capability"]),
+                build=dict(data.get("build", {})),
+                plans=plans,
+                path=str(path),
             )
         except (KeyError, TypeError) as exc:
             raise ModelError(f"manifest {path} is missing or has a malformed field {exc}; rebuild the engines") from None
@@ -150,7 +174,9 @@ def verify_plans(manifest: Manifest) -> None:
             raise ModelError(f"{manifest.path}: plan {plan.file} is missing; rebuild with {rebuild_command(manifest)}")
         digest = sha256_file(file)
         if digest != plan.sha256:
-            raise ModelError(f"{manifest.path}: plan {plan.file} has sha256 {digest[:12]}…, the manifest records {plan.sha256[:12]}…; the file changed since the build: rebuild with {rebuild_command(manifest)}")
+            raise ModelError(
+                f"{manifest.path}: plan {plan.file} has sha256 {digest[:12]}…, the manifest records {plan.sha256[:12]}…; the file changed since the build: rebuild with {rebuild_command(manifest)}"
+            )
 
 
 def check_compatible(manifest: Manifest, tensorrt_version: str, compute_capability: str, gpu_name: str = "this GPU") -> None:
@@ -175,13 +201,23 @@ def check_compatible(manifest: Manifest, tensorrt_version: str, compute_capabili
     else:
         hardware_ok = _version(compute_capability)[:2] == _version(manifest.compute_capability)[:2]
     if not (version_ok and hardware_ok):
-        raise BackendError(f"{manifest.path}: the engines were built for {built_for}; this machine has {here}. Rebuild them here: {rebuild_command(manifest)}")
+        raise BackendError(
+            f"{manifest.path}: the engines were built for {built_for}; this machine has {here}. Rebuild them here: {rebuild_command(manifest)}"
+        )
 
 
 def rebuild_command(manifest: Manifest) -> str:
     """The ``overfeat build`` command that rebuilds these engines with the same options."""
     out = manifest.directory if manifest.path else Path("engines")
-    return " ".join(["overfeat build --model", shlex.quote(manifest.onnx_file), "--output", shlex.quote(str(out)), *build_arguments(manifest.build)])
+    return " ".join(
+        [
+            "overfeat build --model",
+            shlex.quote(manifest.onnx_file),
+            "--output",
+            shlex.quote(str(out)),
+            *build_arguments(manifest.build),
+        ]
+    )
 
 
 def build_arguments(build: Mapping[str, Any]) -> list[str]:

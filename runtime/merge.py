@@ -143,7 +143,9 @@ def check_boxes(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> t
     if n and ((boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any()):
         raise InputError("boxes must be (x1, y1, x2, y2) with x2 ≥ x1 and y2 ≥ y1")
     if n and np.abs(boxes).max() > MAX_COORDINATE:
-        raise InputError(f"box coordinates reach {np.abs(boxes).max():.3g}, expected pixel coordinates below {MAX_COORDINATE:.0e}")
+        raise InputError(
+            f"box coordinates reach {np.abs(boxes).max():.3g}, expected pixel coordinates below {MAX_COORDINATE:.0e}"
+        )
     return boxes, scores, classes.astype(np.int64)
 
 
@@ -156,7 +158,9 @@ def greedy_merge(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, con
     kernel = resolve_kernel(config.kernel)
     if kernel == "compiled":
         if len(boxes) > MAX_BOXES:
-            raise InputError(f"{len(boxes)} candidate boxes to merge; the limit is {MAX_BOXES}. Use fewer or smaller scales, a higher score threshold, or NMS")
+            raise InputError(
+                f"{len(boxes)} candidate boxes to merge; the limit is {MAX_BOXES}. Use fewer or smaller scales, a higher score threshold, or NMS"
+            )
         out = _merge_compiled(boxes, scores, classes, config)
     else:
         out = _merge_numpy(boxes, scores, classes, config)
@@ -166,14 +170,26 @@ def greedy_merge(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, con
 def _merge_compiled(boxes, scores, classes, config: MergeConfig):
     """(boxes, scores, classes, counts, first member, label of each input box) by the kernel."""
     if not len(boxes):
-        return np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return (
+            np.zeros((0, 4)),
+            np.zeros(0),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+        )
     kernels = compiled()
     order = np.argsort(classes, kind="stable")  # each class's boxes together, in input order
     sorted_classes = classes[order]
     starts = np.flatnonzero(np.concatenate([[True], sorted_classes[1:] != sorted_classes[:-1], [True]]))
     out_boxes, out_scores, counts, first, labels = kernels.merge.merge_groups(
-        np.ascontiguousarray(boxes[order]), np.ascontiguousarray(scores[order]), starts.astype(np.int64),
-        float(config.threshold), float(config.centre_weight), kernels.tree.LEAF)
+        np.ascontiguousarray(boxes[order]),
+        np.ascontiguousarray(scores[order]),
+        starts.astype(np.int64),
+        float(config.threshold),
+        float(config.centre_weight),
+        kernels.tree.LEAF,
+    )
     owner = np.empty(len(boxes), np.int64)
     owner[order] = labels
     return out_boxes, out_scores, sorted_classes[first], counts, order[first], owner
@@ -187,8 +203,10 @@ def _merge_numpy(boxes, scores, classes, config: MergeConfig):
         index = np.flatnonzero(classes == c)
         if len(index) > MAX_PER_CLASS:
             gib = len(index) ** 2 * 8 / 2**30
-            raise InputError(f"{len(index)} candidate boxes of class {c}: the NumPy merge needs a {len(index)}² matrix ({gib:.1f} GiB); its limit is {MAX_PER_CLASS} per class. "
-                             "Install the compiled kernel (pip install 'overfeat[fast]'), use fewer or smaller scales, or NMS")
+            raise InputError(
+                f"{len(index)} candidate boxes of class {c}: the NumPy merge needs a {len(index)}² matrix ({gib:.1f} GiB); its limit is {MAX_PER_CLASS} per class. "
+                "Install the compiled kernel (pip install 'overfeat[fast]'), use fewer or smaller scales, or NMS"
+            )
         state = _ClassMerge(boxes[index], scores[index], config)
         state.run()
         slots = np.flatnonzero(state.active)
@@ -201,8 +219,14 @@ def _merge_numpy(boxes, scores, classes, config: MergeConfig):
         out_classes.extend([c] * len(slots))
         out_counts.extend(state.counts[slots])
         out_first.extend(index[slots])  # a cluster sits in the slot of its first member
-    return (np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4), np.asarray(out_scores, dtype=np.float64),
-            np.asarray(out_classes, dtype=np.int64), np.asarray(out_counts, dtype=np.int64), np.asarray(out_first, dtype=np.int64), owner)
+    return (
+        np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4),
+        np.asarray(out_scores, dtype=np.float64),
+        np.asarray(out_classes, dtype=np.int64),
+        np.asarray(out_counts, dtype=np.int64),
+        np.asarray(out_first, dtype=np.int64),
+        owner,
+    )
 
 
 def _ranked(boxes, scores, classes, counts, first, owner, kernel: str) -> Merged:
@@ -210,8 +234,9 @@ def _ranked(boxes, scores, classes, counts, first, owner, kernel: str) -> Merged
     order = np.lexsort((first, classes, -scores))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return Merged(boxes=boxes[order], scores=scores[order], classes=classes[order], counts=counts[order],
-                  labels=rank[owner], kernel=kernel)
+    return Merged(
+        boxes=boxes[order], scores=scores[order], classes=classes[order], counts=counts[order], labels=rank[owner], kernel=kernel
+    )
 
 
 class _ClassMerge:

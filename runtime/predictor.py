@@ -74,8 +74,9 @@ class Predictor:
         pyramid_sizes(pyramid, self.meta, (self.meta.window, self.meta.window + 1))  # validate now
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike, backend: str | None = None, *, providers=None, precision: str | None = None,
-                  **kwargs) -> Predictor:
+    def from_path(
+        cls, path: str | os.PathLike, backend: str | None = None, *, providers=None, precision: str | None = None, **kwargs
+    ) -> Predictor:
         """Open an ONNX file (ONNX Runtime, or OpenVINO with ``backend="openvino"``), an engine
         manifest (TensorRT) or a checkpoint from ``overfeat train`` (PyTorch). ``providers``:
         ONNX Runtime's execution providers; ``precision``: OpenVINO's execution precision
@@ -135,9 +136,13 @@ class Predictor:
             for name, channels in self.meta.output_channels().items():
                 value = outputs[name]
                 if value.shape != (len(batch), channels, h, w):
-                    raise ModelError(f"model {self.backend.source}: output {name!r} is {list(value.shape)} at {scale.size}, the metadata gives {[len(batch), channels, h, w]}")
+                    raise ModelError(
+                        f"model {self.backend.source}: output {name!r} is {list(value.shape)} at {scale.size}, the metadata gives {[len(batch), channels, h, w]}"
+                    )
                 if not np.isfinite(value).all():
-                    raise BackendError(f"model {self.backend.source}: output {name!r} has NaN or inf at {scale.size[0]}x{scale.size[1]}; the model or its precision conversion is broken")
+                    raise BackendError(
+                        f"model {self.backend.source}: output {name!r} has NaN or inf at {scale.size[0]}x{scale.size[1]}; the model or its precision conversion is broken"
+                    )
             maps.append(ScaleMaps(scale, outputs))
         return maps
 
@@ -153,12 +158,16 @@ class Predictor:
         """
         return self.predict(image, ("localize",), DecodeConfig(top_k=top_k, max_boxes=max_boxes, min_score=min_score))["localize"]
 
-    def detect(self, image: ImageInput, score_threshold: float = 0.5, method: str = "merge", iou_threshold: float = 0.5) -> Result:
+    def detect(
+        self, image: ImageInput, score_threshold: float = 0.5, method: str = "merge", iou_threshold: float = 0.5
+    ) -> Result:
         """Boxes of every class whose per-location probability reaches ``score_threshold``."""
         config = DecodeConfig(score_threshold=score_threshold, method=method, iou_threshold=iou_threshold)
         return self.predict(image, ("detect",), config)["detect"]
 
-    def predict(self, image: ImageInput, tasks: tuple[str, ...] = ("classify",), config: DecodeConfig | None = None) -> dict[str, Result]:
+    def predict(
+        self, image: ImageInput, tasks: tuple[str, ...] = ("classify",), config: DecodeConfig | None = None
+    ) -> dict[str, Result]:
         """Several tasks from one pass of the pyramid: ``{task: Result}``, decoded as ``config``
         says (default :class:`DecodeConfig`); each result's timings hold the shared
         preprocessing and inference plus its own decoding."""
@@ -169,8 +178,16 @@ class Predictor:
         maps = self.dense(array, shared)
         return self.decode(maps, tasks, config, image_size=array.shape[:2], source=source, timings=shared)
 
-    def decode(self, maps: list[ScaleMaps], tasks: tuple[str, ...], config: DecodeConfig | None = None, *, image_size: tuple[int, int],
-               source: str | None = None, timings: dict[str, float] | None = None) -> dict[str, Result]:
+    def decode(
+        self,
+        maps: list[ScaleMaps],
+        tasks: tuple[str, ...],
+        config: DecodeConfig | None = None,
+        *,
+        image_size: tuple[int, int],
+        source: str | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> dict[str, Result]:
         """The task results from dense maps already computed by :meth:`dense`."""
         config = config or DecodeConfig()
         top_k, max_boxes, min_score = config.top_k, config.boxes_kept, config.min_score
@@ -195,7 +212,9 @@ class Predictor:
                     boxes, scores, labels = self._detection_candidates(maps, score_threshold)
                 with _timed(timings, "merge"):
                     found = self._merge_detections(boxes, scores, labels, method, iou_threshold)
-            results[task] = Result(task, source, tuple(image_size), tuple(m.scale.size for m in maps), self.flip, classes, found, timings)
+            results[task] = Result(
+                task, source, tuple(image_size), tuple(m.scale.size for m in maps), self.flip, classes, found, timings
+            )
         return results
 
     def _merge_detections(self, boxes, scores, labels, method: str, iou_threshold: float) -> tuple[BoxResult, ...]:
@@ -277,4 +296,3 @@ def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
         yield
     finally:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
-

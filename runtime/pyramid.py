@@ -68,7 +68,9 @@ def pyramid_sizes(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int
         try:
             sizes = [(int(a), int(b)) for a, b in spec]
         except (TypeError, ValueError):
-            raise InputError(f"bad pyramid {spec!r}: expected 'paper', 'aspect', a number of scales or a list of (H, W)") from None
+            raise InputError(
+                f"bad pyramid {spec!r}: expected 'paper', 'aspect', a number of scales or a list of (H, W)"
+            ) from None
         if not sizes:
             raise InputError("the pyramid is empty: give at least one size")
     smallest = min(a for size in sizes for a in size)
@@ -89,7 +91,9 @@ def make_batch(image: np.ndarray, size: tuple[int, int], meta: ModelMeta, flip: 
     return next(_batches(image, [size], meta, flip, kernel))
 
 
-def pyramid_batches(image: np.ndarray, spec: PyramidSpec, meta: ModelMeta, flip: bool, kernel: str = "auto") -> Iterator[tuple[Scale, np.ndarray]]:
+def pyramid_batches(
+    image: np.ndarray, spec: PyramidSpec, meta: ModelMeta, flip: bool, kernel: str = "auto"
+) -> Iterator[tuple[Scale, np.ndarray]]:
     """Each scale of an RGB image [H, W, 3] with the batch it runs as: the one preprocessing
     path shared by the runtime and INT8 calibration. Batches are made as they are asked for."""
     levels = scales(spec, meta, image.shape[:2])

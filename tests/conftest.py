@@ -34,7 +34,10 @@ def shapes_onnx(tmp_path_factory):
     from overfeat.cli import main
 
     out = tmp_path_factory.mktemp("shapes")
-    assert main(["export", "--checkpoint", str(CHECKPOINT), "--output", str(out / "model.onnx"), "--quiet", "--check-sizes", ""]) == 0
+    assert (
+        main(["export", "--checkpoint", str(CHECKPOINT), "--output", str(out / "model.onnx"), "--quiet", "--check-sizes", ""])
+        == 0
+    )
     return out / "model.onnx"
 
 

@@ -11,8 +11,14 @@ from overfeat.runtime.kernels import compiled_unavailable
 NO_NUMBA = compiled_unavailable()
 KERNELS = [
     pytest.param(("numpy", None), id="numpy"),
-    pytest.param(("compiled", None), id="compiled", marks=pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled kernels: {NO_NUMBA}")),
-    pytest.param(("compiled", 2), id="compiled-leaf2", marks=pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled kernels: {NO_NUMBA}")),
+    pytest.param(
+        ("compiled", None), id="compiled", marks=pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled kernels: {NO_NUMBA}")
+    ),
+    pytest.param(
+        ("compiled", 2),
+        id="compiled-leaf2",
+        marks=pytest.mark.skipif(NO_NUMBA is not None, reason=f"compiled kernels: {NO_NUMBA}"),
+    ),
 ]
 
 

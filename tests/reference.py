@@ -115,7 +115,9 @@ def voc_ap_reference(detections, truths, num_classes, iou_threshold=0.5):
         if n_truth == 0:
             out.append(None)
             continue
-        dets = [(-score, i, k, box) for i, image in enumerate(detections) for k, (box, score, label) in enumerate(image) if label == c]
+        dets = [
+            (-score, i, k, box) for i, image in enumerate(detections) for k, (box, score, label) in enumerate(image) if label == c
+        ]
         dets.sort(key=lambda d: (d[0], d[1], d[2]))
         taken = {i: [False] * len(truths[i]) for i in range(len(truths))}
         tp = []

@@ -8,8 +8,9 @@ import pytest
 
 from overfeat.errors import BackendError, ModelError
 
-needs_ort = pytest.mark.skipif(find_spec("onnxruntime") is None or find_spec("onnx") is None,
-                               reason="onnxruntime and onnx not installed")
+needs_ort = pytest.mark.skipif(
+    find_spec("onnxruntime") is None or find_spec("onnx") is None, reason="onnxruntime and onnx not installed"
+)
 
 
 def _tiny_model() -> bytes:
@@ -18,9 +19,13 @@ def _tiny_model() -> bytes:
     from onnx import TensorProto, helper
 
     one = onnx.numpy_helper.from_array(np.ones((2, 3), np.float32), "one")
-    graph = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "tiny",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [one])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "one"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [one],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
 
 
@@ -69,14 +74,17 @@ def test_session_refuses_a_missing_provider():
         session(_tiny_model(), providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize(("installed", "reason"), [
-    ({"tensorrt", "cuda", "cuda.bindings"}, None),
-    ({"tensorrt", "cuda", "cuda.cudart"}, None),  # cuda-python before 12.6.1
-    (set(), "TensorRT is not installed here"),
-    ({"cuda", "cuda.bindings"}, "TensorRT is not installed here"),
-    ({"tensorrt"}, "cuda-python is not installed here"),
-    ({"tensorrt", "cuda"}, "cuda-python is not installed here"),  # another package's cuda.*
-])
+@pytest.mark.parametrize(
+    ("installed", "reason"),
+    [
+        ({"tensorrt", "cuda", "cuda.bindings"}, None),
+        ({"tensorrt", "cuda", "cuda.cudart"}, None),  # cuda-python before 12.6.1
+        (set(), "TensorRT is not installed here"),
+        ({"cuda", "cuda.bindings"}, "TensorRT is not installed here"),
+        ({"tensorrt"}, "cuda-python is not installed here"),
+        ({"tensorrt", "cuda"}, "cuda-python is not installed here"),  # another package's cuda.*
+    ],
+)
 def test_tensorrt_missing_names_the_library(monkeypatch, installed, reason):
     import overfeat.runtime.backends as backends
     from overfeat.engines.compiler import tensorrt_missing as build_reason
@@ -93,12 +101,15 @@ def test_tensorrt_missing_names_the_library(monkeypatch, installed, reason):
         assert unavailable() == f"TensorRT and cuda-python are not installed here ({gpu})"
 
 
-@pytest.mark.parametrize(("path", "kind", "backend"), [
-    ("model.onnx", "onnx", "onnxruntime"),
-    ("dir/model.int8.onnx", "onnx", "onnxruntime"),
-    ("engines/manifest.json", "manifest", "tensorrt"),
-    ("shapes-accurate-w12.safetensors", "checkpoint", "torch"),
-])
+@pytest.mark.parametrize(
+    ("path", "kind", "backend"),
+    [
+        ("model.onnx", "onnx", "onnxruntime"),
+        ("dir/model.int8.onnx", "onnx", "onnxruntime"),
+        ("engines/manifest.json", "manifest", "tensorrt"),
+        ("shapes-accurate-w12.safetensors", "checkpoint", "torch"),
+    ],
+)
 def test_model_kind_from_the_suffix(path, kind, backend):
     from pathlib import Path
 
@@ -113,8 +124,10 @@ def test_model_kind_refuses_other_files_naming_what_is_accepted(path):
     from overfeat.errors import InputError
     from overfeat.runtime.backends import create_backend, default_backend, model_kind
 
-    message = (rf"model {path}: expected an ONNX file \(\.onnx\), a PyTorch checkpoint \(\.safetensors\) "
-               r"or an engine manifest \(manifest\.json\)")
+    message = (
+        rf"model {path}: expected an ONNX file \(\.onnx\), a PyTorch checkpoint \(\.safetensors\) "
+        r"or an engine manifest \(manifest\.json\)"
+    )
     for detect in (model_kind, default_backend, create_backend):
         with pytest.raises(InputError, match=message):
             detect(path)

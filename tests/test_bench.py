@@ -53,7 +53,9 @@ def test_macs_equal_the_pytorch_layers_count(small_onnx, tmp_path):
 
 
 def test_context_of_the_paper_networks():
-    assert context(spatial_ops(ACCURATE)) == 48 and context(spatial_ops(FAST)) == 48  # four (three) padded convs at stride 12 (16)
+    assert (
+        context(spatial_ops(ACCURATE)) == 48 and context(spatial_ops(FAST)) == 48
+    )  # four (three) padded convs at stride 12 (16)
 
 
 @pytest.mark.parametrize("size", [(245, 245), (300, 333), (389, 317)])
@@ -73,23 +75,48 @@ def test_summary_statistics():
     rng = np.random.default_rng(3)
     result = CandidateResult(Candidate("m.onnx", "onnxruntime", "onnxruntime:m"), precision="fp32", peak_rss=512 * 2**20)
     result.scales = rng.uniform(0.01, 0.02, (7, 2)).tolist()
-    result.images = [{"total": t, "read": 0.1 * t, "preprocess": 0.2 * t, "inference": 0.6 * t, "decode": 0.05 * t, "merge": 0.05 * t}
-                     for t in rng.uniform(0.1, 0.3, 9)]
+    result.images = [
+        {"total": t, "read": 0.1 * t, "preprocess": 0.2 * t, "inference": 0.6 * t, "decode": 0.05 * t, "merge": 0.05 * t}
+        for t in rng.uniform(0.1, 0.3, 9)
+    ]
     row = summarize(result, [(245, 245), (281, 317)])
     column = np.asarray(result.scales)[:, 1]
     assert row["scales"]["281x317"]["median_ms"] == pytest.approx(1e3 * np.median(column))
     assert row["scales"]["281x317"]["p90_ms"] == pytest.approx(1e3 * np.quantile(column, 0.9))
     totals = [im["total"] for im in result.images]
     assert row["end_to_end"]["images_per_s"] == pytest.approx(9 / sum(totals))
-    assert row["end_to_end"]["split"] == pytest.approx({"read": 0.1, "preprocess": 0.2, "inference": 0.6, "decode": 0.05, "merge": 0.05})
+    assert row["end_to_end"]["split"] == pytest.approx(
+        {"read": 0.1, "preprocess": 0.2, "inference": 0.6, "decode": 0.05, "merge": 0.05}
+    )
     assert row["peak_rss_mib"] == 512
 
 
 def test_bench_command_writes_json_and_plot(small_onnx, tmp_path, capsys):
     path, _ = small_onnx
     report, picture = tmp_path / "bench.json", tmp_path / "bench.png"
-    code = main(["bench", "--model", str(path), "--merge-kernel", "numpy,auto", "--random", "2", "--pyramid", "2",
-                 "--repeat", "2", "--warmup", "0", "--windows", "--json", str(report), "--plot", str(picture), "--quiet"])
+    code = main(
+        [
+            "bench",
+            "--model",
+            str(path),
+            "--merge-kernel",
+            "numpy,auto",
+            "--random",
+            "2",
+            "--pyramid",
+            "2",
+            "--repeat",
+            "2",
+            "--warmup",
+            "0",
+            "--windows",
+            "--json",
+            str(report),
+            "--plot",
+            str(picture),
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     data = json.loads(report.read_text())
@@ -98,7 +125,9 @@ def test_bench_command_writes_json_and_plot(small_onnx, tmp_path, capsys):
     assert (first["label"], second["label"]) == ("onnxruntime:accurate.onnx numpy", "onnxruntime:accurate.onnx auto")
     assert (first["merge_kernel"], second["merge_kernel"]) == ("numpy", resolve_kernel("auto"))
     assert first["end_to_end"]["images"] == 4  # 2 images x 2 rounds
-    assert set(first["scales"]) == {"245x245", "461x569"} and all(v["p90_ms"] >= v["median_ms"] > 0 for v in first["scales"].values())
+    assert set(first["scales"]) == {"245x245", "461x569"} and all(
+        v["p90_ms"] >= v["median_ms"] > 0 for v in first["scales"].values()
+    )
     assert sum(first["end_to_end"]["split"].values()) == pytest.approx(1.0, abs=0.05)  # the stages cover the image's time
     assert first["peak_rss_mib"] > 0 and first["gmacs_achieved"] > 0 and first["speedup_vs_first"] == 1.0
     assert data["macs"][str(path)] == {f"{h}x{w}": v for (h, w), v in count_macs(path, [(245, 245), (461, 569)], 2).items()}
@@ -108,8 +137,26 @@ def test_bench_command_writes_json_and_plot(small_onnx, tmp_path, capsys):
 
 
 def test_bench_with_a_pytorch_baseline(tmp_path, capsys, shapes_onnx):
-    code = main(["bench", "--model", str(shapes_onnx), "--torch", str(CHECKPOINT), "--random", "1", "--pyramid", "1",
-                 "--repeat", "1", "--warmup", "0", "--json", str(tmp_path / "b.json"), "--quiet"])
+    code = main(
+        [
+            "bench",
+            "--model",
+            str(shapes_onnx),
+            "--torch",
+            str(CHECKPOINT),
+            "--random",
+            "1",
+            "--pyramid",
+            "1",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            str(tmp_path / "b.json"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     rows = json.loads((tmp_path / "b.json").read_text())["candidates"]
     assert [r["backend"] for r in rows] == ["onnxruntime", "torch"] and rows[1]["gmacs_achieved"] > 0

@@ -16,8 +16,17 @@ from tests.reference import nms_reference, nms_vote_reference
 
 def meta_for(spec, fine=True):
     return ModelMeta(
-        arch=spec.name, window=spec.window, stride=spec.stride(fine), fine_stride=fine, geometry=spatial_ops(spec, fine),
-        heads=("cls", "loc"), classes=("a", "b"), mean=(0.0,) * 3, std=(1.0,) * 3, pyramid=spec.pyramid, box_per_class=True,
+        arch=spec.name,
+        window=spec.window,
+        stride=spec.stride(fine),
+        fine_stride=fine,
+        geometry=spatial_ops(spec, fine),
+        heads=("cls", "loc"),
+        classes=("a", "b"),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        pyramid=spec.pyramid,
+        box_per_class=True,
     )
 
 
@@ -61,11 +70,13 @@ def test_decoding_chosen_locations_is_decoding_the_maps(per_class):
         scale = Scale(size, (size[0] / image[0], size[1] / image[1]), image)
         h, w = meta.map_size(size)
         regressor = rng.normal(0.3, 0.6, (2, 4 * len(meta.classes) if per_class else 4, h, w)).astype(np.float32)
-        batch, label, row, column = (a.ravel() for a in np.meshgrid(np.arange(2), np.arange(len(meta.classes)), np.arange(h), np.arange(w), indexing="ij"))
+        batch, label, row, column = (
+            a.ravel() for a in np.meshgrid(np.arange(2), np.arange(len(meta.classes)), np.arange(h), np.arange(w), indexing="ij")
+        )
         got = decode_at(regressor, batch, label, row, column, meta, scale)
         for b in range(2):
             for c in range(len(meta.classes)):
-                maps = regressor[b, 4 * c: 4 * c + 4] if per_class else regressor[b, :4]
+                maps = regressor[b, 4 * c : 4 * c + 4] if per_class else regressor[b, :4]
                 want = decode_boxes(maps, meta, scale, flipped=b == 1).reshape(-1, 4)
                 assert np.array_equal(got[(batch == b) & (label == c)], want)
 
@@ -105,7 +116,9 @@ def _random_boxes(seed: int, n: int, grid: bool) -> tuple[np.ndarray, np.ndarray
     return boxes, scores
 
 
-_NMS_CASES = given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 40), threshold=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]), grid=st.booleans())
+_NMS_CASES = given(
+    seed=st.integers(0, 2**32 - 1), n=st.integers(0, 40), threshold=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]), grid=st.booleans()
+)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -157,7 +170,9 @@ def test_compiled_suppression_equals_numpy(threshold):
         compiled_vote = nms_vote(boxes[in_class], scores[in_class], threshold, "compiled")
         assert all(np.array_equal(a, b) for a, b in zip(numpy_vote, compiled_vote, strict=True)), f"case {seed}"
         founders = np.unique(want)
-        assert (want[founders] == founders).all() and (classes[want] == classes).all(), "a founder heads its own cluster, of its class"
+        assert (want[founders] == founders).all() and (classes[want] == classes).all(), (
+            "a founder heads its own cluster, of its class"
+        )
 
 
 def test_suppress_refuses_bad_classes():

@@ -29,8 +29,26 @@ def shapes(shapes_onnx, tmp_path_factory):
 def int8(shapes):
     """The shapes model in INT8 (minmax, 8 calibration images), written without the check."""
     path = shapes / "model.int8.onnx"
-    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8",
-                 "--method", "minmax", "--output", str(path), "--no-check", *FAST]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--model",
+                str(shapes / "model.onnx"),
+                "--images",
+                "shapes:val:8",
+                "--max-images",
+                "8",
+                "--method",
+                "minmax",
+                "--output",
+                str(path),
+                "--no-check",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -129,8 +147,18 @@ def test_output_qdq_pairs_are_removed_without_changing_more_than_their_rounding(
 
     source = shapes / "model.onnx"
     ranges = Ranges("x", Method("minmax"), {}, collect_ranges(source, [_feeds(4)], Method("minmax")))
-    quantizer = QDQQuantizer(load_model_with_shape_infer(source), True, False, QuantType.QInt8, QuantType.QInt8, ranges.tensors_data(),
-                             [], [], list(QDQRegistry), {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+    quantizer = QDQQuantizer(
+        load_model_with_shape_infer(source),
+        True,
+        False,
+        QuantType.QInt8,
+        QuantType.QInt8,
+        ranges.tensors_data(),
+        [],
+        [],
+        list(QDQRegistry),
+        {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+    )
     quantizer.quantize_model()
     before = quantizer.model.model
     assert {v.rule for v in check_qdq(before).violations} == {"float-outputs"}
@@ -156,8 +184,18 @@ def test_output_qdq_pairs_are_removed_without_changing_more_than_their_rounding(
 # ---------------------------------------------------------------------------- the rule checker
 
 
-def _qdq_conv(zero_point=0, zero_type=None, weight_axis=0, weight_scales=4, act_scales=1, bias_dq=False, output_dq=False, drop_zero=False,
-              weight_pair=False, int8_output_dtype=False):
+def _qdq_conv(
+    zero_point=0,
+    zero_type=None,
+    weight_axis=0,
+    weight_scales=4,
+    act_scales=1,
+    bias_dq=False,
+    output_dq=False,
+    drop_zero=False,
+    weight_pair=False,
+    int8_output_dtype=False,
+):
     """A one-Conv Q/DQ graph by hand, with one rule broken (or one valid variant) on request.
 
     ``drop_zero`` leaves out the activation zero points (with ``int8_output_dtype`` the Q says
@@ -172,13 +210,17 @@ def _qdq_conv(zero_point=0, zero_type=None, weight_axis=0, weight_scales=4, act_
         numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32 if weight_pair else np.int8), weight),
         numpy_helper.from_array(np.full(weight_scales, 0.1, np.float32), "w_scale"),
         numpy_helper.from_array(np.zeros(weight_scales, np.int8), "w_zero"),
-        numpy_helper.from_array(np.full(act_scales, 0.05, np.float32).reshape(() if act_scales == 1 else (act_scales,)), "x_scale"),
+        numpy_helper.from_array(
+            np.full(act_scales, 0.05, np.float32).reshape(() if act_scales == 1 else (act_scales,)), "x_scale"
+        ),
         numpy_helper.from_array(np.array(zero_point, zero_type), "x_zero"),
         numpy_helper.from_array(np.zeros(4, np.float32), "bias"),
     ]
     q_options = {"output_dtype": TensorProto.INT8} if int8_output_dtype else {}
     nodes = [
-        helper.make_node("QuantizeLinear", ["x", "x_scale"] + ([] if drop_zero else ["x_zero"]), ["x_q"], name="q_in", **q_options),
+        helper.make_node(
+            "QuantizeLinear", ["x", "x_scale"] + ([] if drop_zero else ["x_zero"]), ["x_q"], name="q_in", **q_options
+        ),
         helper.make_node("DequantizeLinear", ["x_q", "x_scale"] + ([] if drop_zero else ["x_zero"]), ["x_dq"], name="dq_in"),
     ]
     if weight_pair:
@@ -186,16 +228,26 @@ def _qdq_conv(zero_point=0, zero_type=None, weight_axis=0, weight_scales=4, act_
     nodes.append(helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], name="dq_weight", **axis))
     bias = "bias"
     if bias_dq:
-        inits += [numpy_helper.from_array(np.zeros(4, np.int32), "b_q"), numpy_helper.from_array(np.float32(0.005), "b_scale"),
-                  numpy_helper.from_array(np.int32(0), "b_zero")]
+        inits += [
+            numpy_helper.from_array(np.zeros(4, np.int32), "b_q"),
+            numpy_helper.from_array(np.float32(0.005), "b_scale"),
+            numpy_helper.from_array(np.int32(0), "b_zero"),
+        ]
         nodes.append(helper.make_node("DequantizeLinear", ["b_q", "b_scale", "b_zero"], ["b_dq"], name="dq_bias"))
         bias = "b_dq"
     nodes.append(helper.make_node("Conv", ["x_dq", "w", bias], ["y" if not output_dq else "y_f"], name="conv"))
     if output_dq:
-        nodes += [helper.make_node("QuantizeLinear", ["y_f", "x_scale", "x_zero"], ["y_q"], name="q_out"),
-                  helper.make_node("DequantizeLinear", ["y_q", "x_scale", "x_zero"], ["y"], name="dq_out")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+        nodes += [
+            helper.make_node("QuantizeLinear", ["y_f", "x_scale", "x_zero"], ["y_q"], name="q_out"),
+            helper.make_node("DequantizeLinear", ["y_q", "x_scale", "x_zero"], ["y"], name="dq_out"),
+        ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21 if int8_output_dtype else 18)])
 
 
@@ -250,7 +302,22 @@ def test_fp16_weights_and_activations_half_io_float(shapes, tmp_path):
     from onnx import TensorProto
 
     out = tmp_path / "model.fp16.onnx"
-    assert main(["convert", "--precision", "fp16", "--model", str(shapes / "model.onnx"), "--output", str(out), "--no-check", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "--precision",
+                "fp16",
+                "--model",
+                str(shapes / "model.onnx"),
+                "--output",
+                str(out),
+                "--no-check",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     model = onnx.load(str(out))
     floats = [i for i in model.graph.initializer if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
     assert floats and all(i.data_type == TensorProto.FLOAT16 for i in floats)
@@ -270,8 +337,23 @@ def test_range_cache_is_reused_and_a_stale_one_refused(shapes, tmp_path, capsys)
 
     model = str(shapes / "model.onnx")
     cache = tmp_path / "ranges.json"
-    args = ["calibrate", "--model", model, "--images", "shapes:val:8", "--max-images", "8", "--method", "percentile",
-            "--cache", str(cache), "--no-check", "--pyramid", "1", "--no-flip"]
+    args = [
+        "calibrate",
+        "--model",
+        model,
+        "--images",
+        "shapes:val:8",
+        "--max-images",
+        "8",
+        "--method",
+        "percentile",
+        "--cache",
+        str(cache),
+        "--no-check",
+        "--pyramid",
+        "1",
+        "--no-flip",
+    ]
     assert main([*args, "--output", str(tmp_path / "a.onnx")]) == 0
     first = json.loads(cache.read_text())
     assert first["method"] == "percentile" and first["percentile"] == 99.99 and first["count"] == 8 and first["ranges"]
@@ -297,8 +379,24 @@ def test_range_cache_is_reused_and_a_stale_one_refused(shapes, tmp_path, capsys)
 def test_malformed_cache_is_refused(shapes, tmp_path, capsys):
     cache = tmp_path / "ranges.json"
     cache.write_text("{not json")
-    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--cache", str(cache),
-                 "--no-check", "--output", str(tmp_path / "x.onnx"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "calibrate",
+                "--model",
+                str(shapes / "model.onnx"),
+                "--images",
+                "shapes:val:8",
+                "--cache",
+                str(cache),
+                "--no-check",
+                "--output",
+                str(tmp_path / "x.onnx"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "malformed" in capsys.readouterr().err
 
 
@@ -319,8 +417,24 @@ def test_a_directory_with_corrupt_files_skips_and_lists_them(shapes, tmp_path, c
     (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (tmp_path / "images" / "notes.txt").write_text("not an image")
     out = tmp_path / "m.int8.onnx"
-    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", str(tmp_path / "images"), "--max-images", "9",
-                 "--no-check", "--output", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--model",
+                str(shapes / "model.onnx"),
+                "--images",
+                str(tmp_path / "images"),
+                "--max-images",
+                "9",
+                "--no-check",
+                "--output",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "skipped 1 unreadable files:" in text and "broken.png" in text
     cache = json.loads((tmp_path / "m.int8.calib.json").read_text())
@@ -342,7 +456,12 @@ def test_bad_calibration_images_are_refused(shapes, tmp_path, capsys, images, me
     _write_pngs(tmp_path / "few", 5, seed=8)
     spec = str(tmp_path / images) if images in ("empty", "few", "missing") else images
     out = tmp_path / "x.onnx"
-    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", spec, "--no-check", "--output", str(out), "--quiet"]) == 2
+    assert (
+        main(
+            ["calibrate", "--model", str(shapes / "model.onnx"), "--images", spec, "--no-check", "--output", str(out), "--quiet"]
+        )
+        == 2
+    )
     assert message in capsys.readouterr().err and not out.exists()
 
 
@@ -350,8 +469,22 @@ def test_too_few_readable_images_after_skipping(shapes, tmp_path, capsys):
     _write_pngs(tmp_path / "images", 6, seed=9)
     for i in range(3):
         (tmp_path / "images" / f"bad{i}.png").write_bytes(b"garbage")
-    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", str(tmp_path / "images"), "--no-check",
-                 "--output", str(tmp_path / "x.onnx"), *FAST]) == 2
+    assert (
+        main(
+            [
+                "calibrate",
+                "--model",
+                str(shapes / "model.onnx"),
+                "--images",
+                str(tmp_path / "images"),
+                "--no-check",
+                "--output",
+                str(tmp_path / "x.onnx"),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "only 6 of the images could be read" in err and "bad0.png" in err
 
@@ -417,8 +550,10 @@ def test_kept_reference_outputs_give_the_same_comparison(shapes, int8, budget):
     assert plain.outputs["scores"]["max_abs"] > 0  # a real int8 candidate: the comparison has differences to get wrong
     other = open_images("shapes:test:12", seed=4)  # other images (same names) at the same positions: nothing kept applies
     hits = kept.hits
-    assert compare(model, str(int8), other, 12, pyramid=2, flip=False, reference_outputs=kept).to_dict() == \
-        compare(model, str(int8), other, 12, pyramid=2, flip=False).to_dict()
+    assert (
+        compare(model, str(int8), other, 12, pyramid=2, flip=False, reference_outputs=kept).to_dict()
+        == compare(model, str(int8), other, 12, pyramid=2, flip=False).to_dict()
+    )
     assert kept.hits == hits
 
 
@@ -428,13 +563,35 @@ POOR = ["--method", "percentile", "--percentile", "60"]
 
 def test_a_failed_gate_exits_1_keeps_the_report_and_writes_no_model(shapes, tmp_path, capsys):
     out = tmp_path / "m.int8.onnx"
-    code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", *POOR,
-                 "--check", "shapes:test:12", "--check-images", "12", "--min-top1-agreement", "1.0", "--max-map-drop", "0", *FAST,
-                 "--output", str(out)])
+    code = main(
+        [
+            "calibrate",
+            "--model",
+            str(shapes / "model.onnx"),
+            "--images",
+            "shapes:val:8",
+            "--max-images",
+            "8",
+            *POOR,
+            "--check",
+            "shapes:test:12",
+            "--check-images",
+            "12",
+            "--min-top1-agreement",
+            "1.0",
+            "--max-map-drop",
+            "0",
+            *FAST,
+            "--output",
+            str(out),
+        ]
+    )
     report = json.loads((tmp_path / "m.int8.check.json").read_text())
     assert report["check"]["images"] == 12 and report["written"] == (code == 0)
     if code == 0:
-        pytest.fail(f"even a poorly calibrated INT8 shapes model matched fp32 on 12 images; the gate cannot be shown failing: {report['check']}")
+        pytest.fail(
+            f"even a poorly calibrated INT8 shapes model matched fp32 on 12 images; the gate cannot be shown failing: {report['check']}"
+        )
     assert code == 1 and not out.exists()
     assert report["check"]["failures"] and not report["check"]["passed"]
     ranked = [s["node"] for s in report["sensitivity"]]
@@ -448,9 +605,30 @@ def test_auto_exclude_tries_prefixes_of_the_ranking_and_says_when_nothing_passes
     that message and no file; which prefix is the smallest passing one is tested with a stand-in
     gate below (``test_bisection_finds_the_smallest_passing_prefix_like_a_linear_scan``)."""
     out = tmp_path / "m.int8.onnx"
-    code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", *POOR,
-                 "--check", "shapes:test:10", "--check-images", "10", "--min-top1-agreement", "1.0", "--max-map-drop", "0.05", "--auto-exclude",
-                 *FAST, "--output", str(out)])
+    code = main(
+        [
+            "calibrate",
+            "--model",
+            str(shapes / "model.onnx"),
+            "--images",
+            "shapes:val:8",
+            "--max-images",
+            "8",
+            *POOR,
+            "--check",
+            "shapes:test:10",
+            "--check-images",
+            "10",
+            "--min-top1-agreement",
+            "1.0",
+            "--max-map-drop",
+            "0.05",
+            "--auto-exclude",
+            *FAST,
+            "--output",
+            str(out),
+        ]
+    )
     report = json.loads((tmp_path / "m.int8.check.json").read_text())
     ranked = [s["node"] for s in report["sensitivity"]]
     assert len(ranked) == 15 and report["attempts"], "the full INT8 model failed, so exclusions were tried"
@@ -469,9 +647,29 @@ def test_auto_exclude_keeps_the_fewest_most_sensitive_layers_that_pass(shapes, t
     from overfeat.calibration.structure import check_qdq
 
     out = tmp_path / "m.int8.onnx"
-    code = main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8",
-                 "--method", "percentile", "--percentile", "99", "--check", "shapes:test:10", "--check-images", "10",
-                 "--auto-exclude", *FAST, "--output", str(out)])
+    code = main(
+        [
+            "calibrate",
+            "--model",
+            str(shapes / "model.onnx"),
+            "--images",
+            "shapes:val:8",
+            "--max-images",
+            "8",
+            "--method",
+            "percentile",
+            "--percentile",
+            "99",
+            "--check",
+            "shapes:test:10",
+            "--check-images",
+            "10",
+            "--auto-exclude",
+            *FAST,
+            "--output",
+            str(out),
+        ]
+    )
     report = json.loads((tmp_path / "m.int8.check.json").read_text())
     ranked = [s["node"] for s in report["sensitivity"]]
     if not report["attempts"]:
@@ -498,7 +696,12 @@ def test_sensitivity_ranks_each_layer_by_its_own_error(shapes, int8, tmp_path):
     from overfeat.calibration.sensitivity import output_error, rank_layers
 
     raw = json.loads((shapes / "model.int8.calib.json").read_text())
-    ranges = Ranges(raw["model_sha256"], Method(raw["method"], raw["percentile"]), raw["data"], {k: tuple(v) for k, v in raw["ranges"].items()})
+    ranges = Ranges(
+        raw["model_sha256"],
+        Method(raw["method"], raw["percentile"]),
+        raw["data"],
+        {k: tuple(v) for k, v in raw["ranges"].items()},
+    )
     model = shapes / "model.onnx"
     feeds = _feeds(3)
     ranked = rank_layers(model, ranges, feeds)
@@ -554,7 +757,22 @@ def test_bisection_finds_the_smallest_passing_prefix_like_a_linear_scan(seed):
 )
 def test_calibrate_refuses_bad_arguments(shapes, tmp_path, capsys, extra, message):
     out = tmp_path / "x.onnx"
-    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:12", *extra, "--output", str(out), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "calibrate",
+                "--model",
+                str(shapes / "model.onnx"),
+                "--images",
+                "shapes:val:12",
+                *extra,
+                "--output",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert message in capsys.readouterr().err and not out.exists()
 
 
@@ -572,12 +790,35 @@ def test_exclude_keeps_exactly_those_convs_in_float(shapes, tmp_path):
     from overfeat.calibration.structure import check_qdq
 
     out = tmp_path / "m.int8.onnx"
-    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
-                 "--exclude", "node_conv2d_3,node_conv2d_14", "--no-check", *FAST, "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--model",
+                str(shapes / "model.onnx"),
+                "--images",
+                "shapes:val:8",
+                "--max-images",
+                "8",
+                "--method",
+                "minmax",
+                "--exclude",
+                "node_conv2d_3,node_conv2d_14",
+                "--no-check",
+                *FAST,
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     model = onnx.load(str(out))
     summary = check_qdq(model)
     assert summary.ok and summary.float_convs == ("node_conv2d_3", "node_conv2d_14") and summary.quantized_convs == 13
-    assert json.loads({p.key: p.value for p in model.metadata_props}["overfeat.quantization"])["excluded"] == ["node_conv2d_3", "node_conv2d_14"]
+    assert json.loads({p.key: p.value for p in model.metadata_props}["overfeat.quantization"])["excluded"] == [
+        "node_conv2d_3",
+        "node_conv2d_14",
+    ]
 
 
 def test_excluded_layers_read_their_input_in_float(shapes, tmp_path):
@@ -590,11 +831,36 @@ def test_excluded_layers_read_their_input_in_float(shapes, tmp_path):
 
     trunk_and_cls = [f"node_conv2d{'' if k == 0 else f'_{k}'}" for k in range(9)]
     out = tmp_path / "heads.int8.onnx"
-    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
-                 "--exclude", ",".join(trunk_and_cls), "--no-check", *FAST, "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--model",
+                str(shapes / "model.onnx"),
+                "--images",
+                "shapes:val:8",
+                "--max-images",
+                "8",
+                "--method",
+                "minmax",
+                "--exclude",
+                ",".join(trunk_and_cls),
+                "--no-check",
+                *FAST,
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     model = onnx.load(str(out))
     summary = check_qdq(model)
-    assert summary.ok and summary.float_convs == tuple(trunk_and_cls) and summary.quantized_convs == 6 and summary.rounded_inputs == ()
+    assert (
+        summary.ok
+        and summary.float_convs == tuple(trunk_and_cls)
+        and summary.quantized_convs == 6
+        and summary.rounded_inputs == ()
+    )
     producer = {o: n for n in model.graph.node for o in n.output}
     first_cls = next(n for n in model.graph.node if n.name == "node_conv2d_6")
     assert producer[first_cls.input[0]].op_type == "MaxPool"  # the float trunk output itself
@@ -607,8 +873,22 @@ def test_excluded_layers_read_their_input_in_float(shapes, tmp_path):
 
 
 def test_cache_made_with_another_seed_or_pyramid_is_refused(shapes, tmp_path, capsys):
-    base = ["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
-            "--cache", str(tmp_path / "c.json"), "--no-check", "--no-flip", "--quiet"]
+    base = [
+        "calibrate",
+        "--model",
+        str(shapes / "model.onnx"),
+        "--images",
+        "shapes:val:8",
+        "--max-images",
+        "8",
+        "--method",
+        "minmax",
+        "--cache",
+        str(tmp_path / "c.json"),
+        "--no-check",
+        "--no-flip",
+        "--quiet",
+    ]
     assert main([*base, "--pyramid", "1", "--output", str(tmp_path / "a.onnx")]) == 0
     assert main([*base, "--pyramid", "2", "--output", str(tmp_path / "b.onnx")]) == 2
     assert "other calibration data (pyramid '1' → '2')" in capsys.readouterr().err
@@ -620,8 +900,21 @@ def test_a_replaced_image_invalidates_the_cache(shapes, tmp_path, capsys):
     import os
 
     _write_pngs(tmp_path / "images", 8, seed=11)
-    base = ["calibrate", "--model", str(shapes / "model.onnx"), "--images", str(tmp_path / "images"), "--max-images", "8", "--method", "minmax",
-            "--cache", str(tmp_path / "c.json"), "--no-check", *FAST]
+    base = [
+        "calibrate",
+        "--model",
+        str(shapes / "model.onnx"),
+        "--images",
+        str(tmp_path / "images"),
+        "--max-images",
+        "8",
+        "--method",
+        "minmax",
+        "--cache",
+        str(tmp_path / "c.json"),
+        "--no-check",
+        *FAST,
+    ]
     assert main([*base, "--output", str(tmp_path / "a.onnx")]) == 0
     replaced = tmp_path / "images" / "003.png"
     _write_pngs(tmp_path / "other", 1, seed=12)
@@ -641,7 +934,22 @@ def test_a_replaced_image_invalidates_the_cache(shapes, tmp_path, capsys):
 )
 def test_check_problems_are_refused_before_any_work(shapes, tmp_path, capsys, extra, message):
     out = tmp_path / "x.onnx"
-    assert main(["calibrate", "--model", str(shapes / "model.onnx"), "--images", "shapes:val:12", *extra, "--output", str(out), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "calibrate",
+                "--model",
+                str(shapes / "model.onnx"),
+                "--images",
+                "shapes:val:12",
+                *extra,
+                "--output",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert message in err and not out.exists() and not (tmp_path / "x.calib.json").exists()
 
@@ -654,10 +962,45 @@ def test_output_may_not_replace_the_model(shapes, capsys):
 
 def test_a_gate_that_cannot_apply_is_refused(tmp_path, capsys):
     model = tmp_path / "det.onnx"
-    assert main(["export", "--arch", "accurate", "--random-init", "--heads", "det,loc", "--num-classes", "3", "--width", "0.0625",
-                 "--output", str(model), "--check-sizes", "", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--arch",
+                "accurate",
+                "--random-init",
+                "--heads",
+                "det,loc",
+                "--num-classes",
+                "3",
+                "--width",
+                "0.0625",
+                "--output",
+                str(model),
+                "--check-sizes",
+                "",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     _write_pngs(tmp_path / "images", 12, seed=13)
-    assert main(["convert", "--precision", "fp16", "--model", str(model), "--output", str(tmp_path / "x.onnx"), "--check", str(tmp_path / "images")]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "--precision",
+                "fp16",
+                "--model",
+                str(model),
+                "--output",
+                str(tmp_path / "x.onnx"),
+                "--check",
+                str(tmp_path / "images"),
+            ]
+        )
+        == 2
+    )
     assert "have no labels: give labelled --check data (a COCO JSON)" in capsys.readouterr().err
 
 

@@ -80,7 +80,10 @@ def test_errors(tmp_path):
     with pytest.raises(ModelError, match="could not be read"):
         load_checkpoint(_model(), code)
 
-    with pytest.raises(ModelError, match=r"'classifier.4.weight' has shape \[4, 256, 1, 1\], the model expects \[9, 256, 1, 1\]; check `num_classes`"):
+    with pytest.raises(
+        ModelError,
+        match=r"'classifier.4.weight' has shape \[4, 256, 1, 1\], the model expects \[9, 256, 1, 1\]; check `num_classes`",
+    ):
         load_checkpoint(_model(num_classes=9), good)
     with pytest.raises(ModelError, match="lacks tensor 'detector.0.weight'"):
         load_checkpoint(_model(heads=("cls", "loc", "det")), good)

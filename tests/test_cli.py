@@ -56,7 +56,14 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, checkpoint):
         "does not exist or is not a file": [*base, "--checkpoint", str(tmp_path / "nope.pt"), *out],
         "could not be read": [*base, "--checkpoint", str(truncated), *out],
         "could not be read (": [*base, "--checkpoint", str(not_state), *out],
-        "'classifier.4.weight' has shape [3, 256, 1, 1], the model expects [5, 256, 1, 1]": [*base, "--checkpoint", str(checkpoint), *out, "--num-classes", "5"],
+        "'classifier.4.weight' has shape [3, 256, 1, 1], the model expects [5, 256, 1, 1]": [
+            *base,
+            "--checkpoint",
+            str(checkpoint),
+            *out,
+            "--num-classes",
+            "5",
+        ],
         "lacks tensor 'regressor.0.weight'": [*base, "--checkpoint", str(checkpoint), "--heads", "cls,loc", *out],
         "directory": [*BASE, "--output", str(tmp_path / "missing" / "m.onnx")],
         "check size 200x400 is smaller than the model's 221x221 window": [*BASE, "--check-sizes", "200x400", *out],
@@ -73,9 +80,21 @@ def test_export_then_inspect_from_the_shell(tmp_path, checkpoint):
     classes.write_text("cat\ndog\nbird\n")
     cli = [sys.executable, "-m", "overfeat.cli"]
     done = subprocess.run(
-        [*cli, *[a for a in BASE if a != "--random-init"], "--checkpoint", str(checkpoint), "--classes", str(classes),
-         "--output", str(model), "--check-sizes", "300x333"],
-        capture_output=True, text=True, timeout=300,
+        [
+            *cli,
+            *[a for a in BASE if a != "--random-init"],
+            "--checkpoint",
+            str(checkpoint),
+            "--classes",
+            str(classes),
+            "--output",
+            str(model),
+            "--check-sizes",
+            "300x333",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert "parity PASS" in done.stdout and "300x333" in done.stdout
@@ -114,7 +133,9 @@ def test_every_parameter_a_library_message_names_is_a_flag_of_the_command_line()
                 continue
             for node in ast.walk(ast.parse(path.read_text())):  # the strings of raised errors and output-path checks
                 call = node.exc if isinstance(node, ast.Raise) else node
-                if isinstance(call, ast.Call) and (isinstance(node, ast.Raise) or getattr(call.func, "id", "") == "check_output_path"):
+                if isinstance(call, ast.Call) and (
+                    isinstance(node, ast.Raise) or getattr(call.func, "id", "") == "check_output_path"
+                ):
                     for text in (c.value for c in ast.walk(call) if isinstance(c, ast.Constant) and isinstance(c.value, str)):
                         for match in re.finditer(r"(?<!`)" + _PARAMETER.pattern + r"(?!`)", text):
                             named.setdefault(match.group(0), str(path.relative_to(root)))

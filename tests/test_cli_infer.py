@@ -23,18 +23,40 @@ def images(tmp_path):
 
 
 def _infer(*args):
-    return subprocess.run([sys.executable, "-m", "overfeat.cli", "infer", *map(str, args)], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "overfeat.cli", "infer", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
-@pytest.mark.parametrize("task", ["classify --top-k 3", "localize", "localize --merge-threshold 0.4 --min-score 0.1", "detect",
-                                  "detect --score-threshold 0.2 --method vote", "detect --method nms --iou-threshold 0.3"])
+@pytest.mark.parametrize(
+    "task",
+    [
+        "classify --top-k 3",
+        "localize",
+        "localize --merge-threshold 0.4 --min-score 0.1",
+        "detect",
+        "detect --score-threshold 0.2 --method vote",
+        "detect --method nms --iou-threshold 0.3",
+    ],
+)
 def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     path, _ = small_onnx
     out = tmp_path / "drawn"
     out.mkdir()
     task, *options = task.split()
-    done = _infer(images / "landscape.png", images / "portrait_gray.jpg", "--model", path, "--task", task, *options,
-                  "--json", tmp_path / "r.json", "--draw", out)
+    done = _infer(
+        images / "landscape.png",
+        images / "portrait_gray.jpg",
+        "--model",
+        path,
+        "--task",
+        task,
+        *options,
+        "--json",
+        tmp_path / "r.json",
+        "--draw",
+        out,
+    )
     assert done.returncode == 0, done.stderr
     assert "landscape.png" in done.stdout and "Traceback" not in done.stderr
     report = json.loads((tmp_path / "r.json").read_text())
@@ -49,7 +71,12 @@ def test_infer_writes_json_and_pictures(small_onnx, images, tmp_path, task):
     with Predictor.from_path(path, merge=MergeConfig(float(given.get("--merge-threshold", 0.5)))) as predictor:
         image = str(images / "landscape.png")
         if task == "detect":
-            expected = predictor.detect(image, float(given.get("--score-threshold", 0.5)), given.get("--method", "merge"), float(given.get("--iou-threshold", 0.5)))
+            expected = predictor.detect(
+                image,
+                float(given.get("--score-threshold", 0.5)),
+                given.get("--method", "merge"),
+                float(given.get("--iou-threshold", 0.5)),
+            )
         elif task == "localize":
             expected = predictor.localize(image, top_k=5, min_score=float(given.get("--min-score", 0.2)))
         else:
@@ -72,8 +99,19 @@ def test_infer_merge_kernels_give_the_same_boxes(small_onnx, images, tmp_path):
     path, _ = small_onnx
     reports = {}
     for kernel in ("numpy", "compiled"):
-        done = _infer(images / "landscape.png", "--model", path, "--task", "localize", "--min-score", "0", "--merge-kernel", kernel,
-                      "--json", tmp_path / f"{kernel}.json")
+        done = _infer(
+            images / "landscape.png",
+            "--model",
+            path,
+            "--task",
+            "localize",
+            "--min-score",
+            "0",
+            "--merge-kernel",
+            kernel,
+            "--json",
+            tmp_path / f"{kernel}.json",
+        )
         assert done.returncode == 0, done.stderr
         reports[kernel] = json.loads((tmp_path / f"{kernel}.json").read_text())
     assert reports["numpy"]["merge_kernel"] == "numpy" and reports["compiled"]["merge_kernel"] == "compiled"
@@ -90,7 +128,9 @@ def test_cli_kernel_names_are_the_runtime_ones():
 
 def test_infer_goes_on_after_a_bad_image(small_onnx, images):
     path, _ = small_onnx
-    done = _infer(images / "broken.png", images / "missing.png", images / "landscape.png", "--model", path, "--no-flip", "--pyramid", "2")
+    done = _infer(
+        images / "broken.png", images / "missing.png", images / "landscape.png", "--model", path, "--no-flip", "--pyramid", "2"
+    )
     assert done.returncode == 2
     assert "broken.png is truncated or corrupt" in done.stderr and "missing.png does not exist" in done.stderr
     assert "2 of 3 images failed" in done.stderr and "Traceback" not in done.stderr
@@ -105,25 +145,55 @@ def test_infer_bad_arguments(small_onnx, images, tmp_path):
         (["--model", path, "--draw", tmp_path / "nodir"], "directory does not exist"),
         (["--model", path, "--pyramid", "100x100"], "below the model's 221-pixel window"),
         (["--model", path, "--task", "localize", "--merge-threshold", "-1"], "MergeConfig.threshold"),
-        (["--model", path, "--task", "detect", "--method", "vote", "--merge-threshold", "0.3"], "--merge-threshold sets the greedy merge; --method vote does not merge"),
+        (
+            ["--model", path, "--task", "detect", "--method", "vote", "--merge-threshold", "0.3"],
+            "--merge-threshold sets the greedy merge; --method vote does not merge",
+        ),
         (["--model", path, "--task", "detect", "--method", "soft"], "invalid choice"),
         (["--model", path, "--task", "detect", "--method", "nms", "--merge-threshold", "0.3"], "--method nms does not merge"),
-        (["--model", path, "--task", "classify", "--method", "vote"], "--method applies to --task detect only, but this run's task is classify: leave it out"),
-        (["--model", path, "--task", "localize", "--method", "nms"], "--method applies to --task detect only, but this run's task is localize"),
-        (["--model", path, "--score-threshold", "0.2"], "--score-threshold applies to --task detect only, but this run's task is classify"),
+        (
+            ["--model", path, "--task", "classify", "--method", "vote"],
+            "--method applies to --task detect only, but this run's task is classify: leave it out",
+        ),
+        (
+            ["--model", path, "--task", "localize", "--method", "nms"],
+            "--method applies to --task detect only, but this run's task is localize",
+        ),
+        (
+            ["--model", path, "--score-threshold", "0.2"],
+            "--score-threshold applies to --task detect only, but this run's task is classify",
+        ),
         (["--model", path, "--task", "detect", "--min-score", "0.1"], "--min-score applies to --task localize only"),
         (["--model", path, "--task", "detect", "--top-k", "3"], "--top-k applies to --task classify or --task localize only"),
         (["--model", path, "--merge-threshold", "0.4"], "--merge-threshold applies to --task localize or --task detect only"),
-        (["--model", path, "--task", "detect", "--iou-threshold", "0.3"], "--iou-threshold sets the suppression of --method nms and --method vote; the greedy merge"),
-        (["--model", path, "--task", "detect", "--method", "merge", "--iou-threshold", "0.3"], "suppresses nothing: leave it out, or add --method nms"),
-        (["--model", path, "--task", "localize", "--iou-threshold", "0.3"], "--iou-threshold applies to --task detect only, but this run's task is localize"),
-        (["--model", path, "--task", "detect", "--method", "vote", "--iou-threshold", "1.5"], "--iou-threshold must be within 0..1, got 1.5"),
+        (
+            ["--model", path, "--task", "detect", "--iou-threshold", "0.3"],
+            "--iou-threshold sets the suppression of --method nms and --method vote; the greedy merge",
+        ),
+        (
+            ["--model", path, "--task", "detect", "--method", "merge", "--iou-threshold", "0.3"],
+            "suppresses nothing: leave it out, or add --method nms",
+        ),
+        (
+            ["--model", path, "--task", "localize", "--iou-threshold", "0.3"],
+            "--iou-threshold applies to --task detect only, but this run's task is localize",
+        ),
+        (
+            ["--model", path, "--task", "detect", "--method", "vote", "--iou-threshold", "1.5"],
+            "--iou-threshold must be within 0..1, got 1.5",
+        ),
         (["--model", path, "--task", "detect", "--score-threshold", "1.5"], "--score-threshold must be within 0..1, got 1.5"),
         (["--model", path, "--task", "localize", "--min-score", "-0.1"], "--min-score must be within 0..1, got -0.1"),
         (["--model", path, "--draw", tmp_path, "--draw-floor", "2"], "the drawing's --draw-floor must be within 0..1"),
         (["--model", path, "--draw", tmp_path, "--draw-overlap", "-0.5"], "the drawing's --draw-overlap must be within 0..1"),
-        (["--model", path, "--draw-floor", "0.1"], "--draw-floor only changes the pictures, and no picture is drawn: add --draw DIR"),
-        (["--model", path, "--draw-floor", "0", "--draw-overlap", "1"], "--draw-floor and --draw-overlap only change the pictures"),
+        (
+            ["--model", path, "--draw-floor", "0.1"],
+            "--draw-floor only changes the pictures, and no picture is drawn: add --draw DIR",
+        ),
+        (
+            ["--model", path, "--draw-floor", "0", "--draw-overlap", "1"],
+            "--draw-floor and --draw-overlap only change the pictures",
+        ),
     ]
     for args, message in cases:
         done = _infer(images / "landscape.png", *args)

@@ -71,8 +71,10 @@ def test_output_errors_per_name_in_the_references_order():
     rng = np.random.default_rng(7)
     maps = []
     for _ in range(3):
-        ref = {"scores": rng.standard_normal((2, 5, 3, 4)).astype(np.float32),
-               "boxes": rng.standard_normal((2, 4, 3, 4)).astype(np.float32)}
+        ref = {
+            "scores": rng.standard_normal((2, 5, 3, 4)).astype(np.float32),
+            "boxes": rng.standard_normal((2, 4, 3, 4)).astype(np.float32),
+        }
         maps.append((ref, {k: (v + rng.standard_normal(v.shape) * 0.1).astype(np.float32) for k, v in ref.items()}))
     errors = OutputErrors()
     for ref, cand in maps:
@@ -120,9 +122,11 @@ def _results(rng, boxes: int):
         return Result(task, None, (200, 200), ((221, 221),), False, **kw)
 
     classes = tuple(ClassScore(int(k), "", 1.0) for k in rng.permutation(8)[:5])
-    return {"classify": result("classify", classes=classes),
-            "localize": result("localize", boxes=tuple(box() for _ in range(int(rng.integers(0, 3))))),
-            "detect": result("detect", boxes=tuple(box() for _ in range(boxes)))}
+    return {
+        "classify": result("classify", classes=classes),
+        "localize": result("localize", boxes=tuple(box() for _ in range(int(rng.integers(0, 3))))),
+        "detect": result("detect", boxes=tuple(box() for _ in range(boxes))),
+    }
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -149,8 +153,10 @@ def test_agreement_on_its_thresholds():
         def result(task, **kw):
             return Result(task, None, (100, 100), ((221, 221),), False, **kw)
 
-        return {"localize": result("localize", boxes=(BoxResult(label, "", 1.0, box),)),
-                "detect": result("detect", boxes=tuple(BoxResult(k, "", 1.0, b) for k, b in detections))}
+        return {
+            "localize": result("localize", boxes=(BoxResult(label, "", 1.0, box),)),
+            "detect": result("detect", boxes=tuple(BoxResult(k, "", 1.0, b) for k, b in detections)),
+        }
 
     agreement = Agreement()
     agreement.add(results(1, square, [(1, square), (2, square)]), results(2, square, [(1, half), (2, far)]))

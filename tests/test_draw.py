@@ -25,7 +25,11 @@ def _shown_reference(boxes, floor, overlap, max_boxes):
     """The rule spelt out: rank order, score floor against the best, no large overlap with a box kept."""
     kept = []
     for b in boxes:
-        if len(kept) < max_boxes and b.score >= floor * boxes[0].score and (overlap >= 1 or all(_iou(b.box, k.box) < overlap for k in kept)):
+        if (
+            len(kept) < max_boxes
+            and b.score >= floor * boxes[0].score
+            and (overlap >= 1 or all(_iou(b.box, k.box) < overlap for k in kept))
+        ):
             kept.append(b)
     return kept
 
@@ -69,7 +73,9 @@ def test_shown_equals_the_rule_on_random_boxes():
         assert shown(boxes, floor, overlap, most) == _shown_reference(boxes, floor, overlap, most), trial
 
 
-@pytest.mark.parametrize("kwargs", [{"floor": -0.1}, {"floor": 1.5}, {"overlap": float("nan")}, {"overlap": True}, {"max_boxes": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"floor": -0.1}, {"floor": 1.5}, {"overlap": float("nan")}, {"overlap": True}, {"max_boxes": 0}]
+)
 def test_bad_drawing_options(kwargs):
     with pytest.raises(InputError, match="must be"):
         shown([_box(0, 1, (0, 0, 5, 5))], **kwargs)
@@ -81,7 +87,12 @@ def test_the_picture_holds_the_shown_boxes_and_says_how_many(tmp_path):
     from overfeat.runtime.draw import _label
 
     image = np.full((200, 260, 3), 90, np.uint8)
-    boxes = (_box(0, 900, (20, 20, 120, 120)), _box(1, 300, (25, 25, 125, 118)), _box(2, 200, (150, 100, 240, 180)), _box(0, 2, (200, 10, 240, 40)))
+    boxes = (
+        _box(0, 900, (20, 20, 120, 120)),
+        _box(1, 300, (25, 25, 125, 118)),
+        _box(2, 200, (150, 100, 240, 180)),
+        _box(0, 2, (200, 10, 240, 40)),
+    )
     result = Result("detect", None, (200, 260), ((245, 316),), True, (), boxes, {})
     picture = Image.open(draw(image, result, tmp_path / "default.png"))
     assert [b.score for b in shown(boxes)] == [900, 200]
@@ -111,8 +122,29 @@ def test_infer_passes_the_drawing_options_on(small_onnx, tmp_path):
     for name, options in (("default", []), ("all", ["--draw-floor", "0", "--draw-overlap", "1"])):
         out = tmp_path / name
         out.mkdir()
-        done = subprocess.run([sys.executable, "-m", "overfeat.cli", "infer", str(tmp_path / "noise.png"), "--model", str(path), "--task", "detect",
-                               "--score-threshold", "0.05", "--json", str(out / "r.json"), "--draw", str(out), *options], capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "overfeat.cli",
+                "infer",
+                str(tmp_path / "noise.png"),
+                "--model",
+                str(path),
+                "--task",
+                "detect",
+                "--score-threshold",
+                "0.05",
+                "--json",
+                str(out / "r.json"),
+                "--draw",
+                str(out),
+                *options,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         r = json.loads((out / "r.json").read_text())["results"][0]
         boxes = tuple(BoxResult(b["label"], b["name"], b["score"], tuple(b["box"]), b["members"]) for b in r["boxes"])

@@ -46,7 +46,14 @@ class StandIn:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("4GiB", 4 * 1024**3), ("512MiB", 512 * 1024**2), ("1GB", 10**9), ("1.5 gib", int(1.5 * 1024**3)), ("1000", 1000), ("64kib", 65536)],
+    [
+        ("4GiB", 4 * 1024**3),
+        ("512MiB", 512 * 1024**2),
+        ("1GB", 10**9),
+        ("1.5 gib", int(1.5 * 1024**3)),
+        ("1000", 1000),
+        ("64kib", 65536),
+    ],
 )
 def test_parse_bytes(text, value):
     assert parse_bytes(text) == value
@@ -128,11 +135,15 @@ def test_dynamic_plan(small_onnx):
     assert e.file == "dynamic_245x245-569x569_b1-2.plan" and not e.static
     assert (e.min_shape, e.opt_shape, e.max_shape) == ((1, 3, 245, 245), (2, 3, 317, 389), (2, 3, 569, 569))
     assert e.outputs["scores"] == ("1..2", 5, "3..30", "3..30")
-    with pytest.raises(InputError, match="does not cover pyramid sizes 497x425, 569x461; widen MIN:OPT:MAX or pass `orientations` landscape"):
+    with pytest.raises(
+        InputError, match="does not cover pyramid sizes 497x425, 569x461; widen MIN:OPT:MAX or pass `orientations` landscape"
+    ):
         plan_build(path, BuildOptions(dynamic=DynamicRange.parse("245x245:317x389:461x569")))
     with pytest.raises(InputError, match="below the model's 221-pixel window"):
         plan_build(path, BuildOptions(pyramid="aspect", dynamic=DynamicRange.parse("200x200:317x389:569x569")))
-    assert plan_build(path, BuildOptions(pyramid="aspect", dynamic=DynamicRange.parse("221x221:317x389:800x800"))).engines[0].max_shape == (2, 3, 800, 800)
+    assert plan_build(path, BuildOptions(pyramid="aspect", dynamic=DynamicRange.parse("221x221:317x389:800x800"))).engines[
+        0
+    ].max_shape == (2, 3, 800, 800)
 
 
 def test_fixed_onnx_shapes_are_checked(small_onnx, tmp_path):
@@ -144,7 +155,9 @@ def test_fixed_onnx_shapes_are_checked(small_onnx, tmp_path):
     dims[0].dim_value = 1
     fixed = tmp_path / "batch1.onnx"
     onnx.save(model, str(fixed))
-    with pytest.raises(InputError, match="has a fixed batch of 1, the engines need batch 2; pass `batch` 1 or export with a dynamic batch"):
+    with pytest.raises(
+        InputError, match="has a fixed batch of 1, the engines need batch 2; pass `batch` 1 or export with a dynamic batch"
+    ):
         plan_build(fixed, BuildOptions())
     assert len(plan_build(fixed, BuildOptions(batch=1)).engines) == 11
     dims[2].dim_value, dims[3].dim_value = 245, 245
@@ -169,7 +182,12 @@ def test_build_writes_plans_then_the_manifest(small_onnx, tmp_path):
     assert loaded.to_dict() == manifest.to_dict()
     verify_plans(loaded)
     assert loaded.onnx_sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and loaded.meta == plan.meta
-    assert (loaded.tensorrt_version, loaded.gpu_name, loaded.compute_capability, loaded.precision) == ("10.13.3.9", "NVIDIA A10", "8.6", "fp32")
+    assert (loaded.tensorrt_version, loaded.gpu_name, loaded.compute_capability, loaded.precision) == (
+        "10.13.3.9",
+        "NVIDIA A10",
+        "8.6",
+        "fp32",
+    )
     assert loaded.build["workspace"] == 2 * 1024**3 and loaded.build["opt_level"] == 4 and loaded.build["batch"] == 2
     for entry, spec in zip(loaded.plans, plan.engines, strict=True):
         assert json.loads((out / entry.file).read_bytes())[1] == spec.file
@@ -214,7 +232,9 @@ def test_rebuild_removes_only_the_plans_it_dropped(small_onnx, tmp_path):
     (out / "notes.txt").write_text("mine")
     landscape = build_engines(plan_build(path, BuildOptions(orientations="landscape")), out, StandIn())
     assert len(both.plans) == 11 and len(landscape.plans) == 6
-    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, "timing.cache", "notes.txt", *(p.file for p in landscape.plans)])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [MANIFEST, "timing.cache", "notes.txt", *(p.file for p in landscape.plans)]
+    )
 
 
 def test_leftovers_of_a_failed_build_are_removed_by_the_next(small_onnx, tmp_path):
@@ -234,7 +254,11 @@ def test_a_bad_timing_cache_path_is_refused_before_anything_is_replaced(small_on
     build_engines(plan_build(path, BuildOptions(pyramid=[(245, 245)])), out, StandIn(tag="old"))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(InputError, match="`timing_cache` .*directory .* does not exist"):
-        build_engines(plan_build(path, BuildOptions(pyramid=[(245, 245)], timing_cache=str(tmp_path / "no" / "t.cache"))), out, StandIn(tag="new"))
+        build_engines(
+            plan_build(path, BuildOptions(pyramid=[(245, 245)], timing_cache=str(tmp_path / "no" / "t.cache"))),
+            out,
+            StandIn(tag="new"),
+        )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 

@@ -87,9 +87,17 @@ def test_eval_cli_refuses_bad_data(small_onnx, tmp_path, capsys):
     from overfeat.export import build_model, export_onnx
 
     no_det = tmp_path / "no_det.onnx"
-    export_onnx(build_model("accurate", 5, ("cls", "loc"), 1 / 16, seed=1), no_det, classes=["circle", "square", "triangle", "star", "cross"], check_sizes=())
+    export_onnx(
+        build_model("accurate", 5, ("cls", "loc"), 1 / 16, seed=1),
+        no_det,
+        classes=["circle", "square", "triangle", "star", "cross"],
+        check_sizes=(),
+    )
     for option in (["--method", "vote"], ["--score-threshold", "0.2"]):
-        assert main(["eval", "--model", model, "--data", str(tmp_path), "--split", "val", "--task", "classify,localize", *option]) == 2
+        assert (
+            main(["eval", "--model", model, "--data", str(tmp_path), "--split", "val", "--task", "classify,localize", *option])
+            == 2
+        )
         message = f"{option[0]} applies to --task detect only, but this run's tasks are classify, localize: leave it out, or add detect to --task"
         assert message in capsys.readouterr().err
         assert main(["eval", "--model", str(no_det), "--data", str(tmp_path), "--split", "val", *option]) == 2
@@ -98,10 +106,22 @@ def test_eval_cli_refuses_bad_data(small_onnx, tmp_path, capsys):
     assert "--score-threshold must be within 0..1, got 1.5" in capsys.readouterr().err
     # a threshold of a decoding that does not run
     refused = [
-        (["--task", "classify,localize", "--iou-threshold", "0.3"], "--iou-threshold applies to --task detect only, but this run's tasks are classify, localize"),
-        (["--task", "classify", "--merge-threshold", "0.3"], "--merge-threshold applies to --task localize or --task detect only, but this run's task is classify"),
-        (["--task", "detect", "--iou-threshold", "0.3"], "--iou-threshold sets the suppression of --method nms and --method vote; the greedy merge"),
-        (["--task", "detect", "--method", "vote", "--merge-threshold", "0.3"], "--merge-threshold sets the greedy merge; --method vote does not merge"),
+        (
+            ["--task", "classify,localize", "--iou-threshold", "0.3"],
+            "--iou-threshold applies to --task detect only, but this run's tasks are classify, localize",
+        ),
+        (
+            ["--task", "classify", "--merge-threshold", "0.3"],
+            "--merge-threshold applies to --task localize or --task detect only, but this run's task is classify",
+        ),
+        (
+            ["--task", "detect", "--iou-threshold", "0.3"],
+            "--iou-threshold sets the suppression of --method nms and --method vote; the greedy merge",
+        ),
+        (
+            ["--task", "detect", "--method", "vote", "--merge-threshold", "0.3"],
+            "--merge-threshold sets the greedy merge; --method vote does not merge",
+        ),
         (["--method", "nms", "--iou-threshold", "-0.1"], "--iou-threshold must be within 0..1, got -0.1"),
         (["--merge-threshold", "-1"], "MergeConfig.threshold"),
     ]
@@ -130,23 +150,78 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatc
     # --method and the thresholds reach the decoding: every prediction the CLI makes asks for them
     asked = []
     predict = Predictor.predict
-    monkeypatch.setattr(Predictor, "predict", lambda self, image, tasks, config: asked.append((config.method, config.iou_threshold, self.merge_config.threshold))
-                        or predict(self, image, tasks, config))
+    monkeypatch.setattr(
+        Predictor,
+        "predict",
+        lambda self, image, tasks, config: (
+            asked.append((config.method, config.iou_threshold, self.merge_config.threshold))
+            or predict(self, image, tasks, config)
+        ),
+    )
     out = tmp_path / "vote.json"
-    assert main(["eval", "--model", str(small_onnx[0]), "--data", str(tmp_path / "five.json"), "--pyramid", "2", "--task", "detect",
-                 "--method", "vote", "--iou-threshold", "0.3", "--json", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(small_onnx[0]),
+                "--data",
+                str(tmp_path / "five.json"),
+                "--pyramid",
+                "2",
+                "--task",
+                "detect",
+                "--method",
+                "vote",
+                "--iou-threshold",
+                "0.3",
+                "--json",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert asked == [("vote", 0.3, 0.5)] * 3
     asked.clear()
     merged = tmp_path / "merge.json"  # the merge threshold reaches localization too, whatever decodes detections
-    assert main(["eval", "--model", str(small_onnx[0]), "--data", str(tmp_path / "five.json"), "--pyramid", "2", "--task", "localize,detect",
-                 "--method", "nms", "--merge-threshold", "0.3", "--json", str(merged), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(small_onnx[0]),
+                "--data",
+                str(tmp_path / "five.json"),
+                "--pyramid",
+                "2",
+                "--task",
+                "localize,detect",
+                "--method",
+                "nms",
+                "--merge-threshold",
+                "0.3",
+                "--json",
+                str(merged),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert asked == [("nms", 0.5, 0.3)] * 3
     monkeypatch.undo()
     with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
-        voted = evaluate(predictor, read_coco(tmp_path / "five.json"), ["detect"], DecodeConfig(score_threshold=0.1, method="vote", iou_threshold=0.3))
+        voted = evaluate(
+            predictor,
+            read_coco(tmp_path / "five.json"),
+            ["detect"],
+            DecodeConfig(score_threshold=0.1, method="vote", iou_threshold=0.3),
+        )
     assert report["method"] == "vote" and report["mean_ap"] == voted.mean_ap and report["ap"] == voted.ap
-    assert (report["iou_threshold"], report["merge_threshold"], report["merge_kernel"]) == (0.3, None, None), "the merge did not run"
+    assert (report["iou_threshold"], report["merge_threshold"], report["merge_kernel"]) == (0.3, None, None), (
+        "the merge did not run"
+    )
     assert "detections by vote (IoU 0.3)" in voted.table()
     merged_report = json.loads(merged.read_text())
     assert (merged_report["merge_threshold"], merged_report["iou_threshold"]) == (0.3, 0.5)

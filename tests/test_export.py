@@ -40,7 +40,9 @@ def test_metadata_and_graph(small_onnx):
         if node.op_type == "MaxPool":
             dilations = [list(a.ints) for a in node.attribute if a.name == "dilations"]
             assert dilations in ([], [[1, 1]]), "TensorRT rejects pooling dilation"
-    assert any(a.name == "dilations" and list(a.ints) == [3, 3] for n in proto.graph.node if n.op_type == "Conv" for a in n.attribute)
+    assert any(
+        a.name == "dilations" and list(a.ints) == [3, 3] for n in proto.graph.node if n.op_type == "Conv" for a in n.attribute
+    )
 
 
 @pytest.mark.parametrize("size", [(221, 221), (233, 610), (500, 260), (351, 352)])

@@ -12,7 +12,9 @@ def test_accurate_pyramid_gives_the_papers_dense_maps():
     assert [output_size(ops, s) for s in ACCURATE.pyramid] == PAPER_MAPS
 
 
-@pytest.mark.parametrize(("spec", "fine", "stride"), [(ACCURATE, True, 12), (ACCURATE, False, 36), (FAST, True, 16), (FAST, False, 32)])
+@pytest.mark.parametrize(
+    ("spec", "fine", "stride"), [(ACCURATE, True, 12), (ACCURATE, False, 36), (FAST, True, 16), (FAST, False, 32)]
+)
 def test_strides_and_windows(spec, fine, stride):
     ops = spatial_ops(spec, fine)
     assert spec.stride(fine) == stride
@@ -36,7 +38,9 @@ def test_unknown_arch_lists_known_ones():
     assert set(ARCHS) == {"fast", "accurate"}
 
 
-@pytest.mark.parametrize(("text", "size"), [("300x333", (300, 333)), ("245", (245, 245)), ("281×317", (281, 317)), ("12X7", (12, 7))])
+@pytest.mark.parametrize(
+    ("text", "size"), [("300x333", (300, 333)), ("245", (245, 245)), ("281×317", (281, 317)), ("12X7", (12, 7))]
+)
 def test_parse_size(text, size):
     assert parse_size(text) == size
 

@@ -4,12 +4,50 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["torch", "onnx", "onnxruntime", "tensorrt", "polygraphy", "cuda", "PIL", "matplotlib", "safetensors", "numba", "openvino"]
-LIGHT = ["overfeat", "overfeat.cli", "overfeat.datasets.shapes", "overfeat.datasets.coco", "overfeat.geometry", "overfeat.metadata", "overfeat.fileio", "overfeat.progress",
-         "overfeat.runtime.backends.onnxruntime", "overfeat.runtime.backends.tensorrt", "overfeat.runtime.backends.openvino", "overfeat.runtime.draw",
-         "overfeat.runtime.manifest", "overfeat.engines.plan", "overfeat.engines.build", "overfeat.engines.compiler", "overfeat.engines.validate",
-         "overfeat.bench", "overfeat.bench.run", "overfeat.bench.suite", "overfeat.bench.macs", "overfeat.bench.ceiling", "overfeat.bench.windows",
-         "overfeat.calibration.inspect", "overfeat.runtime", "overfeat.runtime.kernels", "overfeat.runtime.compiled", "overfeat.engines", "overfeat.calibration"]
+HEAVY = [
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "tensorrt",
+    "polygraphy",
+    "cuda",
+    "PIL",
+    "matplotlib",
+    "safetensors",
+    "numba",
+    "openvino",
+]
+LIGHT = [
+    "overfeat",
+    "overfeat.cli",
+    "overfeat.datasets.shapes",
+    "overfeat.datasets.coco",
+    "overfeat.geometry",
+    "overfeat.metadata",
+    "overfeat.fileio",
+    "overfeat.progress",
+    "overfeat.runtime.backends.onnxruntime",
+    "overfeat.runtime.backends.tensorrt",
+    "overfeat.runtime.backends.openvino",
+    "overfeat.runtime.draw",
+    "overfeat.runtime.manifest",
+    "overfeat.engines.plan",
+    "overfeat.engines.build",
+    "overfeat.engines.compiler",
+    "overfeat.engines.validate",
+    "overfeat.bench",
+    "overfeat.bench.run",
+    "overfeat.bench.suite",
+    "overfeat.bench.macs",
+    "overfeat.bench.ceiling",
+    "overfeat.bench.windows",
+    "overfeat.calibration.inspect",
+    "overfeat.runtime",
+    "overfeat.runtime.kernels",
+    "overfeat.runtime.compiled",
+    "overfeat.engines",
+    "overfeat.calibration",
+]
 
 
 def test_light_modules_import_no_heavy_library():

@@ -10,8 +10,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # folder → the package it is installed as
-FOLDERS = {"overfeat": "overfeat", "runtime": "overfeat.runtime", "datasets": "overfeat.datasets", "export": "overfeat.export",
-           "training": "overfeat.training", "calibration": "overfeat.calibration", "engines": "overfeat.engines", "bench": "overfeat.bench"}
+FOLDERS = {
+    "overfeat": "overfeat",
+    "runtime": "overfeat.runtime",
+    "datasets": "overfeat.datasets",
+    "export": "overfeat.export",
+    "training": "overfeat.training",
+    "calibration": "overfeat.calibration",
+    "engines": "overfeat.engines",
+    "bench": "overfeat.bench",
+}
 # layer → the layers it may import (besides itself); the command line imports every layer
 ALLOWED = {
     "core": set(),
@@ -81,7 +89,9 @@ def test_the_contract_catches_an_import_across_layers(tmp_path, monkeypatch):
     TYPE_CHECKING is not."""
     fake = tmp_path / "runtime" / "bad.py"
     fake.parent.mkdir()
-    fake.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from overfeat.engines import plan\n"
-                    "def f():\n    from overfeat.engines.build import build_engines\n")
+    fake.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from overfeat.engines import plan\n"
+        "def f():\n    from overfeat.engines.build import build_engines\n"
+    )
     monkeypatch.setattr("tests.test_layering.ROOT", tmp_path)
     assert violations() == ["runtime/bad.py:5: runtime imports overfeat.engines.build (engines)"]

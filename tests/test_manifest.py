@@ -13,18 +13,42 @@ from overfeat.runtime.manifest import Manifest, PlanEntry, check_compatible, ver
 
 def _manifest(tmp_path, **build):
     meta = ModelMeta(
-        arch="accurate", window=221, stride=12, fine_stride=True, geometry=spatial_ops(ACCURATE), heads=("cls",),
-        classes=("a", "b"), mean=(0.0,) * 3, std=(1.0,) * 3, pyramid=ACCURATE.pyramid,
+        arch="accurate",
+        window=221,
+        stride=12,
+        fine_stride=True,
+        geometry=spatial_ops(ACCURATE),
+        heads=("cls",),
+        classes=("a", "b"),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        pyramid=ACCURATE.pyramid,
     )
     plans = []
     for h, w in ACCURATE.pyramid[:2]:
         data = f"plan {h}x{w}".encode()
         (tmp_path / f"scale_{h}x{w}.plan").write_bytes(data)
-        plans.append(PlanEntry(f"scale_{h}x{w}.plan", hashlib.sha256(data).hexdigest(), "image", (2, 3, h, w), (2, 3, h, w), (2, 3, h, w), {"scores": (2, 2, *meta.map_size((h, w)))}))
+        plans.append(
+            PlanEntry(
+                f"scale_{h}x{w}.plan",
+                hashlib.sha256(data).hexdigest(),
+                "image",
+                (2, 3, h, w),
+                (2, 3, h, w),
+                (2, 3, h, w),
+                {"scores": (2, 2, *meta.map_size((h, w)))},
+            )
+        )
     dynamic = b"dynamic plan"
     (tmp_path / "dynamic.plan").write_bytes(dynamic)
-    plans.append(PlanEntry("dynamic.plan", hashlib.sha256(dynamic).hexdigest(), "image", (1, 3, 221, 221), (2, 3, 400, 400), (2, 3, 600, 600)))
-    manifest = Manifest("model.onnx", "ab" * 32, meta.to_props(), "fp16", "10.13.3.9", "NVIDIA A10", "8.6", dict(build), tuple(plans))
+    plans.append(
+        PlanEntry(
+            "dynamic.plan", hashlib.sha256(dynamic).hexdigest(), "image", (1, 3, 221, 221), (2, 3, 400, 400), (2, 3, 600, 600)
+        )
+    )
+    manifest = Manifest(
+        "model.onnx", "ab" * 32, meta.to_props(), "fp16", "10.13.3.9", "NVIDIA A10", "8.6", dict(build), tuple(plans)
+    )
     manifest.save(tmp_path / "manifest.json")
     return Manifest.load(tmp_path / "manifest.json")
 
@@ -34,7 +58,10 @@ def test_round_trip_and_plan_choice(tmp_path):
     assert m.meta.classes == ("a", "b") and m.precision == "fp16"
     assert m.plan_for((2, 3, 245, 245)).file == "scale_245x245.plan"  # the static plan wins
     assert m.plan_for((2, 3, 300, 333)).file == "dynamic.plan"
-    with pytest.raises(BackendError, match=r"no engine for input \[2, 3, 700, 700\]; the engines cover 2x3x245x245, 2x3x281x317, 1x3x221x221..2x3x600x600"):
+    with pytest.raises(
+        BackendError,
+        match=r"no engine for input \[2, 3, 700, 700\]; the engines cover 2x3x245x245, 2x3x281x317, 1x3x221x221..2x3x600x600",
+    ):
         m.plan_for((2, 3, 700, 700))
     verify_plans(m)
 
@@ -42,7 +69,10 @@ def test_round_trip_and_plan_choice(tmp_path):
 def test_changed_or_missing_plans_are_refused(tmp_path):
     m = _manifest(tmp_path)
     (tmp_path / "dynamic.plan").write_bytes(b"tampered")
-    with pytest.raises(ModelError, match="plan dynamic.plan has sha256 .* the file changed since the build: rebuild with overfeat build --model model.onnx"):
+    with pytest.raises(
+        ModelError,
+        match="plan dynamic.plan has sha256 .* the file changed since the build: rebuild with overfeat build --model model.onnx",
+    ):
         verify_plans(m)
     (tmp_path / "dynamic.plan").unlink()
     with pytest.raises(ModelError, match="plan dynamic.plan is missing"):

@@ -152,7 +152,9 @@ def test_pairs_at_the_pruning_bound_are_never_pruned():
     for seed in range(1400):
         rng = np.random.default_rng(seed)
         n = int(rng.integers(5, 40))
-        boxes = np.round(clustered_boxes(rng, n, objects=1, noise=0.08, scattered=0.0) * 10) / 10 + float(rng.choice([0, 0.1, 1e3 + 0.1, 7.3]))
+        boxes = np.round(clustered_boxes(rng, n, objects=1, noise=0.08, scattered=0.0) * 10) / 10 + float(
+            rng.choice([0, 0.1, 1e3 + 0.1, 7.3])
+        )
         weight = float(rng.choice([0.0, 0.0, 1.0]))
         threshold = float(rng.choice(dissimilarity(boxes, boxes, weight)[np.triu_indices(n, 1)]))
         want = greedy_merge(boxes, np.ones(n), np.zeros(n, int), MergeConfig(threshold, weight, kernel="numpy"))
@@ -194,7 +196,9 @@ def test_classes_never_merge_with_each_other(kernel):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_degenerate_boxes(kernel):
-    boxes = np.array([[5.0, 5.0, 5.0, 5.0], [5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 0.0, 3.0], [0.0, 0.0, 4.0, 0.0], [1.0, 1.0, 2.0, 2.0]])
+    boxes = np.array(
+        [[5.0, 5.0, 5.0, 5.0], [5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 0.0, 3.0], [0.0, 0.0, 4.0, 0.0], [1.0, 1.0, 2.0, 2.0]]
+    )
     for threshold in (0.5, 1.0, 1.2):
         assert_same(boxes, np.ones(5), np.zeros(5, int), MergeConfig(threshold=threshold), kernel)
 
@@ -225,17 +229,25 @@ def test_compiled_equals_numpy_on_random_sets():
         rng = np.random.default_rng(seed)
         n = int(rng.integers(20, 300))
         classes = 1 + seed % 2
-        boxes = clustered_boxes(rng, n, objects=int(rng.integers(1, 4)), noise=float(rng.uniform(0.02, 0.2))) if seed % 3 else random_boxes(rng, n)
+        boxes = (
+            clustered_boxes(rng, n, objects=int(rng.integers(1, 4)), noise=float(rng.uniform(0.02, 0.2)))
+            if seed % 3
+            else random_boxes(rng, n)
+        )
         if seed % 4 == 0:
             boxes = np.round(boxes / 4) * 4
         scores, classes = rng.uniform(0, 1, n), rng.integers(0, classes, n)
-        config = dict(threshold=float(rng.choice([0.0, 0.1, 0.3, 0.5, 0.8, 1.2])), centre_weight=float(rng.choice([0.0, 0.5, 1.0, 3.0])))
+        config = dict(
+            threshold=float(rng.choice([0.0, 0.1, 0.3, 0.5, 0.8, 1.2])), centre_weight=float(rng.choice([0.0, 0.5, 1.0, 3.0]))
+        )
         want = greedy_merge(boxes, scores, classes, MergeConfig(**config, kernel="numpy"))
         for leaf in (1, 2):
             with leaves(leaf):
                 got = greedy_merge(boxes, scores, classes, MergeConfig(**config, kernel="compiled"))
             for field in ("boxes", "scores", "classes", "counts", "labels"):
-                assert np.array_equal(getattr(want, field), getattr(got, field)), f"seed {seed}, leaf {leaf}, {config}: {field} differ"
+                assert np.array_equal(getattr(want, field), getattr(got, field)), (
+                    f"seed {seed}, leaf {leaf}, {config}: {field} differ"
+                )
 
 
 def test_vectorised_dissimilarity_is_the_scalar_one():
@@ -266,7 +278,10 @@ def test_bad_input(kernel, boxes, scores, classes, message):
         greedy_merge(boxes, scores, classes, MergeConfig(kernel=kernel[0]))
 
 
-@pytest.mark.parametrize("kwargs", [dict(threshold=-1), dict(centre_weight=float("nan")), dict(threshold="0.5"), dict(threshold=True), dict(kernel="fast")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(threshold=-1), dict(centre_weight=float("nan")), dict(threshold="0.5"), dict(threshold=True), dict(kernel="fast")],
+)
 def test_bad_config(kwargs):
     with pytest.raises(InputError, match="MergeConfig"):
         MergeConfig(**kwargs)
@@ -278,7 +293,14 @@ def test_limits(monkeypatch):
     monkeypatch.setattr(merge, "MAX_PER_CLASS", 3)
     with pytest.raises(InputError, match=r"4 candidate boxes of class 0: the NumPy merge needs a 4² matrix"):
         greedy_merge(np.tile([0.0, 0.0, 1.0, 1.0], (4, 1)), np.ones(4), np.zeros(4, int), MergeConfig(kernel="numpy"))
-    assert len(greedy_merge(np.tile([0.0, 0.0, 1.0, 1.0], (4, 1)), np.ones(4), np.array([0, 0, 1, 1]), MergeConfig(kernel="numpy")).boxes) == 2
+    assert (
+        len(
+            greedy_merge(
+                np.tile([0.0, 0.0, 1.0, 1.0], (4, 1)), np.ones(4), np.array([0, 0, 1, 1]), MergeConfig(kernel="numpy")
+            ).boxes
+        )
+        == 2
+    )
     if NO_NUMBA is None:
         monkeypatch.setattr(merge, "MAX_BOXES", 3)
         with pytest.raises(InputError, match="4 candidate boxes to merge; the limit is 3"):
@@ -303,7 +325,9 @@ def test_kernel_choice(monkeypatch):
     # Where numba is not installed, auto falls back to NumPy and an explicit request says why.
     monkeypatch.setattr(kernels, "find_spec", lambda name: None)
     assert kernels.resolve_kernel("auto") == "numpy"
-    with pytest.raises(BackendError, match=r"the compiled kernels were asked for, but numba is not installed \(pip install 'overfeat\[fast\]'\)"):
+    with pytest.raises(
+        BackendError, match=r"the compiled kernels were asked for, but numba is not installed \(pip install 'overfeat\[fast\]'\)"
+    ):
         greedy_merge(boxes, np.ones(3), np.zeros(3, int), MergeConfig(kernel="compiled"))
 
 

@@ -9,9 +9,18 @@ from overfeat.metadata import ModelMeta, read_class_names
 
 def _meta(**changes):
     values = dict(
-        arch="accurate", window=221, stride=12, fine_stride=True, geometry=spatial_ops(ACCURATE),
-        heads=("cls", "loc", "det"), classes=("a", "b"), mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0),
-        pyramid=ACCURATE.pyramid, box_per_class=True, background_index=2,
+        arch="accurate",
+        window=221,
+        stride=12,
+        fine_stride=True,
+        geometry=spatial_ops(ACCURATE),
+        heads=("cls", "loc", "det"),
+        classes=("a", "b"),
+        mean=(1.0, 2.0, 3.0),
+        std=(4.0, 5.0, 6.0),
+        pyramid=ACCURATE.pyramid,
+        box_per_class=True,
+        background_index=2,
     )
     values.update(changes)
     return ModelMeta(**values)
@@ -28,7 +37,9 @@ def test_round_trip():
     assert meta.map_size((461, 569)) == (21, 30)
 
 
-@pytest.mark.parametrize("key", ["overfeat.classes", "overfeat.geometry", "overfeat.window", "overfeat.box_encoding", "overfeat.background_index"])
+@pytest.mark.parametrize(
+    "key", ["overfeat.classes", "overfeat.geometry", "overfeat.window", "overfeat.box_encoding", "overfeat.background_index"]
+)
 def test_missing_key_is_named(key):
     props = _meta().to_props()
     del props[key]

@@ -30,7 +30,11 @@ def offsets_reference(model, image):
     model.set_fine_stride(False)  # heads without dilation: the classifier as trained
     try:
         features = model.features[:-1](image)  # everything but the offset pool
-        heads = {"scores": model.classifier, "boxes": getattr(model, "regressor", None), "det_scores": getattr(model, "detector", None)}
+        heads = {
+            "scores": model.classifier,
+            "boxes": getattr(model, "regressor", None),
+            "det_scores": getattr(model, "detector", None),
+        }
         out = {}
         for name, head in heads.items():
             if head is None:

@@ -32,8 +32,30 @@ needs_bf16 = pytest.mark.skipif(not _bf16_here(), reason="this CPU has no bf16 a
 def int8(small_onnx, tmp_path_factory):
     """The small model in INT8 (minmax on 8 generated images), written without the check."""
     path = tmp_path_factory.mktemp("openvino") / "small.int8.onnx"
-    assert main(["calibrate", "--model", str(small_onnx[0]), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
-                 "--output", str(path), "--no-check", "--no-cache", "--pyramid", "2", "--no-flip", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--model",
+                str(small_onnx[0]),
+                "--images",
+                "shapes:val:8",
+                "--max-images",
+                "8",
+                "--method",
+                "minmax",
+                "--output",
+                str(path),
+                "--no-check",
+                "--no-cache",
+                "--pyramid",
+                "2",
+                "--no-flip",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -94,7 +116,9 @@ def test_bf16_is_within_its_tolerance_of_fp32(small_onnx):
 def test_threads_give_the_sequential_results(small_onnx):
     path, _ = small_onnx
     rng = np.random.default_rng(3)
-    images = [rng.integers(0, 256, (int(rng.integers(240, 400)), int(rng.integers(240, 400)), 3), dtype=np.uint8) for _ in range(6)]
+    images = [
+        rng.integers(0, 256, (int(rng.integers(240, 400)), int(rng.integers(240, 400)), 3), dtype=np.uint8) for _ in range(6)
+    ]
     with Predictor.from_path(path, "openvino", pyramid=2) as predictor:
         assert_threads_match(lambda image: predictor.localize(image).to_dict(), images)
 
@@ -130,8 +154,25 @@ def test_infer_records_the_backend_and_its_precision(small_onnx, tmp_path, capsy
 
     Image.fromarray(np.random.default_rng(4).integers(0, 256, (260, 300, 3), dtype=np.uint8)).save(image)
     precision = "bf16" if _bf16_here() else "fp32"
-    assert main(["infer", str(image), "--model", str(path), "--backend", "openvino", "--precision", precision, "--pyramid", "2",
-                 "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                str(image),
+                "--model",
+                str(path),
+                "--backend",
+                "openvino",
+                "--precision",
+                precision,
+                "--pyramid",
+                "2",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     assert (report["backend"], report["precision"]) == ("openvino", precision)
     assert main(["infer", str(image), "--model", str(path), "--precision", "bf16"]) == 2
@@ -141,11 +182,25 @@ def test_infer_records_the_backend_and_its_precision(small_onnx, tmp_path, capsy
 def test_validate_takes_openvino_candidates(small_onnx, int8, tmp_path):
     path, _ = small_onnx
     candidates = [f"{path}@openvino", f"{int8}@openvino"] + ([f"{path}@openvino:bf16"] if _bf16_here() else [])
-    args = ["validate", "--reference", str(path), "--random", "2", "--pyramid", "2", "--json", str(tmp_path / "v.json"), "--quiet"]
+    args = [
+        "validate",
+        "--reference",
+        str(path),
+        "--random",
+        "2",
+        "--pyramid",
+        "2",
+        "--json",
+        str(tmp_path / "v.json"),
+        "--quiet",
+    ]
     assert main([*args, *(a for c in candidates for a in ("--candidate", c))]) == 0
     report = json.loads((tmp_path / "v.json").read_text())
     assert [(c["kind"], c["precision"], c["status"]) for c in report["candidates"]] == [
-        ("openvino", "fp32", "pass"), ("openvino", "int8", "pass"), *([("openvino", "bf16", "pass")] if _bf16_here() else [])]
+        ("openvino", "fp32", "pass"),
+        ("openvino", "int8", "pass"),
+        *([("openvino", "bf16", "pass")] if _bf16_here() else []),
+    ]
     for bad in (f"{path}@tensorrt", f"{int8}@openvino:bf16"):
         with pytest.raises(InputError, match="openvino"):
             from overfeat.engines.validate import describe
@@ -160,7 +215,10 @@ def test_bench_candidates_and_ceilings(small_onnx):
     path, _ = small_onnx
     rows = candidates_from([str(path), f"{path}@openvino", f"{path}@openvino:bf16"], None)
     assert [(c.backend, c.precision, c.label) for c in rows] == [
-        ("onnxruntime", None, "onnxruntime:accurate.onnx"), ("openvino", None, "openvino:accurate.onnx"), ("openvino", "bf16", "openvino:accurate.onnx bf16")]
+        ("onnxruntime", None, "onnxruntime:accurate.onnx"),
+        ("openvino", None, "openvino:accurate.onnx"),
+        ("openvino", "bf16", "openvino:accurate.onnx bf16"),
+    ]
     assert [arithmetic(p) for p in ("fp32", "fp16", "bf16", "int8", "int8/bf16")] == ["fp32", "fp32", "bf16", "int8", "int8"]
     assert openvino_rate("fp32", n=256, depth=2, repeat=1) > 0
     with pytest.raises(InputError, match="FILE.onnx@openvino"):
@@ -171,8 +229,21 @@ def test_bench_candidates_and_ceilings(small_onnx):
 def test_the_gate_judges_bf16_execution(shapes_onnx, tmp_path, capsys):
     """``convert --precision bf16`` runs the fp32 file in OpenVINO bf16 against ONNX Runtime fp32
     on labelled images and writes only the report."""
-    args = ["convert", "--precision", "bf16", "--model", str(shapes_onnx), "--check", "shapes:test:12", "--check-images", "12",
-            "--pyramid", "2", "--no-flip", "--quiet"]
+    args = [
+        "convert",
+        "--precision",
+        "bf16",
+        "--model",
+        str(shapes_onnx),
+        "--check",
+        "shapes:test:12",
+        "--check-images",
+        "12",
+        "--pyramid",
+        "2",
+        "--no-flip",
+        "--quiet",
+    ]
     code = main([*args, "--report", str(tmp_path / "bf16.json")])
     report = json.loads((tmp_path / "bf16.json").read_text())
     assert (report["precision"], report["output"], report["written"]) == ("bf16", None, False)
@@ -187,9 +258,34 @@ def test_calibrate_can_judge_int8_as_openvino_runs_it(shapes_onnx, tmp_path):
     """--check-backend openvino: the gate runs the INT8 candidate in OpenVINO (the fp32 reference
     in ONNX Runtime) and the report says so."""
     report = tmp_path / "int8.check.json"
-    code = main(["calibrate", "--model", str(shapes_onnx), "--images", "shapes:val:8", "--max-images", "8", "--method", "minmax",
-                 "--check", "shapes:test:10", "--check-images", "10", "--check-backend", "openvino", "--no-cache",
-                 "--pyramid", "2", "--no-flip", "--quiet", "--output", str(tmp_path / "m.int8.onnx"), "--report", str(report)])
+    code = main(
+        [
+            "calibrate",
+            "--model",
+            str(shapes_onnx),
+            "--images",
+            "shapes:val:8",
+            "--max-images",
+            "8",
+            "--method",
+            "minmax",
+            "--check",
+            "shapes:test:10",
+            "--check-images",
+            "10",
+            "--check-backend",
+            "openvino",
+            "--no-cache",
+            "--pyramid",
+            "2",
+            "--no-flip",
+            "--quiet",
+            "--output",
+            str(tmp_path / "m.int8.onnx"),
+            "--report",
+            str(report),
+        ]
+    )
     check = json.loads(report.read_text())["check"]
     assert (check["backend"], check["precision"]) == ("openvino", "int8")
     assert code == (0 if check["passed"] else 1) and (tmp_path / "m.int8.onnx").exists() == check["passed"]

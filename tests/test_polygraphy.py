@@ -30,13 +30,15 @@ def test_polygraphy_run_onnxrt(small_onnx, tmp_path):
     saved = tmp_path / "outputs.json"
     done = subprocess.run(
         [*_polygraphy(), "run", str(path), "--onnxrt", "--input-shapes", "image:[2,3,281,317]", "--save-outputs", str(saved)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASSED" in done.stdout + done.stderr
     from polygraphy.comparator import RunResults
 
-    (runner, iterations), = RunResults.load(str(saved)).items()
+    ((runner, iterations),) = RunResults.load(str(saved)).items()
     assert "onnxrt" in runner
     assert iterations[0]["scores"].shape == (2, 5, 6, 9)
     assert iterations[0]["boxes"].shape == (2, 20, 6, 9)

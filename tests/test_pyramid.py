@@ -33,8 +33,17 @@ def test_counts_and_explicit_sizes():
     assert s.size == (245, 245) and s.factor == (0.5, 1.0)
 
 
-@pytest.mark.parametrize(("spec", "message"), [("huge", "unknown pyramid"), (0, "expected 1 to 6"), (7, "expected 1 to 6"),
-                                              ([(200, 300)], "below the model's 221-pixel window"), ([], "empty"), ([(1,)], "bad pyramid")])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("huge", "unknown pyramid"),
+        (0, "expected 1 to 6"),
+        (7, "expected 1 to 6"),
+        ([(200, 300)], "below the model's 221-pixel window"),
+        ([], "empty"),
+        ([(1,)], "bad pyramid"),
+    ],
+)
 def test_bad_pyramids(spec, message):
     with pytest.raises(InputError, match=message):
         pyramid_sizes(spec, META, (480, 640))
@@ -79,10 +88,17 @@ def test_compiled_batches_are_the_numpy_ones_bit_for_bit(dtype):
     rng = np.random.default_rng(np.dtype(dtype).itemsize)
     meta = replace(meta_for(ACCURATE), mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4))
     top = 255.0 if dtype != np.uint16 else 65535.0
-    for shape, size in [((240, 320), (461, 569)), ((600, 480), (245, 245)), ((37, 500), (389, 61)), ((1, 1), (245, 245)), ((9, 4), (1, 1))]:
-        image = (rng.uniform(0, top, (*shape, 4)) if np.issubdtype(dtype, np.floating) else rng.integers(0, top + 1, (*shape, 4))).astype(dtype)[:, :, :3]
+    for shape, size in [
+        ((240, 320), (461, 569)),
+        ((600, 480), (245, 245)),
+        ((37, 500), (389, 61)),
+        ((1, 1), (245, 245)),
+        ((9, 4), (1, 1)),
+    ]:
+        image = (
+            rng.uniform(0, top, (*shape, 4)) if np.issubdtype(dtype, np.floating) else rng.integers(0, top + 1, (*shape, 4))
+        ).astype(dtype)[:, :, :3]
         for flip in (True, False):
             want = make_batch(image, size, meta, flip, kernel="numpy")
             got = make_batch(image, size, meta, flip, kernel="compiled")
             assert got.dtype == np.float32 and np.array_equal(got, want), f"{shape} -> {size}, flip {flip}"
-

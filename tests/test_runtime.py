@@ -81,7 +81,9 @@ def test_tasks_run_and_report(predictor):
     for c in np.unique(labels):
         for box, score, count in zip(*nms_vote(boxes[labels == c], scores[labels == c], 0.5), strict=True):
             expected.append((-score, int(c), tuple(box), count))
-    assert [(-b.score, b.label, b.box, b.members) for b in vote.boxes] == sorted(expected, key=lambda r: r[:2]), "per class, best first"
+    assert [(-b.score, b.label, b.box, b.members) for b in vote.boxes] == sorted(expected, key=lambda r: r[:2]), (
+        "per class, best first"
+    )
     assert len(vote.boxes) == len(nms.boxes) and sum(b.members for b in vote.boxes) == len(boxes)
     assert set(loc.timings) == {"preprocess", "inference", "decode", "merge"}
     no_flip = Predictor(predictor.backend, flip=False, pyramid=2).classify(image)
@@ -119,7 +121,10 @@ def test_localize_recovers_a_known_box_through_every_scale_and_flip():
     image = _image(4, 300, 400)
     predictor = Predictor(SyntheticBackend(box, (300, 400)))
     result = predictor.localize(image, top_k=1)
-    locations = sum(predictor.meta.map_size(s.size)[0] * predictor.meta.map_size(s.size)[1] for s in scales("paper", predictor.meta, (300, 400)))
+    locations = sum(
+        predictor.meta.map_size(s.size)[0] * predictor.meta.map_size(s.size)[1]
+        for s in scales("paper", predictor.meta, (300, 400))
+    )
     assert locations == 1575
     top = result.boxes[0]
     assert top.name == "b" and top.members == 2 * locations

@@ -21,7 +21,12 @@ def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("shapes")
     assert main(["export", "--checkpoint", str(CHECKPOINT), "--output", str(out / "model.onnx"), "--quiet"]) == 0
     for kind in ("single", "multi"):
-        assert main(["datasets", "shapes", "--out", str(out / kind), "--split", "test", "--count", "6", "--seed", "5", "--kind", kind]) == 0
+        assert (
+            main(
+                ["datasets", "shapes", "--out", str(out / kind), "--split", "test", "--count", "6", "--seed", "5", "--kind", kind]
+            )
+            == 0
+        )
     return out
 
 
@@ -30,7 +35,9 @@ def test_committed_checkpoint_is_small_and_describes_itself():
 
     assert CHECKPOINT.stat().st_size <= 10 * 2**20
     info = checkpoint_info(CHECKPOINT)
-    assert info["arch"] == "accurate" and info["width"] == pytest.approx(1 / 12, abs=1e-5) and info["heads"] == ("cls", "loc", "det")
+    assert (
+        info["arch"] == "accurate" and info["width"] == pytest.approx(1 / 12, abs=1e-5) and info["heads"] == ("cls", "loc", "det")
+    )
     assert len(info["classes"]) == info["num_classes"] == 10
 
 
@@ -44,7 +51,9 @@ def test_committed_checkpoint_exports_with_its_own_description(exported):
 
 
 def test_export_refuses_flags_that_contradict_the_checkpoint(tmp_path, capsys):
-    assert main(["export", "--checkpoint", str(CHECKPOINT), "--width", "0.5", "--output", str(tmp_path / "m.onnx"), "--quiet"]) == 2
+    assert (
+        main(["export", "--checkpoint", str(CHECKPOINT), "--width", "0.5", "--output", str(tmp_path / "m.onnx"), "--quiet"]) == 2
+    )
     assert "contradicts checkpoint" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
@@ -54,7 +63,10 @@ def test_pytorch_and_the_runtime_give_the_same_metrics(exported, kind, tasks):
     figures = {}
     for backend, model in (("onnxruntime", exported / "model.onnx"), ("torch", CHECKPOINT)):
         out = exported / f"{backend}-{kind}.json"
-        assert main(["eval", "--model", str(model), "--data", str(exported / kind), "--task", tasks, "--json", str(out), "--quiet"]) == 0
+        assert (
+            main(["eval", "--model", str(model), "--data", str(exported / kind), "--task", tasks, "--json", str(out), "--quiet"])
+            == 0
+        )
         figures[backend] = json.loads(out.read_text())
     keys = ("top1_error", "top5_error", "localization_error", "mean_ap")
     assert any(figures["torch"][k] is not None for k in keys)
@@ -71,7 +83,12 @@ def test_the_export_settings_resolver_takes_the_checkpoint_description():
 
     spec = resolve(CHECKPOINT)
     info = checkpoint_info(CHECKPOINT)
-    assert (spec.arch, spec.num_classes, spec.heads, spec.width) == (info["arch"], info["num_classes"], info["heads"], info["width"])
+    assert (spec.arch, spec.num_classes, spec.heads, spec.width) == (
+        info["arch"],
+        info["num_classes"],
+        info["heads"],
+        info["width"],
+    )
     assert spec.classes == info["classes"] and spec.loc_per_class == info["box_per_class"] and spec.fine_stride
     assert resolve(CHECKPOINT, ExportSettings(arch="accurate", coarse=True)).fine_stride is False, "agreeing settings are taken"
     with pytest.raises(InputError, match="`width` 0.5 contradicts checkpoint .*; leave `width` out"):

@@ -40,7 +40,10 @@ def test_built_engines_match_onnxruntime(small_onnx, fp16_onnx, tmp_path, precis
 
     source = small_onnx[0] if precision == "fp32" else fp16_onnx
     manifest = _build(source, tmp_path / "engines")
-    assert manifest.precision == precision and [p.file for p in manifest.plans] == ["scale_245x245_b2.plan", "scale_281x317_b2.plan"]
+    assert manifest.precision == precision and [p.file for p in manifest.plans] == [
+        "scale_245x245_b2.plan",
+        "scale_281x317_b2.plan",
+    ]
     reference = Predictor.from_path(small_onnx[0], pyramid=SIZES)
     engines = Predictor.from_path(tmp_path / "engines" / "manifest.json", pyramid=SIZES)
     image = np.random.default_rng(0).integers(0, 256, (240, 260, 3), dtype=np.uint8)
@@ -68,7 +71,10 @@ def test_engines_built_elsewhere_are_refused_before_loading(small_onnx, tmp_path
     data = json.loads(path.read_text())
     data["gpu"]["compute_capability"] = "1.0"
     path.write_text(json.dumps(data))
-    with pytest.raises(BackendError, match=r"built for TensorRT .* \(compute capability 1.0\); this machine has .* Rebuild them here: overfeat build"):
+    with pytest.raises(
+        BackendError,
+        match=r"built for TensorRT .* \(compute capability 1.0\); this machine has .* Rebuild them here: overfeat build",
+    ):
         create_backend(path)
 
 
@@ -77,10 +83,30 @@ def test_validate_passes_engines_and_polygraphy_loads_the_raw_plans(small_onnx, 
     from overfeat.cli import main
 
     _build(small_onnx[0], tmp_path / "engines")
-    assert main(["validate", "--reference", str(small_onnx[0]), "--candidate", str(tmp_path / "engines" / "manifest.json"),
-                 "--random", "2", "--pyramid", ",".join(f"{h}x{w}" for h, w in SIZES), "--fail-on-skip", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                "--reference",
+                str(small_onnx[0]),
+                "--candidate",
+                str(tmp_path / "engines" / "manifest.json"),
+                "--random",
+                "2",
+                "--pyramid",
+                ",".join(f"{h}x{w}" for h, w in SIZES),
+                "--fail-on-skip",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     from tests.test_polygraphy import _polygraphy
 
-    done = subprocess.run([*_polygraphy(), "inspect", "model", str(tmp_path / "engines" / "scale_245x245_b2.plan"), "--model-type", "engine"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*_polygraphy(), "inspect", "model", str(tmp_path / "engines" / "scale_245x245_b2.plan"), "--model-type", "engine"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and "image" in done.stdout, done.stdout + done.stderr

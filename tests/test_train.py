@@ -123,7 +123,16 @@ def test_train_config_rejects_bad_values():
     from overfeat.errors import InputError
     from overfeat.training.train import TrainConfig
 
-    for bad in ({"width": 0}, {"single": 0}, {"steps": (1, 0, 1)}, {"steps": (1, 1)}, {"batch": 0}, {"grid": 0}, {"lr": 0}, {"lr": float("nan")}):
+    for bad in (
+        {"width": 0},
+        {"single": 0},
+        {"steps": (1, 0, 1)},
+        {"steps": (1, 1)},
+        {"batch": 0},
+        {"grid": 0},
+        {"lr": 0},
+        {"lr": float("nan")},
+    ):
         with pytest.raises(InputError):
             TrainConfig(**bad)
 
@@ -183,7 +192,10 @@ def test_batches_are_the_normalised_crops_in_order():
     from overfeat.training.train import CropSampler
 
     rng = np.random.default_rng(0)
-    pool = [(rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8), np.array([[20.0, 30, 150, 170]]), np.array([1])) for h, w in rng.integers(240, 500, (4, 2))]
+    pool = [
+        (rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8), np.array([[20.0, 30, 150, 170]]), np.array([1]))
+        for h, w in rng.integers(240, 500, (4, 2))
+    ]
     model = build_model("accurate", 3, ("cls",), 1 / 16, fine_stride=False)
     x, t = next(CropSampler(pool, model, 3, np.random.default_rng(5)).batches("classifier", 4))
     one = CropSampler(pool, model, 3, np.random.default_rng(5))
@@ -220,7 +232,9 @@ def test_every_stage_length_has_a_schedule():
     from overfeat.training.train import one_cycle
 
     with pytest.raises(ZeroDivisionError):  # the failure one_cycle avoids
-        torch.optim.lr_scheduler.OneCycleLR(torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))]), max_lr=3e-3, total_steps=20, pct_start=0.05)
+        torch.optim.lr_scheduler.OneCycleLR(
+            torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))]), max_lr=3e-3, total_steps=20, pct_start=0.05
+        )
     for steps in range(1, 120):
         rates = _rates(lambda o, n=steps: one_cycle(o, 3e-3, n), steps)
         assert len(rates) == steps and all(np.isfinite(rates)) and max(rates) <= 3e-3 * (1 + 1e-9)
@@ -228,5 +242,7 @@ def test_every_stage_length_has_a_schedule():
             assert rates[0] < rates[1] == pytest.approx(3e-3)
             assert np.all(np.diff(rates[1:]) <= 0) and rates[-1] < rates[1]
         if steps >= 40:
-            plain = _rates(lambda o, n=steps: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=3e-3, total_steps=n, pct_start=0.05), steps)
+            plain = _rates(
+                lambda o, n=steps: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=3e-3, total_steps=n, pct_start=0.05), steps
+            )
             assert rates == plain

@@ -33,7 +33,9 @@ def _variant(source, path, *, scale: float = 0.0, precision: str | None = None, 
         tensor = weights[convs[-1].input[1]]
         w = numpy_helper.to_array(tensor)
         rng = np.random.default_rng(seed)
-        tensor.CopyFrom(numpy_helper.from_array((w + scale * np.abs(w).max() * rng.standard_normal(w.shape)).astype(w.dtype), tensor.name))
+        tensor.CopyFrom(
+            numpy_helper.from_array((w + scale * np.abs(w).max() * rng.standard_normal(w.shape)).astype(w.dtype), tensor.name)
+        )
     for prop in model.metadata_props:
         if prop.key == "overfeat.precision" and precision:
             prop.value = json.dumps(precision)
@@ -55,13 +57,29 @@ def variants(shapes_onnx, tmp_path_factory):
 
 def test_ci_run_passes_exit_0_with_a_json_report(shapes_onnx, variants, tmp_path, capsys):
     report = tmp_path / "report.json"
-    code = main(["validate", "--reference", str(shapes_onnx), "--candidate", str(CHECKPOINT), "--candidate", str(variants["same"]),
-                 "--images", "shapes:test:3", "--json", str(report), *FAST])
+    code = main(
+        [
+            "validate",
+            "--reference",
+            str(shapes_onnx),
+            "--candidate",
+            str(CHECKPOINT),
+            "--candidate",
+            str(variants["same"]),
+            "--images",
+            "shapes:test:3",
+            "--json",
+            str(report),
+            *FAST,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "PASSED: 2 passed, 0 failed, 0 skipped" in out and len(out.splitlines()) <= 24
     data = json.loads(report.read_text())
-    assert data["passed"] and data["images"] == 3 and data["batches"] == 3 * 2  # 2 scales per image; a batch is the image and its mirror
+    assert (
+        data["passed"] and data["images"] == 3 and data["batches"] == 3 * 2
+    )  # 2 scales per image; a batch is the image and its mirror
     torch_run, onnx_run = data["candidates"]
     assert (torch_run["kind"], torch_run["precision"], torch_run["status"]) == ("torch", "fp32", "pass")
     assert onnx_run["kind"] == "onnxruntime" and all(o["max_abs"] == 0 for o in onnx_run["outputs"].values())  # the same file
@@ -71,8 +89,22 @@ def test_ci_run_passes_exit_0_with_a_json_report(shapes_onnx, variants, tmp_path
 
 def test_a_candidate_outside_tolerance_exits_1(shapes_onnx, variants, tmp_path, capsys):
     report = tmp_path / "report.json"
-    code = main(["validate", "--reference", str(shapes_onnx), "--candidate", str(variants["off"]), "--candidate", str(variants["same"]),
-                 "--random", "2", "--json", str(report), *FAST])
+    code = main(
+        [
+            "validate",
+            "--reference",
+            str(shapes_onnx),
+            "--candidate",
+            str(variants["off"]),
+            "--candidate",
+            str(variants["same"]),
+            "--random",
+            "2",
+            "--json",
+            str(report),
+            *FAST,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "FAILED: 1 passed, 1 failed, 0 skipped" in out and "outside elemwise tolerance" in out
@@ -89,7 +121,11 @@ def test_the_candidates_precision_picks_its_tolerance(shapes_onnx, variants):
     assert (int8.precision, int8.status, int8.tolerance) == ("int8", "pass", DEFAULT_TOLERANCES["int8"])
     numbers = lambda report: {k: (v["max_abs"], v["mean_abs"]) for k, v in report.outputs.items()}  # noqa: E731
     assert numbers(fp32) == numbers(int8)  # the same errors, judged by different tolerances
-    strict = validate(str(shapes_onnx), [str(variants["off_int8"])], ValidateConfig(random=2, pyramid=2, tolerances={"int8": Tolerance("mean", 1e-6, 0)}))
+    strict = validate(
+        str(shapes_onnx),
+        [str(variants["off_int8"])],
+        ValidateConfig(random=2, pyramid=2, tolerances={"int8": Tolerance("mean", 1e-6, 0)}),
+    )
     assert strict.candidates[0].status == "fail"
 
 
@@ -116,7 +152,10 @@ def test_polygraphy_verdicts_equal_a_numpy_count(shapes_onnx, variants):
             failed += bool(((d > stats["atol"]) & (rel > tol.rtol)).any())
         assert stats["failed_batches"] == failed
         assert stats["max_abs"] == pytest.approx(max(np.abs(c[name].astype(np.float64) - r[name]).max() for r, c in maps))
-    assert 0 < report.candidates[0].outputs["scores"]["failed_batches"] < len(maps) or report.candidates[0].outputs["det_scores"]["failed_batches"] > 0
+    assert (
+        0 < report.candidates[0].outputs["scores"]["failed_batches"] < len(maps)
+        or report.candidates[0].outputs["det_scores"]["failed_batches"] > 0
+    )
 
 
 def test_a_candidate_that_cannot_run_fails_alone(shapes_onnx, variants, tmp_path, capsys):
@@ -128,8 +167,21 @@ def test_a_candidate_that_cannot_run_fails_alone(shapes_onnx, variants, tmp_path
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
     fixed = tmp_path / "batch2.onnx"
     onnx.save(model, str(fixed))
-    code = main(["validate", "--reference", str(shapes_onnx), "--candidate", str(fixed), "--candidate", str(variants["same"]),
-                 "--random", "1", "--no-flip", *FAST])
+    code = main(
+        [
+            "validate",
+            "--reference",
+            str(shapes_onnx),
+            "--candidate",
+            str(fixed),
+            "--candidate",
+            str(variants["same"]),
+            "--random",
+            "1",
+            "--no-flip",
+            *FAST,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1 and "FAIL: could not run:" in out and "1 passed, 1 failed" in out
 
@@ -138,9 +190,13 @@ def test_task_agreement_gates_only_when_asked(shapes_onnx, variants):
     loose = validate(str(shapes_onnx), [str(variants["off_int8"])], ValidateConfig(random=2, pyramid=2))
     overlap = loose.candidates[0].agreement["top5_overlap"]
     assert loose.candidates[0].status == "pass" and 0 <= overlap <= 1
-    judged = validate(str(shapes_onnx), [str(variants["off_int8"])], ValidateConfig(random=2, pyramid=2, min_top5_overlap=1.0, min_box_iou=1.0))
+    judged = validate(
+        str(shapes_onnx), [str(variants["off_int8"])], ValidateConfig(random=2, pyramid=2, min_top5_overlap=1.0, min_box_iou=1.0)
+    )
     if overlap < 1.0 or loose.candidates[0].agreement.get("localize_iou", 1.0) < 1.0:
-        assert judged.candidates[0].status == "fail" and ("top-5 overlap" in judged.candidates[0].reason or "box IoU" in judged.candidates[0].reason)
+        assert judged.candidates[0].status == "fail" and (
+            "top-5 overlap" in judged.candidates[0].reason or "box IoU" in judged.candidates[0].reason
+        )
     else:
         assert judged.candidates[0].status == "pass"
 
@@ -156,7 +212,20 @@ def test_tensorrt_candidates_are_skipped_not_passed(shapes_onnx, tmp_path, capsy
     build_engines(plan_build(shapes_onnx, BuildOptions(pyramid=2, orientations="landscape")), tmp_path / "engines", StandIn())
     manifest = str(tmp_path / "engines" / "manifest.json")
     report = tmp_path / "report.json"
-    args = ["validate", "--reference", str(shapes_onnx), "--candidate", manifest, "--candidate", str(CHECKPOINT), "--random", "1", "--json", str(report), *FAST]
+    args = [
+        "validate",
+        "--reference",
+        str(shapes_onnx),
+        "--candidate",
+        manifest,
+        "--candidate",
+        str(CHECKPOINT),
+        "--random",
+        "1",
+        "--json",
+        str(report),
+        *FAST,
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "SKIP: TensorRT and cuda-python are not installed here" in out and "1 passed, 0 failed, 1 skipped" in out
@@ -183,8 +252,12 @@ def test_bad_input_exits_2(shapes_onnx, tmp_path, capsys, args, message):
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("x")
-    names = {"model": str(shapes_onnx), "other": str(_variant(shapes_onnx, tmp_path / "other.onnx", classes=[f"c{i}" for i in range(10)])),
-             "empty": str(tmp_path / "empty"), "text": str(tmp_path / "notes.txt")}
+    names = {
+        "model": str(shapes_onnx),
+        "other": str(_variant(shapes_onnx, tmp_path / "other.onnx", classes=[f"c{i}" for i in range(10)])),
+        "empty": str(tmp_path / "empty"),
+        "text": str(tmp_path / "notes.txt"),
+    }
     args = [a.format(**names) for a in args]
     try:
         code = main(["validate", "--reference", str(shapes_onnx), *args, "--quiet"])

@@ -53,7 +53,10 @@ def test_centred_accuracy_counts_the_windows_that_fit(bench):
     model = build_model("accurate", 10, ("cls", "loc", "det"), 1 / 16, fine_stride=False, seed=0).eval()
     rows = bench.centred_accuracy(model, 5, 12, (0.15, 0.8))
     for share, windows, cls_right, det_right in rows:
-        expected = sum(bench.centred_region(s.boxes[0], share, s.image.shape[:2]) is not None for s in (generate(5, "single", "test", i) for i in range(12)))
+        expected = sum(
+            bench.centred_region(s.boxes[0], share, s.image.shape[:2]) is not None
+            for s in (generate(5, "single", "test", i) for i in range(12))
+        )
         assert windows == expected
         if windows:
             assert 0 <= cls_right <= 1 and 0 <= det_right <= 1

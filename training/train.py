@@ -80,13 +80,17 @@ class TrainConfig:
         if not (0 < self.width <= 1):
             raise InputError(f"width must be in (0, 1], got {self.width}")
         if self.single < 1 or self.multi < 0:
-            raise InputError(f"need at least one single-object image and no negative counts, got single={self.single}, multi={self.multi}")
+            raise InputError(
+                f"need at least one single-object image and no negative counts, got single={self.single}, multi={self.multi}"
+            )
         if len(self.steps) != 3 or min(self.steps) < 1:
             raise InputError(f"steps must be three positive numbers (classifier, regressor, detector), got {self.steps}")
         if not (0 < self.lr < 1):
             raise InputError(f"lr must be in (0, 1), got {self.lr}")
         if self.batch < 1 or self.grid < 1:
-            raise InputError(f"batch (crops per step) and grid (windows per side of a crop's map) must be at least 1, got batch={self.batch}, grid={self.grid}")
+            raise InputError(
+                f"batch (crops per step) and grid (windows per side of a crop's map) must be at least 1, got batch={self.batch}, grid={self.grid}"
+            )
 
 
 @dataclass(frozen=True)
@@ -425,13 +429,22 @@ class _Parts:
         return losses
 
 
-def _train_stage(parts: _Parts, stage: str, steps: int, training: tuple[str, ...], sampler: CropSampler, config: TrainConfig,
-                 progress: Progress) -> dict:
+def _train_stage(
+    parts: _Parts,
+    stage: str,
+    steps: int,
+    training: tuple[str, ...],
+    sampler: CropSampler,
+    config: TrainConfig,
+    progress: Progress,
+) -> dict:
     """One stage's steps; its log entry. Stage 1 (classifier) trains the trunk too; later stages
     keep it frozen, its norms on their running statistics."""
     stage_start = time.perf_counter()
     trains_trunk = stage == "classifier"
-    trainable = [p for name in training for p in parts.heads[name].parameters()] + (list(parts.trunk.parameters()) if trains_trunk else [])
+    trainable = [p for name in training for p in parts.heads[name].parameters()] + (
+        list(parts.trunk.parameters()) if trains_trunk else []
+    )
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=1e-4)
     schedule = one_cycle(optimizer, config.lr, steps)
     parts.trunk.train(trains_trunk)
@@ -455,10 +468,16 @@ def _train_stage(parts: _Parts, stage: str, steps: int, training: tuple[str, ...
         if step % 100 == 0 or step == steps:
             recent = np.nanmean(np.asarray(running[-100:]), axis=0)
             what = "mean |box error|" if stage == "regressor" else "window accuracy"
-            progress.info(f"{stage} step {step}/{steps}: loss {recent[0]:.4f}, {what} {recent[1]:.3f} ({time.perf_counter() - stage_start:.0f} s)")
+            progress.info(
+                f"{stage} step {step}/{steps}: loss {recent[0]:.4f}, {what} {recent[1]:.3f} ({time.perf_counter() - stage_start:.0f} s)"
+            )
     recent = np.nanmean(np.asarray(running[-200:]), axis=0)
-    return {"steps": steps, "seconds": round(time.perf_counter() - stage_start, 1), "final_loss": round(float(recent[0]), 4),
-            "final_metric": round(float(recent[1]), 4)}
+    return {
+        "steps": steps,
+        "seconds": round(time.perf_counter() - stage_start, 1),
+        "final_loss": round(float(recent[0]), 4),
+        "final_metric": round(float(recent[1]), 4),
+    }
 
 
 def save_checkpoint(model: OverFeat, path: str | os.PathLike[str], config: TrainConfig, log: dict) -> None:
@@ -467,7 +486,18 @@ def save_checkpoint(model: OverFeat, path: str | os.PathLike[str], config: Train
 
     check_output_path(path, "checkpoint")
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    info = {"arch": "accurate", "width": config.width, "num_classes": model.num_classes, "heads": list(model.heads), "classes": list(CLASSES), "box_per_class": model.loc_per_class}
-    metadata = {"overfeat.model": json.dumps(info), "overfeat.train_config": json.dumps(asdict(config)), "overfeat.train_log": json.dumps(log)}
+    info = {
+        "arch": "accurate",
+        "width": config.width,
+        "num_classes": model.num_classes,
+        "heads": list(model.heads),
+        "classes": list(CLASSES),
+        "box_per_class": model.loc_per_class,
+    }
+    metadata = {
+        "overfeat.model": json.dumps(info),
+        "overfeat.train_config": json.dumps(asdict(config)),
+        "overfeat.train_log": json.dumps(log),
+    }
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)

@@ -53,8 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"overfeat: error: {as_flags(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except ModuleNotFoundError as exc:
-        print(f"overfeat: error: '{args.verb}' needs the package {exc.name!r}, which is not installed: "
-              f"pip install 'overfeat[{EXTRA.get(exc.name or '', 'export')}]'", file=sys.stderr)
+        print(
+            f"overfeat: error: '{args.verb}' needs the package {exc.name!r}, which is not installed: "
+            f"pip install 'overfeat[{EXTRA.get(exc.name or '', 'export')}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("overfeat: interrupted; nothing was written", file=sys.stderr)

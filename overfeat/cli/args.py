@@ -35,7 +35,9 @@ def choice_list(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
     items = _items(text)
     unknown = [item for item in items if item not in known]
     if unknown or not items:
-        raise argparse.ArgumentTypeError(f"unknown {what} {unknown[0] if unknown else text!r}: expected a comma-separated list of {', '.join(known)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {unknown[0] if unknown else text!r}: expected a comma-separated list of {', '.join(known)}"
+        )
     return items
 
 
@@ -121,13 +123,17 @@ def check_outputs(args: argparse.Namespace, *dests: str) -> None:
             check_output_path(getattr(args, dest), "--" + dest.replace("_", "-"))
 
 
-PRECISION_HELP = ("--backend openvino: the arithmetic of the layers that are not quantized, fp32 (default) or bf16 "
-                  "(several times faster on CPUs with AMX; check it with 'overfeat convert --precision bf16')")
+PRECISION_HELP = (
+    "--backend openvino: the arithmetic of the layers that are not quantized, fp32 (default) or bf16 "
+    "(several times faster on CPUs with AMX; check it with 'overfeat convert --precision bf16')"
+)
 
 
 def add_backend(p: argparse.ArgumentParser, backends: Sequence[str]) -> None:
     """--backend (default from the model file) and OpenVINO's --precision."""
-    p.add_argument("--backend", choices=tuple(backends), default=None, help="default: from the model file type (ONNX: onnxruntime)")
+    p.add_argument(
+        "--backend", choices=tuple(backends), default=None, help="default: from the model file type (ONNX: onnxruntime)"
+    )
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help=PRECISION_HELP)
 
 
@@ -141,27 +147,42 @@ def add_images(p: argparse.ArgumentParser, max_images: int) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="a directory of image files, a COCO JSON, or shapes:SPLIT:N")
     source.add_argument("--random", type=positive_int, help="this many random images instead")
-    p.add_argument("--max-images", type=positive_int, default=max_images, help=f"images taken from --images (default {max_images})")
+    p.add_argument(
+        "--max-images", type=positive_int, default=max_images, help=f"images taken from --images (default {max_images})"
+    )
 
 
 # Decode options: argparse dest → (default, the tasks that read it). Each is parsed with default
 # None, so that one given for none of a run's tasks is refused (decode_config) rather than
 # ignored; the help strings quote these defaults.
-INFER_OPTIONS = {"top_k": (DECODE.top_k, ("classify", "localize")), "score_threshold": (DECODE.score_threshold, ("detect",)),
-                 "min_score": (DECODE.min_score, ("localize",)), "method": (DECODE.method, ("detect",)),
-                 "merge_threshold": (None, ("localize", "detect")), "iou_threshold": (DECODE.iou_threshold, ("detect",))}
-EVAL_OPTIONS = {"score_threshold": (EVAL_DECODE.score_threshold, ("detect",)), "method": (EVAL_DECODE.method, ("detect",)),
-                "merge_threshold": (None, ("localize", "detect")), "iou_threshold": (EVAL_DECODE.iou_threshold, ("detect",))}
+INFER_OPTIONS = {
+    "top_k": (DECODE.top_k, ("classify", "localize")),
+    "score_threshold": (DECODE.score_threshold, ("detect",)),
+    "min_score": (DECODE.min_score, ("localize",)),
+    "method": (DECODE.method, ("detect",)),
+    "merge_threshold": (None, ("localize", "detect")),
+    "iou_threshold": (DECODE.iou_threshold, ("detect",)),
+}
+EVAL_OPTIONS = {
+    "score_threshold": (EVAL_DECODE.score_threshold, ("detect",)),
+    "method": (EVAL_DECODE.method, ("detect",)),
+    "merge_threshold": (None, ("localize", "detect")),
+    "iou_threshold": (EVAL_DECODE.iou_threshold, ("detect",)),
+}
 DECODE_HELP = {
     "top_k": "classes considered (classify, localize; default {})",
     "score_threshold": "detect: least per-location probability{} (default {})",
     "min_score": "localize: least per-location class probability of a box (default {})",
-    "method": ("detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote "
-               "(score-weighted box, summed score)"),
+    "method": (
+        "detect: per class, greedy merge (default, the paper's), NMS, or NMS in which the boxes a kept box suppresses vote "
+        "(score-weighted box, summed score)"
+    ),
     "merge_threshold": "localize, and detect by merge: the greedy merge's largest dissimilarity that still merges (default 0.5)",
     "iou_threshold": "detect by nms or vote: the IoU with a kept box at which a box of its class is suppressed (default {})",
-    "merge_kernel": ("the greedy merge's implementation, the same result either way: 'compiled' (numba, the 'fast' extra), 'numpy', "
-                     "or 'auto' (default: compiled where numba is installed)"),
+    "merge_kernel": (
+        "the greedy merge's implementation, the same result either way: 'compiled' (numba, the 'fast' extra), 'numpy', "
+        "or 'auto' (default: compiled where numba is installed)"
+    ),
 }
 
 
@@ -170,12 +191,19 @@ def add_decode(p: argparse.ArgumentParser, options: dict, *, candidate: str = ""
     ``candidate`` words the score threshold's help."""
     if "top_k" in options:
         p.add_argument("--top-k", type=positive_int, default=None, help=DECODE_HELP["top_k"].format(options["top_k"][0]))
-    p.add_argument("--score-threshold", type=float, default=None, help=DECODE_HELP["score_threshold"].format(candidate, options["score_threshold"][0]))
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=None,
+        help=DECODE_HELP["score_threshold"].format(candidate, options["score_threshold"][0]),
+    )
     if "min_score" in options:
         p.add_argument("--min-score", type=float, default=None, help=DECODE_HELP["min_score"].format(options["min_score"][0]))
     p.add_argument("--method", choices=METHODS, default=None, help=DECODE_HELP["method"])
     p.add_argument("--merge-threshold", type=float, default=None, help=DECODE_HELP["merge_threshold"])
-    p.add_argument("--iou-threshold", type=float, default=None, help=DECODE_HELP["iou_threshold"].format(options["iou_threshold"][0]))
+    p.add_argument(
+        "--iou-threshold", type=float, default=None, help=DECODE_HELP["iou_threshold"].format(options["iou_threshold"][0])
+    )
     p.add_argument("--merge-kernel", choices=MERGE_KERNELS, default="auto", help=DECODE_HELP["merge_kernel"])
 
 
@@ -209,7 +237,9 @@ def decode_config(args: argparse.Namespace, tasks: Sequence[str], options: dict,
             run = f"this run's task{'s are' if len(tasks) > 1 else ' is'} {', '.join(tasks)}"
             advice = f"add {' or '.join(readers)} to --task" if several else f"use {what}"
             raise InputError(f"{flag} applies to {what} only, but {run}: leave it out, or {advice}")
-    return DecodeConfig(**{k: getattr(args, k) for k in ("top_k", "min_score", "score_threshold", "method", "iou_threshold") if k in options})
+    return DecodeConfig(
+        **{k: getattr(args, k) for k in ("top_k", "min_score", "score_threshold", "method", "iou_threshold") if k in options}
+    )
 
 
 def _method_options(args: argparse.Namespace, tasks: Sequence[str]) -> None:
@@ -219,22 +249,44 @@ def _method_options(args: argparse.Namespace, tasks: Sequence[str]) -> None:
         return  # decode_config refuses detection's options
     method = args.method or "merge"
     if args.merge_threshold is not None and method != "merge" and "localize" not in tasks:
-        raise InputError(f"--merge-threshold sets the greedy merge; --method {method} does not merge: leave it out, or use --method merge")
+        raise InputError(
+            f"--merge-threshold sets the greedy merge; --method {method} does not merge: leave it out, or use --method merge"
+        )
     if args.iou_threshold is not None and method == "merge":
-        raise InputError("--iou-threshold sets the suppression of --method nms and --method vote; the greedy merge (--method merge, "
-                         "the default) suppresses nothing: leave it out, or add --method nms or --method vote")
+        raise InputError(
+            "--iou-threshold sets the suppression of --method nms and --method vote; the greedy merge (--method merge, "
+            "the default) suppresses nothing: leave it out, or add --method nms or --method vote"
+        )
 
 
 def add_check(p: argparse.ArgumentParser, default_source: str) -> None:
     """The accuracy check of a precision conversion against the fp32 model, and its report."""
     g = p.add_argument_group("accuracy check against the fp32 model")
-    g.add_argument("--check", metavar="DATA", help=f"held-out images: a directory, a COCO JSON (labelled: adds the eval metrics) or shapes:SPLIT:N (default: {default_source})")
+    g.add_argument(
+        "--check",
+        metavar="DATA",
+        help=f"held-out images: a directory, a COCO JSON (labelled: adds the eval metrics) or shapes:SPLIT:N (default: {default_source})",
+    )
     g.add_argument("--check-images", type=positive_int, default=100, help="held-out images used (default 100)")
     g.add_argument("--no-check", action="store_true", help="write the converted model without checking it")
-    g.add_argument("--min-top1-agreement", type=float, default=0.99, help="least share of images whose top-1 class stays the same (default 0.99)")
-    g.add_argument("--max-map-drop", type=float, default=0.01, help="largest drop of detection mAP@0.5, labelled images only (default 0.01, one point)")
-    g.add_argument("--check-backend", choices=("onnxruntime", "openvino"), default="onnxruntime",
-                   help="what runs the converted model in the check (default onnxruntime; openvino judges it as OpenVINO will run it); the fp32 reference runs in ONNX Runtime")
+    g.add_argument(
+        "--min-top1-agreement",
+        type=float,
+        default=0.99,
+        help="least share of images whose top-1 class stays the same (default 0.99)",
+    )
+    g.add_argument(
+        "--max-map-drop",
+        type=float,
+        default=0.01,
+        help="largest drop of detection mAP@0.5, labelled images only (default 0.01, one point)",
+    )
+    g.add_argument(
+        "--check-backend",
+        choices=("onnxruntime", "openvino"),
+        default="onnxruntime",
+        help="what runs the converted model in the check (default onnxruntime; openvino judges it as OpenVINO will run it); the fp32 reference runs in ONNX Runtime",
+    )
     add_pyramid(p)
     p.add_argument("--report", help="the report JSON (default: <output>.check.json)")
     add_quiet(p)
@@ -249,15 +301,28 @@ def check_config(args: argparse.Namespace):
         if args.check:
             raise InputError("--check and --no-check contradict each other; give one")
         return None
-    return CheckConfig(args.check, args.check_images, args.seed, GateConfig(args.min_top1_agreement, args.max_map_drop), args.check_backend)
+    return CheckConfig(
+        args.check, args.check_images, args.seed, GateConfig(args.min_top1_agreement, args.max_map_drop), args.check_backend
+    )
 
 
 # ------------------------------------------------------------------ messages
 
 # A library parameter whose flag is not its name with dashes; see as_flags.
-FLAGS = {"flip=False": "--no-flip", "check=None": "--no-check", "cache=None": "--no-cache", "report_path": "--report",
-         "hardware_compatibility": "--hardware-compat", "models": "--model", "candidates": "--candidate", "floor": "--draw-floor", "overlap": "--draw-overlap",
-         "CheckConfig.images": "--check", "CheckConfig.count": "--check-images", "CheckConfig.backend": "--check-backend"}
+FLAGS = {
+    "flip=False": "--no-flip",
+    "check=None": "--no-check",
+    "cache=None": "--no-cache",
+    "report_path": "--report",
+    "hardware_compatibility": "--hardware-compat",
+    "models": "--model",
+    "candidates": "--candidate",
+    "floor": "--draw-floor",
+    "overlap": "--draw-overlap",
+    "CheckConfig.images": "--check",
+    "CheckConfig.count": "--check-images",
+    "CheckConfig.backend": "--check-backend",
+}
 _PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*(?:=[^`\s]+)?)`")
 
 
@@ -268,5 +333,15 @@ def as_flags(message: str) -> str:
 
 
 # the extra that installs a package a verb imports on demand
-EXTRA = {"tensorrt": "gpu", "cuda": "gpu", "polygraphy": "validate", "onnxruntime": "ort", "torch": "export", "onnx": "export",
-         "onnxscript": "export", "safetensors": "export", "numba": "fast", "openvino": "openvino"}
+EXTRA = {
+    "tensorrt": "gpu",
+    "cuda": "gpu",
+    "polygraphy": "validate",
+    "onnxruntime": "ort",
+    "torch": "export",
+    "onnx": "export",
+    "onnxscript": "export",
+    "safetensors": "export",
+    "numba": "fast",
+    "openvino": "openvino",
+}

@@ -12,10 +12,17 @@ from . import args as a
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy on a COCO-style dataset: top-1/top-5, localization error, mAP@0.5")
-    p.add_argument("--model", required=True, help="an ONNX file, an engine manifest.json, or a .safetensors checkpoint from 'overfeat train'")
+    p.add_argument(
+        "--model", required=True, help="an ONNX file, an engine manifest.json, or a .safetensors checkpoint from 'overfeat train'"
+    )
     p.add_argument("--data", required=True, help="a COCO-style JSON, or a directory holding one (see --split)")
     p.add_argument("--split", help="with a directory holding several JSON files: use DIR/SPLIT.json")
-    p.add_argument("--task", type=a.tasks, default=None, help="comma-separated: classify, localize, detect (default: all the model's heads allow)")
+    p.add_argument(
+        "--task",
+        type=a.tasks,
+        default=None,
+        help="comma-separated: classify, localize, detect (default: all the model's heads allow)",
+    )
     p.add_argument("--limit", type=a.positive_int, default=None, help="evaluate only the first N images")
     a.add_pyramid(p)
     a.add_backend(p, ("onnxruntime", "openvino", "tensorrt", "torch"))
@@ -39,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         dataset = dataclasses.replace(dataset, records=dataset.records[: args.limit])
     a.check_precision(args)
-    with Predictor.from_path(args.model, args.backend, precision=args.precision, pyramid=args.pyramid, flip=not args.no_flip,
-                             merge=merge) as predictor:
+    with Predictor.from_path(
+        args.model, args.backend, precision=args.precision, pyramid=args.pyramid, flip=not args.no_flip, merge=merge
+    ) as predictor:
         tasks = check_tasks(args.task, predictor.meta, args.model)  # the tasks the model's heads allow, by default
         decode = a.decode_config(args, tasks, a.EVAL_OPTIONS, several=True)
         result = evaluate(predictor, dataset, tasks, decode, progress=Progress(enabled=not args.quiet), source=args.model)

@@ -12,7 +12,9 @@ from . import args as a
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint (or a random model) to ONNX, parity-checked")
-    p.add_argument("--arch", choices=sorted(ARCHS), help="network: fast or accurate (default: from a checkpoint written by 'overfeat train')")
+    p.add_argument(
+        "--arch", choices=sorted(ARCHS), help="network: fast or accurate (default: from a checkpoint written by 'overfeat train')"
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="trained weights: .pt/.pth state_dict or .safetensors")
     source.add_argument("--random-init", action="store_true", help="random weights (for tests and speed benchmarks)")
@@ -26,8 +28,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="the ONNX file to write")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument("--batch", type=a.batch, default=None, help="'dynamic' (default) or a fixed batch size")
-    p.add_argument("--check-sizes", type=a.sizes, default=None, help="extra HxW sizes for the parity check (default 300x333,257x421)")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="largest relative error accepted by the parity check (default 1e-4)")
+    p.add_argument(
+        "--check-sizes", type=a.sizes, default=None, help="extra HxW sizes for the parity check (default 300x333,257x421)"
+    )
+    p.add_argument(
+        "--tolerance", type=float, default=1e-4, help="largest relative error accepted by the parity check (default 1e-4)"
+    )
     p.add_argument("--report", help="parity report JSON (default: <output>.parity.json)")
     a.add_quiet(p)
     p.set_defaults(func=run)
@@ -40,10 +46,27 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(enabled=not args.quiet)
     with progress.step("loading PyTorch"):
         from overfeat.export import ExportSettings, export_checkpoint
-    settings = ExportSettings(arch=args.arch, num_classes=args.num_classes, heads=args.heads, width=args.width,
-                              shared_box=args.shared_box, coarse=args.coarse, classes_file=args.classes, seed=args.seed)
-    report = export_checkpoint(args.checkpoint, args.output, settings, opset=args.opset, batch=args.batch, check_sizes=args.check_sizes,
-                               tolerance=args.tolerance, report_path=args.report, progress=progress)
+    settings = ExportSettings(
+        arch=args.arch,
+        num_classes=args.num_classes,
+        heads=args.heads,
+        width=args.width,
+        shared_box=args.shared_box,
+        coarse=args.coarse,
+        classes_file=args.classes,
+        seed=args.seed,
+    )
+    report = export_checkpoint(
+        args.checkpoint,
+        args.output,
+        settings,
+        opset=args.opset,
+        batch=args.batch,
+        check_sizes=args.check_sizes,
+        tolerance=args.tolerance,
+        report_path=args.report,
+        progress=progress,
+    )
     print(report.table())
     print(f"wrote {args.output}")
     return 0

@@ -25,10 +25,20 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=a.positive_int, default=None, help="refuse larger images (default 64,000,000)")
     a.add_json(p, "write all results to this JSON file")
     p.add_argument("--draw", metavar="DIR", help="write each image with its results as a PNG into DIR")
-    p.add_argument("--draw-floor", type=float, default=None, metavar="F",
-                   help="--draw: leave out boxes scoring below F times the image's best box (default 0.05; 0 keeps weak boxes)")
-    p.add_argument("--draw-overlap", type=float, default=None, metavar="T",
-                   help="--draw: leave out a box whose IoU with a better drawn box, of any class, is at least T (default 0.5; 1 keeps them)")
+    p.add_argument(
+        "--draw-floor",
+        type=float,
+        default=None,
+        metavar="F",
+        help="--draw: leave out boxes scoring below F times the image's best box (default 0.05; 0 keeps weak boxes)",
+    )
+    p.add_argument(
+        "--draw-overlap",
+        type=float,
+        default=None,
+        metavar="T",
+        help="--draw: leave out a box whose IoU with a better drawn box, of any class, is at least T (default 0.5; 1 keeps them)",
+    )
     p.set_defaults(func=run)
 
 
@@ -37,9 +47,13 @@ def _draw_options(args: argparse.Namespace) -> tuple[float, float]:
 
     from overfeat.runtime.draw import FLOOR, MAX_BOXES, OVERLAP, check_draw_options
 
-    given = [f"--draw-{name}" for name, value in (("floor", args.draw_floor), ("overlap", args.draw_overlap)) if value is not None]
+    given = [
+        f"--draw-{name}" for name, value in (("floor", args.draw_floor), ("overlap", args.draw_overlap)) if value is not None
+    ]
     if given and not args.draw:
-        raise InputError(f"{' and '.join(given)} only change{'s' if len(given) == 1 else ''} the pictures, and no picture is drawn: add --draw DIR")
+        raise InputError(
+            f"{' and '.join(given)} only change{'s' if len(given) == 1 else ''} the pictures, and no picture is drawn: add --draw DIR"
+        )
     floor = FLOOR if args.draw_floor is None else args.draw_floor
     overlap = OVERLAP if args.draw_overlap is None else args.draw_overlap
     check_draw_options(floor, overlap, MAX_BOXES)
@@ -67,8 +81,14 @@ def run(args: argparse.Namespace) -> int:
     a.check_precision(args)
     results, failed = [], []
     with Predictor.from_path(
-        args.model, args.backend, providers=providers, precision=args.precision, pyramid=args.pyramid, flip=not args.no_flip,
-        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, merge=merge,
+        args.model,
+        args.backend,
+        providers=providers,
+        precision=args.precision,
+        pyramid=args.pyramid,
+        flip=not args.no_flip,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+        merge=merge,
     ) as predictor:
         predictor.check_task(args.task)
         progress = Progress(enabled=len(args.images) > 1)
@@ -78,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
                 result = dataclasses.replace(predictor.predict(array, (args.task,), decode)[args.task], image=source)
                 print(result.table())
                 if args.draw:
-                    drawn = draw(array, result, Path(args.draw) / f"{number:03d}_{Path(image).stem}.png", floor=floor, overlap=overlap)
+                    drawn = draw(
+                        array, result, Path(args.draw) / f"{number:03d}_{Path(image).stem}.png", floor=floor, overlap=overlap
+                    )
                     print(f"  drawn: {drawn}")
             except (InputError, OSError) as exc:
                 print(f"overfeat: error: {a.as_flags(str(exc))}", file=sys.stderr)
@@ -87,9 +109,18 @@ def run(args: argparse.Namespace) -> int:
             results.append(result)
     if args.json:
         merges = args.task == "localize" or (args.task == "detect" and args.method == "merge")
-        write_json(args.json, {"model": args.model, "task": args.task, "backend": predictor.backend_name, "precision": predictor.execution_precision,
-                               "merge_kernel": predictor.merge_kernel if merges else None,
-                               "results": [r.to_dict() for r in results], "failed": failed})
+        write_json(
+            args.json,
+            {
+                "model": args.model,
+                "task": args.task,
+                "backend": predictor.backend_name,
+                "precision": predictor.execution_precision,
+                "merge_kernel": predictor.merge_kernel if merges else None,
+                "results": [r.to_dict() for r in results],
+                "failed": failed,
+            },
+        )
         print(f"wrote {args.json}")
     if failed:
         print(f"overfeat: {len(failed)} of {len(args.images)} images failed: {', '.join(failed)}", file=sys.stderr)

@@ -6,7 +6,10 @@ import argparse
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="print an ONNX model's metadata, inputs, outputs and map sizes; check Q/DQ files against TensorRT's rules (exit 1 on a violation)")
+    p = sub.add_parser(
+        "inspect",
+        help="print an ONNX model's metadata, inputs, outputs and map sizes; check Q/DQ files against TensorRT's rules (exit 1 on a violation)",
+    )
     p.add_argument("model", help="an ONNX file written by 'overfeat export'")
     p.set_defaults(func=run)
 

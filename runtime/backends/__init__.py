@@ -93,10 +93,23 @@ def _make_tensorrt(path: str, **options) -> Backend:
 
 
 REGISTRY: dict[str, BackendEntry] = {
-    "onnxruntime": BackendEntry("onnxruntime", _onnxruntime_available, _make_onnxruntime, "pip install 'overfeat[ort]' (or 'overfeat[gpu]' on NVIDIA GPUs)",
-                                ("providers", "threads")),
-    "tensorrt": BackendEntry("tensorrt", _tensorrt_available, _make_tensorrt, "pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU", ("device",)),
-    "openvino": BackendEntry("openvino", _openvino_available, _make_openvino, "pip install 'overfeat[openvino]'", ("precision", "threads")),
+    "onnxruntime": BackendEntry(
+        "onnxruntime",
+        _onnxruntime_available,
+        _make_onnxruntime,
+        "pip install 'overfeat[ort]' (or 'overfeat[gpu]' on NVIDIA GPUs)",
+        ("providers", "threads"),
+    ),
+    "tensorrt": BackendEntry(
+        "tensorrt",
+        _tensorrt_available,
+        _make_tensorrt,
+        "pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU",
+        ("device",),
+    ),
+    "openvino": BackendEntry(
+        "openvino", _openvino_available, _make_openvino, "pip install 'overfeat[openvino]'", ("precision", "threads")
+    ),
 }
 ENTRY_POINTS = "overfeat.backends"  # other packages' backends (overfeat.export's torch) register here
 _plugins_loaded = False
@@ -130,8 +143,10 @@ def model_kind(path: str | Path) -> str:
     which the torch backend runs). Raises :class:`InputError` for any other suffix."""
     kind = MODEL_KINDS.get(Path(path).suffix)
     if kind is None:
-        raise InputError(f"model {path}: expected an ONNX file (.onnx), a PyTorch checkpoint (.safetensors) "
-                         "or an engine manifest (manifest.json)")
+        raise InputError(
+            f"model {path}: expected an ONNX file (.onnx), a PyTorch checkpoint (.safetensors) "
+            "or an engine manifest (manifest.json)"
+        )
     return kind
 
 
@@ -150,7 +165,10 @@ def create_backend(path: str | Path, backend: str | None = None, **options) -> B
     entry = backends[name]
     unknown = [k for k, v in options.items() if v is not None and k not in entry.options]
     if unknown:
-        raise InputError(f"backend {name!r} takes no {unknown[0]!r} option" + (f"; it takes {', '.join(entry.options)}" if entry.options else ""))
+        raise InputError(
+            f"backend {name!r} takes no {unknown[0]!r} option"
+            + (f"; it takes {', '.join(entry.options)}" if entry.options else "")
+        )
     options = {k: v for k, v in options.items() if v is not None}
     if not entry.is_available():
         raise BackendError(f"backend {name!r} is not available here: {entry.needs}")
@@ -177,5 +195,11 @@ def runners_for(meta: ModelMeta) -> list[tuple[str, str, str | None]]:
         if not has_bf16():
             precisions, why = precisions.replace(", bf16", ""), None
     rows.append(("openvino", precisions, why))
-    rows.append(("tensorrt", f"{meta.precision} engines from 'overfeat build'", None if REGISTRY["tensorrt"].is_available() else REGISTRY["tensorrt"].needs))
+    rows.append(
+        (
+            "tensorrt",
+            f"{meta.precision} engines from 'overfeat build'",
+            None if REGISTRY["tensorrt"].is_available() else REGISTRY["tensorrt"].needs,
+        )
+    )
     return rows

@@ -35,8 +35,9 @@ def session(model: str | os.PathLike[str] | bytes, *, providers: Sequence[str] |
     providers = list(providers) if providers else ["CPUExecutionProvider"]
     missing = [p for p in providers if p not in available]
     if missing:
-        raise BackendError(f"execution provider {missing[0]} is not available in this onnxruntime; "
-                           f"available: {', '.join(available)}")
+        raise BackendError(
+            f"execution provider {missing[0]} is not available in this onnxruntime; available: {', '.join(available)}"
+        )
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
@@ -57,7 +58,12 @@ class OnnxRuntimeBackend:
         self.session = session(path, providers=providers, threads=threads)
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta = ModelMeta.from_props(props, source=path)
-        check_io(self.meta, path, [(i.name, i.shape) for i in self.session.get_inputs()], [(o.name, o.shape) for o in self.session.get_outputs()])
+        check_io(
+            self.meta,
+            path,
+            [(i.name, i.shape) for i in self.session.get_inputs()],
+            [(o.name, o.shape) for o in self.session.get_outputs()],
+        )
         self._outputs = self.meta.output_names
 
     @property
@@ -69,7 +75,9 @@ class OnnxRuntimeBackend:
         try:
             values = self.session.run(list(self._outputs), {INPUT_NAME: image})
         except Exception as exc:
-            raise BackendError(f"ONNX Runtime failed on {self.source} with input {list(image.shape)}: {str(exc).splitlines()[0][:200]}") from None
+            raise BackendError(
+                f"ONNX Runtime failed on {self.source} with input {list(image.shape)}: {str(exc).splitlines()[0][:200]}"
+            ) from None
         return dict(zip(self._outputs, values, strict=True))
 
     def close(self) -> None:
@@ -83,7 +91,11 @@ def check_io(meta: ModelMeta, source: str, inputs: list[tuple[str, list]], outpu
     shapes = dict(outputs)
     for name, channels in meta.output_channels().items():
         if name not in shapes:
-            raise ModelError(f"model {source}: metadata heads {list(meta.heads)} need output {name!r}, the graph has {sorted(shapes)}")
+            raise ModelError(
+                f"model {source}: metadata heads {list(meta.heads)} need output {name!r}, the graph has {sorted(shapes)}"
+            )
         shape = shapes[name]
         if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != channels):
-            raise ModelError(f"model {source}: output {name!r} has shape {shape}, expected [N, {channels}, h, w] from the metadata")
+            raise ModelError(
+                f"model {source}: output {name!r} has shape {shape}, expected [N, {channels}, h, w] from the metadata"
+            )

@@ -36,14 +36,21 @@ class OpenVinoBackend:
         self.source = path
         core = ov.Core()
         if precision == "bf16" and not has_bf16():
-            raise BackendError(f"this CPU has no bf16 arithmetic (OpenVINO's CPU capabilities: {', '.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))}); "
-                               "run the fp32 file in fp32, or INT8")
+            raise BackendError(
+                f"this CPU has no bf16 arithmetic (OpenVINO's CPU capabilities: {', '.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))}); "
+                "run the fp32 file in fp32, or INT8"
+            )
         try:
             model = core.read_model(path)
         except Exception as exc:
             raise ModelError(f"model {path} could not be read by OpenVINO ({_first_line(exc)})") from None
         self.meta = ModelMeta.from_props(_metadata(model), source=path)
-        check_io(self.meta, path, [(i.get_any_name(), _shape(i)) for i in model.inputs], [(o.get_any_name(), _shape(o)) for o in model.outputs])
+        check_io(
+            self.meta,
+            path,
+            [(i.get_any_name(), _shape(i)) for i in model.inputs],
+            [(o.get_any_name(), _shape(o)) for o in model.outputs],
+        )
         config = {"INFERENCE_PRECISION_HINT": _HINT[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
@@ -52,7 +59,9 @@ class OpenVinoBackend:
         except Exception as exc:
             raise ModelError(f"model {path} could not be compiled by OpenVINO ({_first_line(exc)})") from None
         # a Q/DQ file: int8 where it is quantized, the precision asked for elsewhere
-        self.execution_precision = ("int8" if precision == "fp32" else "int8/bf16") if self.meta.precision == "int8" else precision
+        self.execution_precision = (
+            ("int8" if precision == "fp32" else "int8/bf16") if self.meta.precision == "int8" else precision
+        )
         self.version = ov.get_version()
         self._outputs = self.meta.output_names
         self._ports = [self.compiled.output(name) for name in self._outputs]

@@ -91,7 +91,10 @@ class _Engine:
             if not self.context.set_input_shape(INPUT_NAME, image.shape):
                 raise BackendError(f"plan {self.plan.file} rejected input shape {list(image.shape)}")
             pointer = self._device(INPUT_NAME, image.nbytes)
-            cuda_call(rt.cudaMemcpyAsync(pointer, image.ctypes.data, image.nbytes, kind.cudaMemcpyHostToDevice, self.stream), "copy to device")
+            cuda_call(
+                rt.cudaMemcpyAsync(pointer, image.ctypes.data, image.nbytes, kind.cudaMemcpyHostToDevice, self.stream),
+                "copy to device",
+            )
             self.context.set_tensor_address(INPUT_NAME, pointer)
             results = {}
             for name in self.outputs:
@@ -103,7 +106,10 @@ class _Engine:
                 raise BackendError(f"TensorRT execution of plan {self.plan.file} failed")
             for name, host in results.items():
                 pointer, _ = self.buffers[name]
-                cuda_call(rt.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes, kind.cudaMemcpyDeviceToHost, self.stream), "copy to host")
+                cuda_call(
+                    rt.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes, kind.cudaMemcpyDeviceToHost, self.stream),
+                    "copy to host",
+                )
             cuda_call(rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return {name: value.astype(np.float32, copy=False) for name, value in results.items()}
 
@@ -153,7 +159,9 @@ class TensorRTBackend:
                 missing = [n for n in self.output_names if n not in engine.outputs]
                 if missing:
                     engine.close()
-                    raise ModelError(f"{self.source}: plan {plan.file} has outputs {engine.outputs}, the metadata needs {list(self.output_names)}; rebuild the engines")
+                    raise ModelError(
+                        f"{self.source}: plan {plan.file} has outputs {engine.outputs}, the metadata needs {list(self.output_names)}; rebuild the engines"
+                    )
                 self._engines[plan.file] = engine
             return self._engines[plan.file]
 

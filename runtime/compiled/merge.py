@@ -124,8 +124,25 @@ def _search(q, f, first, perm, sf, nodes, bounds, stack, near, threshold, weight
             if not near[t]:
                 continue
             s = start + t
-            d = _distance(qx1, qy1, qx2, qy2, qarea, qsx, qsy, qdiag, sf[X1, s], sf[Y1, s], sf[X2, s], sf[Y2, s],
-                          sf[AREA, s], sf[SX, s], sf[SY, s], sf[DIAG, s], weight)
+            d = _distance(
+                qx1,
+                qy1,
+                qx2,
+                qy2,
+                qarea,
+                qsx,
+                qsy,
+                qdiag,
+                sf[X1, s],
+                sf[Y1, s],
+                sf[X2, s],
+                sf[Y2, s],
+                sf[AREA, s],
+                sf[SX, s],
+                sf[SY, s],
+                sf[DIAG, s],
+                weight,
+            )
             if d > best_d:
                 continue
             b = perm[s]
@@ -144,15 +161,39 @@ def _settle(tour, size, leaf, rd, rlo, rhi):
     node = (size + leaf) // 2
     while node:
         a, b = tour[2 * node], tour[2 * node + 1]
-        if b >= 0 and (a < 0 or rd[b] < rd[a] or (rd[b] == rd[a] and (rlo[b] < rlo[a] or (rlo[b] == rlo[a] and rhi[b] < rhi[a])))):
+        if b >= 0 and (
+            a < 0 or rd[b] < rd[a] or (rd[b] == rd[a] and (rlo[b] < rlo[a] or (rlo[b] == rlo[a] and rhi[b] < rhi[a])))
+        ):
             a = b
         tour[node] = a
         node //= 2
 
 
 @njit(**FLAGS)
-def _merge_class(boxes, scores, m, threshold, weight, leaf_size, f, first, score, count, parent, perm, slot, sf, leaf, nodes, bounds,
-                 rd, rlo, rhi, partner, tour):
+def _merge_class(
+    boxes,
+    scores,
+    m,
+    threshold,
+    weight,
+    leaf_size,
+    f,
+    first,
+    score,
+    count,
+    parent,
+    perm,
+    slot,
+    sf,
+    leaf,
+    nodes,
+    bounds,
+    rd,
+    rlo,
+    rhi,
+    partner,
+    tour,
+):
     """Merge the m boxes of one class (rows of boxes/scores); returns the number of boxes made
     (m + merges). Active boxes are those with parent −1 among them."""
     stack, near = np.empty(STACK, np.int64), np.empty(leaf_size, np.bool_)  # the searches' work space
@@ -174,7 +215,9 @@ def _merge_class(boxes, scores, m, threshold, weight, leaf_size, f, first, score
         insert(k, f, perm, slot, sf, leaf, nodes)
     for node in range(size - 1, 0, -1):
         a, b = tour[2 * node], tour[2 * node + 1]
-        if b >= 0 and (a < 0 or rd[b] < rd[a] or (rd[b] == rd[a] and (rlo[b] < rlo[a] or (rlo[b] == rlo[a] and rhi[b] < rhi[a])))):
+        if b >= 0 and (
+            a < 0 or rd[b] < rd[a] or (rd[b] == rd[a] and (rlo[b] < rlo[a] or (rlo[b] == rlo[a] and rhi[b] < rhi[a])))
+        ):
             a = b
         tour[node] = a
     made = m
@@ -192,8 +235,14 @@ def _merge_class(boxes, scores, m, threshold, weight, leaf_size, f, first, score
         made += 1
         ca, cb = count[a], count[b]
         total = ca + cb
-        set_features(f, new, (ca * f[a, X1] + cb * f[b, X1]) / total, (ca * f[a, Y1] + cb * f[b, Y1]) / total,
-                      (ca * f[a, X2] + cb * f[b, X2]) / total, (ca * f[a, Y2] + cb * f[b, Y2]) / total)
+        set_features(
+            f,
+            new,
+            (ca * f[a, X1] + cb * f[b, X1]) / total,
+            (ca * f[a, Y1] + cb * f[b, Y1]) / total,
+            (ca * f[a, X2] + cb * f[b, X2]) / total,
+            (ca * f[a, Y2] + cb * f[b, Y2]) / total,
+        )
         first[new], score[new], count[new], parent[new] = first[a], score[a] + score[b], total, -1
         parent[a] = parent[b] = new
         rd[a] = rd[b] = np.inf
@@ -205,7 +254,9 @@ def _merge_class(boxes, scores, m, threshold, weight, leaf_size, f, first, score
         remove(b, f, perm, slot, sf, leaf, nodes, bounds)
         if leaf[new] != leaf[b]:
             refresh(leaf[new], perm, sf, nodes, bounds)
-        rd[new], rlo[new], rhi[new], partner[new] = _search(new, f, first, perm, sf, nodes, bounds, stack, near, threshold, weight)
+        rd[new], rlo[new], rhi[new], partner[new] = _search(
+            new, f, first, perm, sf, nodes, bounds, stack, near, threshold, weight
+        )
         tour[size + new] = new
         _settle(tour, size, new, rd, rlo, rhi)
 
@@ -235,8 +286,30 @@ def merge_groups(boxes, scores, starts, threshold, weight, leaf_size=LEAF):
     k = 0
     for g in range(len(starts) - 1):
         lo, m = starts[g], starts[g + 1] - starts[g]
-        made = _merge_class(boxes[lo:], scores[lo:], m, threshold, weight, leaf_size, f, first, score, count, parent, perm, slot, sf, leaf,
-                            nodes, bounds, rd, rlo, rhi, partner, tour)
+        made = _merge_class(
+            boxes[lo:],
+            scores[lo:],
+            m,
+            threshold,
+            weight,
+            leaf_size,
+            f,
+            first,
+            score,
+            count,
+            parent,
+            perm,
+            slot,
+            sf,
+            leaf,
+            nodes,
+            bounds,
+            rd,
+            rlo,
+            rhi,
+            partner,
+            tour,
+        )
         for b in range(made - 1, -1, -1):  # a parent is younger than its members: resolved first
             if parent[b] >= 0:
                 final[b] = final[parent[b]]

@@ -93,7 +93,7 @@ def nms_groups(boxes, scores, starts, threshold, leaf_size=LEAF):
         build(f, m, leaf_size, perm, leaf, nodes, bounds)
         for k in range(m):
             insert(k, f, perm, slot, sf, leaf, nodes)
-        rank = np.argsort(-scores[lo:lo + m], kind="mergesort")  # score descending, then input order
+        rank = np.argsort(-scores[lo : lo + m], kind="mergesort")  # score descending, then input order
         for q in rank:
             if founders[lo + q] >= 0:
                 continue

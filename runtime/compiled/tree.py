@@ -38,8 +38,14 @@ def allocate(slots, boxes, leaf_size):
     x1, y1, x2, y2 in columns 0–3, greatest in 4–7). Every leaf holds at least leaf_size // 2
     boxes, which bounds the number of nodes."""
     most = 2 * (slots // max(leaf_size // 2, 1) + 1) + 1
-    return (np.empty(slots, np.int64), np.empty((8, slots)), np.empty(boxes, np.int64), np.empty(boxes, np.int64),
-            np.empty((most, 9), np.int64), np.empty((most, 8)))
+    return (
+        np.empty(slots, np.int64),
+        np.empty((8, slots)),
+        np.empty(boxes, np.int64),
+        np.empty(boxes, np.int64),
+        np.empty((most, 9), np.int64),
+        np.empty((most, 8)),
+    )
 
 
 @njit(**FLAGS)
@@ -91,8 +97,21 @@ def iou_below(qx1, qy1, qx2, qy2, x1_lo, x1_hi, y1_lo, y1_hi, x2_lo, x2_hi, y2_l
 @njit(inline="always", **FLAGS)
 def node_below(q, f, nodes, bounds, node, floor):
     """:func:`iou_below` for the boxes of a node."""
-    return iou_below(f[q, X1], f[q, Y1], f[q, X2], f[q, Y2], bounds[node, X1], bounds[node, 4 + X1], bounds[node, Y1],
-                     bounds[node, 4 + Y1], bounds[node, X2], bounds[node, 4 + X2], bounds[node, Y2], bounds[node, 4 + Y2], floor)
+    return iou_below(
+        f[q, X1],
+        f[q, Y1],
+        f[q, X2],
+        f[q, Y2],
+        bounds[node, X1],
+        bounds[node, 4 + X1],
+        bounds[node, Y1],
+        bounds[node, 4 + Y1],
+        bounds[node, X2],
+        bounds[node, 4 + X2],
+        bounds[node, Y2],
+        bounds[node, 4 + Y2],
+        floor,
+    )
 
 
 @njit(**FLAGS)
