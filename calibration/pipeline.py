@@ -186,45 +186,20 @@ def _same_set(a: str, b: str) -> bool:
 def calibrate(
     model: str, output: str, config: CalibrateConfig, progress: Progress | None = None, report_path: str | None = None
 ) -> Report:
+    """Calibrate ``model`` to INT8 as ``config`` says and write ``output`` if it passes the
+    accuracy check (or when there is none); ``report_path``: the report's JSON."""
     progress = progress or Progress(enabled=False)
     _outputs(model, output, (config.cache, "`cache`"), (report_path, "`report_path`"))
     meta = _fp32_meta(model)
     images = open_images(config.images, config.seed)
     if len(images.items) < MIN_IMAGES:
         raise InputError(f"images {config.images} hold {len(images.items)} images, calibration needs at least {MIN_IMAGES}")
-    if config.check is not None:
-        if config.check.images is not None and _same_set(config.check.images, config.images):
-            if config.images.startswith("shapes:"):
-                raise InputError(
-                    f"`CheckConfig.images` {config.check.images} is the calibration split; check on another split (e.g. shapes:test:N)"
-                )
-            config = replace(
-                config, check=replace(config.check, images=None)
-            )  # the same set: check on the images after the calibration ones
-        used = min(config.max_images, len(images.items))
-        check_set, _ = _check_images(config, images, used, used)
-        _gate_applies(meta, check_set)
+    config, check_set = _plan_check(config, meta, images)
     import onnx
 
     exclude = list(check_exclude(onnx.load(model, load_external_data=False), config.exclude))
-    with progress.step(f"hashing {model}"):
-        sha = sha256_file(model)
-    data = {
-        "images": images.spec,
-        "fingerprint": images.fingerprint(),
-        "max_images": config.max_images,
-        "seed": config.seed,
-        "pyramid": str(config.pyramid),
-        "flip": config.flip,
-    }
-    ranges = load_ranges(config.cache, sha, config.method, data) if config.cache else None
     report = Report(model, output, "int8")
-    if ranges is not None:
-        progress.info(f"reusing the {config.method.label} ranges in {config.cache}")
-    else:
-        ranges = _collect(model, meta, images, config, sha, data, progress)
-        if config.cache:
-            save_ranges(config.cache, ranges)
+    ranges = _ranges(model, meta, images, config, progress)
     report.calibration = {
         "method": config.method.label,
         "count": ranges.data_count,
@@ -239,33 +214,112 @@ def calibrate(
             quantize_int8(model, ranges, candidate, exclude)
         if config.check is not None:
             # a separate check set as opened above; else the calibration set after the images calibration read
-            check_images, start = (
+            held_out = (
                 (check_set, 0)
                 if config.check.images is not None
                 else _check_images(config, images, ranges.end, ranges.data_count)
             )
-            # --auto-exclude compares several candidates on these images: the fp32 model runs once
-            reference = ReferenceOutputs() if config.auto_exclude else None
-            options = config.check.options(config.pyramid, config.flip)
-            report.check = compare(
-                model, candidate, check_images, config.check.count, start, options, progress=progress, reference_outputs=reference
-            )
-            if not report.check.passed:
-                feeds = [
-                    f
-                    for _, image, _ in images.take(SENSITIVITY_IMAGES)
-                    for f in calibration_feeds(image, meta, config.pyramid, config.flip)
-                ]
-                ranked = rank_layers(model, ranges, feeds, exclude, progress)
-                report.sensitivity = [{"node": s.node, "error": s.error} for s in ranked]
-                if config.auto_exclude:
-                    _auto_exclude(
-                        model, candidate, ranges, exclude, ranked, (check_images, start), reference, config, report, progress
-                    )
+            trial = _Trial(model, candidate, ranges, *held_out, config, progress)
+            _check(trial, meta, images, exclude, report)
             if exclude:
                 report.speed = _speed(model, ranges, candidate, meta, images, config, tmp)
         report.excluded = exclude
         return _finish(report, candidate, report_path)
+
+
+def _plan_check(config: CalibrateConfig, meta: ModelMeta, images: ImageSet) -> tuple[CalibrateConfig, ImageSet | None]:
+    """Before any work: the check's images exist, are not the calibration split, and the gate
+    applies to them. Returns the config (a check set equal to the calibration set becomes the
+    images after the calibration ones) and the separate check set, if any."""
+    if config.check is None:
+        return config, None
+    if config.check.images is not None and _same_set(config.check.images, config.images):
+        if config.images.startswith("shapes:"):
+            raise InputError(
+                f"`CheckConfig.images` {config.check.images} is the calibration split; check on another split (e.g. shapes:test:N)"
+            )
+        config = replace(config, check=replace(config.check, images=None))
+    used = min(config.max_images, len(images.items))
+    check_set, _ = _check_images(config, images, used, used)
+    _gate_applies(meta, check_set)
+    return config, check_set
+
+
+def _ranges(model: str, meta: ModelMeta, images: ImageSet, config: CalibrateConfig, progress: Progress) -> Ranges:
+    """The activation ranges: from the cache when it holds this model's, method's and images',
+    else collected (and cached)."""
+    with progress.step(f"hashing {model}"):
+        sha = sha256_file(model)
+    data = {
+        "images": images.spec,
+        "fingerprint": images.fingerprint(),
+        "max_images": config.max_images,
+        "seed": config.seed,
+        "pyramid": str(config.pyramid),
+        "flip": config.flip,
+    }
+    ranges = load_ranges(config.cache, sha, config.method, data) if config.cache else None
+    if ranges is not None:
+        progress.info(f"reusing the {config.method.label} ranges in {config.cache}")
+        return ranges
+    ranges = _collect(model, meta, images, config, sha, data, progress)
+    if config.cache:
+        save_ranges(config.cache, ranges)
+    return ranges
+
+
+@dataclass
+class _Trial:
+    """An INT8 candidate under the accuracy check: the fp32 model, the candidate file and its
+    ranges, the held-out images (from ``start``), the check's options."""
+
+    model: str
+    candidate: str
+    ranges: Ranges
+    images: ImageSet
+    start: int
+    config: CalibrateConfig
+    progress: Progress
+    # auto_exclude compares several candidates on the same images: the fp32 model runs once
+    reference: ReferenceOutputs | None = None
+
+    def __post_init__(self) -> None:
+        if self.config.auto_exclude:
+            self.reference = ReferenceOutputs()
+
+    def quantize(self, layers: list[str]) -> None:
+        with self.progress.step(f"quantizing with {len(layers)} layers kept in float"):
+            quantize_int8(self.model, self.ranges, self.candidate, layers)
+
+    def compare(self) -> Comparison:
+        check = self.config.check
+        options = check.options(self.config.pyramid, self.config.flip)
+        return compare(
+            self.model,
+            self.candidate,
+            self.images,
+            check.count,
+            self.start,
+            options,
+            progress=self.progress,
+            reference_outputs=self.reference,
+        )
+
+
+def _check(trial: _Trial, meta: ModelMeta, images: ImageSet, exclude: list[str], report: Report) -> None:
+    """The accuracy check of the candidate; on a failure, the layers ranked by sensitivity and,
+    with auto_exclude, the fewest of them kept in float that pass."""
+    report.check = trial.compare()
+    if report.check.passed:
+        return
+    config = trial.config
+    feeds = [
+        f for _, image, _ in images.take(SENSITIVITY_IMAGES) for f in calibration_feeds(image, meta, config.pyramid, config.flip)
+    ]
+    ranked = rank_layers(trial.model, trial.ranges, feeds, exclude, trial.progress)
+    report.sensitivity = [{"node": s.node, "error": s.error} for s in ranked]
+    if config.auto_exclude:
+        _auto_exclude(trial, exclude, ranked, report)
 
 
 def _collect(
@@ -313,34 +367,24 @@ def _check_images(config: CalibrateConfig, images: ImageSet, end: int, used: int
     return images, end
 
 
-def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, reference, config, report, progress) -> None:
-    """Keep the k most sensitive layers in float, for the smallest k that passes."""
-    check_images, start = held_out
+def _auto_exclude(trial: _Trial, exclude: list[str], ranked: list, report: Report) -> None:
+    """Keep the k most sensitive layers of ``ranked`` in float (besides ``exclude``), for the
+    smallest k that passes; ``exclude`` becomes the layers kept."""
     fixed = list(exclude)
-
-    def attempt(k: int) -> Comparison:
-        layers = fixed + [s.node for s in ranked[:k]]
-        with progress.step(f"quantizing with {len(layers)} layers kept in float"):
-            quantize_int8(model, ranges, candidate, layers)
-        options = config.check.options(config.pyramid, config.flip)
-        result = compare(
-            model, candidate, check_images, config.check.count, start, options, progress=progress, reference_outputs=reference
-        )
-        report.attempts.append(
-            {"excluded": layers, "passed": result.passed, "failures": result.failures, "agreement": result.agreement}
-        )
-        return result
-
     results: dict[int, Comparison] = {}
 
     def passes(k: int) -> bool:
-        results[k] = attempt(k)
-        return results[k].passed
+        layers = fixed + [s.node for s in ranked[:k]]
+        trial.quantize(layers)
+        results[k] = result = trial.compare()
+        report.attempts.append(
+            {"excluded": layers, "passed": result.passed, "failures": result.failures, "agreement": result.agreement}
+        )
+        return result.passed
 
     k = smallest_passing(len(ranked) - 1, passes)  # never all layers: that would leave no INT8 model
-    best = None if k is None else (k, results[k])
-    if best is None:
-        quantize_int8(model, ranges, candidate, fixed)  # back to the model the report describes
+    if k is None:
+        quantize_int8(trial.model, trial.ranges, trial.candidate, fixed)  # back to the model the report describes
         tried = (
             f"even with all but one of the {len(ranked) + len(fixed)} layers in float"
             if ranked[1:]
@@ -348,10 +392,9 @@ def _auto_exclude(model, candidate, ranges, exclude, ranked, held_out, reference
         )
         report.check.failures.append(f"--auto-exclude: the gate fails {tried}; no INT8 model of this network passes")
         return
-    exclude[:] = fixed + [s.node for s in ranked[: best[0]]]
-    with progress.step(f"quantizing with {len(exclude)} layers kept in float"):
-        quantize_int8(model, ranges, candidate, exclude)
-    report.check = best[1]
+    exclude[:] = fixed + [s.node for s in ranked[:k]]
+    trial.quantize(exclude)
+    report.check = results[k]
 
 
 def smallest_passing(most: int, passes) -> int | None:
