@@ -41,19 +41,11 @@ def candidates_from(models: list[str], torch: str | None, merge_kernels: tuple[s
     """A candidate per model and merge kernel (several kernels: the kernel ends the label); the
     PyTorch baseline merges with the first kernel. A model is a file (ONNX in ONNX Runtime, an
     engine manifest in TensorRT) or ``FILE.onnx@openvino[:bf16]`` (OpenVINO, fp32 or bf16)."""
-    from overfeat.runtime.backends import default_backend
+    from overfeat.runtime.backends import model_spec
 
     out = []
     for spec in models:
-        path, at, runner = spec.partition("@")
-        if at and (not path.endswith(".onnx") or runner not in ("openvino", "openvino:fp32", "openvino:bf16")):
-            raise InputError(
-                f"`models` {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone"
-            )
-        if not Path(path).is_file():
-            raise InputError(f"`models` {path} does not exist or is not a file")
-        backend = "openvino" if at else default_backend(path)
-        precision = runner.partition(":")[2] or None
+        path, backend, precision = model_spec(spec, "`models`")
         label = f"{backend}:{Path(path).name}" + (f" {precision}" if precision else "")
         for kernel in merge_kernels:
             out.append(Candidate(path, backend, f"{label} {kernel}" if len(merge_kernels) > 1 else label, kernel, precision))

@@ -246,26 +246,20 @@ class _MapsOnly:
 def describe(spec: str) -> Model:
     """What a model is and how it runs: an ONNX file (ONNX Runtime; ``FILE.onnx@openvino`` or
     ``FILE.onnx@openvino:bf16`` in OpenVINO), a PyTorch checkpoint or an engine manifest."""
-    path, at, runner = str(spec).partition("@")
-    p = Path(path)
-    if at and (p.suffix != ".onnx" or runner not in ("openvino", "openvino:fp32", "openvino:bf16")):
-        raise InputError(
-            f"model {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone"
-        )
-    if not p.is_file():
-        raise InputError(f"model {path} does not exist or is not a file")
-    from overfeat.runtime.backends import model_kind
+    from overfeat.runtime.backends import model_kind, model_spec
 
+    path, runs_in, precision = model_spec(spec)
+    p = Path(path)
     kind = model_kind(path)
     if kind == "onnx":
         from overfeat.calibration.inspect import inspect_onnx
 
         meta = inspect_onnx(p).meta
-        if not at:
+        if runs_in == "onnxruntime":
             return Model(str(path), "onnxruntime", meta.precision, meta)
         from overfeat.runtime.backends.openvino import unavailable
 
-        precision = runner.partition(":")[2] or "fp32"
+        precision = precision or "fp32"
         if precision == "bf16" and meta.precision != "fp32":
             raise InputError(f"model {spec}: bf16 execution is for fp32 files; {path} is {meta.precision}")
         ran = "int8" if meta.precision == "int8" else precision

@@ -145,3 +145,23 @@ def test_validate_and_bench_take_the_kinds_the_backends_run(tmp_path, suffix):
     for refuse in (describe, lambda p: candidates_from([p], None)):
         with pytest.raises(InputError, match=rf"weights\{suffix}: expected an ONNX file \(\.onnx\), a PyTorch checkpoint"):
             refuse(str(path))
+
+
+def test_model_spec_names_the_file_its_backend_and_precision(tmp_path):
+    """model_spec, which bench and validate both read their models with."""
+    from overfeat.errors import InputError
+    from overfeat.runtime.backends import model_spec
+
+    for name in ("m.onnx", "manifest.json", "c.safetensors"):
+        (tmp_path / name).write_bytes(b"x")
+    onnx = str(tmp_path / "m.onnx")
+    assert model_spec(onnx) == (onnx, "onnxruntime", None)
+    assert model_spec(f"{onnx}@openvino") == (onnx, "openvino", None)
+    assert model_spec(f"{onnx}@openvino:bf16") == (onnx, "openvino", "bf16")
+    assert model_spec(str(tmp_path / "manifest.json"))[1] == "tensorrt"
+    assert model_spec(str(tmp_path / "c.safetensors"))[1] == "torch"
+    for bad in (f"{onnx}@tensorrt", f"{onnx}@openvino:fp16", f"{tmp_path / 'manifest.json'}@openvino"):
+        with pytest.raises(InputError, match="`models` .*: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16"):
+            model_spec(bad, "`models`")
+    with pytest.raises(InputError, match="model .*absent.onnx does not exist or is not a file"):
+        model_spec(str(tmp_path / "absent.onnx@openvino"))

@@ -156,6 +156,24 @@ def default_backend(path: str | Path) -> str:
     return KIND_BACKENDS[model_kind(path)]
 
 
+RUNNERS = ("openvino", "openvino:fp32", "openvino:bf16")  # what may follow '@' in a model spec
+
+
+def model_spec(spec: str, what: str = "model") -> tuple[str, str, str | None]:
+    """A model as bench and validate name it: a file (run by its :func:`default_backend`) or
+    ``FILE.onnx@openvino[:fp32|:bf16]`` (OpenVINO, in that precision). Returns the file, the
+    backend and the precision asked for (None: the backend's default); ``what`` names the
+    argument in errors. The file must exist."""
+    path, at, runner = str(spec).partition("@")
+    if at and (Path(path).suffix != ".onnx" or runner not in RUNNERS):
+        raise InputError(
+            f"{what} {spec}: expected FILE.onnx@openvino or FILE.onnx@openvino:bf16 (OpenVINO, in fp32 or bf16), or a file alone"
+        )
+    if not Path(path).is_file():
+        raise InputError(f"{what} {path} does not exist or is not a file")
+    return path, "openvino" if at else default_backend(path), runner.partition(":")[2] or None
+
+
 def create_backend(path: str | Path, backend: str | None = None, **options) -> Backend:
     """Open ``path`` with the named backend (default: chosen from the file type)."""
     name = backend or default_backend(path)
