@@ -41,6 +41,41 @@ def shapes_onnx(tmp_path_factory):
     return out / "model.onnx"
 
 
+def words(*parts) -> list[str]:
+    """A command line from ``parts``: a string is split at white space, a list or tuple gives its
+    items as they are, anything else (a path, a number) is one word."""
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            out += part.split()
+        elif isinstance(part, (list, tuple)):
+            out += [str(p) for p in part]
+        else:
+            out.append(str(part))
+    return out
+
+
+def cli(*parts) -> int:
+    """Run ``overfeat`` with the :func:`words` of ``parts``; its exit code."""
+    from overfeat.cli import main
+
+    return main(words(*parts))
+
+
+def minmax_int8(model, output, *, cache=None, pyramid="paper", flip: bool = True, exclude=()):
+    """``model`` in INT8 by minmax on 8 generated validation images, written without the accuracy
+    check (what ``overfeat calibrate --method minmax --max-images 8 --no-check`` does); ``cache``:
+    the range cache to write (None: none); ``exclude``: Conv nodes kept in float."""
+    from overfeat.calibration.pipeline import CalibrateConfig, calibrate
+    from overfeat.calibration.ranges import Method
+
+    config = CalibrateConfig(
+        Method("minmax"), "shapes:val:8", 8, pyramid=pyramid, flip=flip, exclude=tuple(exclude), cache=cache, check=None
+    )
+    assert calibrate(str(model), str(output), config).written
+    return Path(output)
+
+
 def gpu_reason() -> str | None:
     """Why GPU tests cannot run here, or None when TensorRT and a CUDA device are present
     (the same check that makes 'overfeat validate' skip TensorRT candidates)."""

@@ -15,7 +15,7 @@ from overfeat.bench.windows import context, per_window
 from overfeat.cli import main
 from overfeat.geometry import ACCURATE, FAST, spatial_ops
 from overfeat.runtime.kernels import resolve_kernel
-from tests.conftest import CHECKPOINT, needs_export
+from tests.conftest import CHECKPOINT, cli, needs_export
 
 pytestmark = needs_export
 
@@ -94,28 +94,14 @@ def test_summary_statistics():
 def test_bench_command_writes_json_and_plot(small_onnx, tmp_path, capsys):
     path, _ = small_onnx
     report, picture = tmp_path / "bench.json", tmp_path / "bench.png"
-    code = main(
-        [
-            "bench",
-            "--model",
-            str(path),
-            "--merge-kernel",
-            "numpy,auto",
-            "--random",
-            "2",
-            "--pyramid",
-            "2",
-            "--repeat",
-            "2",
-            "--warmup",
-            "0",
-            "--windows",
-            "--json",
-            str(report),
-            "--plot",
-            str(picture),
-            "--quiet",
-        ]
+    code = cli(
+        "bench --model",
+        path,
+        "--merge-kernel numpy,auto --random 2 --pyramid 2 --repeat 2 --warmup 0 --windows --json",
+        report,
+        "--plot",
+        picture,
+        "--quiet",
     )
     out = capsys.readouterr().out
     assert code == 0, out
@@ -137,25 +123,14 @@ def test_bench_command_writes_json_and_plot(small_onnx, tmp_path, capsys):
 
 
 def test_bench_with_a_pytorch_baseline(tmp_path, capsys, shapes_onnx):
-    code = main(
-        [
-            "bench",
-            "--model",
-            str(shapes_onnx),
-            "--torch",
-            str(CHECKPOINT),
-            "--random",
-            "1",
-            "--pyramid",
-            "1",
-            "--repeat",
-            "1",
-            "--warmup",
-            "0",
-            "--json",
-            str(tmp_path / "b.json"),
-            "--quiet",
-        ]
+    code = cli(
+        "bench --model",
+        shapes_onnx,
+        "--torch",
+        CHECKPOINT,
+        "--random 1 --pyramid 1 --repeat 1 --warmup 0 --json",
+        tmp_path / "b.json",
+        "--quiet",
     )
     assert code == 0
     rows = json.loads((tmp_path / "b.json").read_text())["candidates"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from overfeat.cli import main
-from tests.conftest import needs_export
+from tests.conftest import cli, minmax_int8, needs_export, words
 
 pytestmark = needs_export
 
@@ -28,28 +28,8 @@ def shapes(shapes_onnx, tmp_path_factory):
 @pytest.fixture(scope="module")
 def int8(shapes):
     """The shapes model in INT8 (minmax, 8 calibration images), written without the check."""
-    path = shapes / "model.int8.onnx"
-    assert (
-        main(
-            [
-                "calibrate",
-                "--model",
-                str(shapes / "model.onnx"),
-                "--images",
-                "shapes:val:8",
-                "--max-images",
-                "8",
-                "--method",
-                "minmax",
-                "--output",
-                str(path),
-                "--no-check",
-                *FAST,
-            ]
-        )
-        == 0
-    )
-    return path
+    cache = shapes / "model.int8.calib.json"  # read again by the sensitivity test
+    return minmax_int8(shapes / "model.onnx", shapes / "model.int8.onnx", cache=cache, pyramid=2, flip=False)
 
 
 def _session(path, optimize: bool = True):
@@ -302,22 +282,7 @@ def test_fp16_weights_and_activations_half_io_float(shapes, tmp_path):
     from onnx import TensorProto
 
     out = tmp_path / "model.fp16.onnx"
-    assert (
-        main(
-            [
-                "convert",
-                "--precision",
-                "fp16",
-                "--model",
-                str(shapes / "model.onnx"),
-                "--output",
-                str(out),
-                "--no-check",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert cli("convert --precision fp16 --model", shapes / "model.onnx", "--output", out, "--no-check --quiet") == 0
     model = onnx.load(str(out))
     floats = [i for i in model.graph.initializer if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
     assert floats and all(i.data_type == TensorProto.FLOAT16 for i in floats)
@@ -335,25 +300,15 @@ def test_fp16_weights_and_activations_half_io_float(shapes, tmp_path):
 def test_range_cache_is_reused_and_a_stale_one_refused(shapes, tmp_path, capsys):
     import onnx
 
-    model = str(shapes / "model.onnx")
+    model = shapes / "model.onnx"
     cache = tmp_path / "ranges.json"
-    args = [
-        "calibrate",
-        "--model",
+    args = words(
+        "calibrate --model",
         model,
-        "--images",
-        "shapes:val:8",
-        "--max-images",
-        "8",
-        "--method",
-        "percentile",
-        "--cache",
-        str(cache),
-        "--no-check",
-        "--pyramid",
-        "1",
-        "--no-flip",
-    ]
+        "--images shapes:val:8 --max-images 8 --method percentile --cache",
+        cache,
+        "--no-check --pyramid 1 --no-flip",
+    )
     assert main([*args, "--output", str(tmp_path / "a.onnx")]) == 0
     first = json.loads(cache.read_text())
     assert first["method"] == "percentile" and first["percentile"] == 99.99 and first["count"] == 8 and first["ranges"]
@@ -364,7 +319,7 @@ def test_range_cache_is_reused_and_a_stale_one_refused(shapes, tmp_path, capsys)
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
     # another model with the same cache: refused, nothing written
     other = tmp_path / "other.onnx"
-    changed = onnx.load(model)
+    changed = onnx.load(str(model))
     changed.graph.initializer[0].raw_data = bytes(len(changed.graph.initializer[0].raw_data))  # other weights
     onnx.save(changed, str(other))
     assert main([*args[:1], "--model", str(other), *args[3:], "--output", str(tmp_path / "c.onnx")]) == 2
@@ -380,20 +335,14 @@ def test_malformed_cache_is_refused(shapes, tmp_path, capsys):
     cache = tmp_path / "ranges.json"
     cache.write_text("{not json")
     assert (
-        main(
-            [
-                "calibrate",
-                "--model",
-                str(shapes / "model.onnx"),
-                "--images",
-                "shapes:val:8",
-                "--cache",
-                str(cache),
-                "--no-check",
-                "--output",
-                str(tmp_path / "x.onnx"),
-                "--quiet",
-            ]
+        cli(
+            "calibrate --model",
+            shapes / "model.onnx",
+            "--images shapes:val:8 --cache",
+            cache,
+            "--no-check --output",
+            tmp_path / "x.onnx",
+            "--quiet",
         )
         == 2
     )
@@ -418,20 +367,14 @@ def test_a_directory_with_corrupt_files_skips_and_lists_them(shapes, tmp_path, c
     (tmp_path / "images" / "notes.txt").write_text("not an image")
     out = tmp_path / "m.int8.onnx"
     assert (
-        main(
-            [
-                "calibrate",
-                "--model",
-                str(shapes / "model.onnx"),
-                "--images",
-                str(tmp_path / "images"),
-                "--max-images",
-                "9",
-                "--no-check",
-                "--output",
-                str(out),
-                *FAST,
-            ]
+        cli(
+            "calibrate --model",
+            shapes / "model.onnx",
+            "--images",
+            tmp_path / "images",
+            "--max-images 9 --no-check --output",
+            out,
+            FAST,
         )
         == 0
     )
@@ -470,18 +413,14 @@ def test_too_few_readable_images_after_skipping(shapes, tmp_path, capsys):
     for i in range(3):
         (tmp_path / "images" / f"bad{i}.png").write_bytes(b"garbage")
     assert (
-        main(
-            [
-                "calibrate",
-                "--model",
-                str(shapes / "model.onnx"),
-                "--images",
-                str(tmp_path / "images"),
-                "--no-check",
-                "--output",
-                str(tmp_path / "x.onnx"),
-                *FAST,
-            ]
+        cli(
+            "calibrate --model",
+            shapes / "model.onnx",
+            "--images",
+            tmp_path / "images",
+            "--no-check --output",
+            tmp_path / "x.onnx",
+            FAST,
         )
         == 2
     )
@@ -563,28 +502,15 @@ POOR = ["--method", "percentile", "--percentile", "60"]
 
 def test_a_failed_gate_exits_1_keeps_the_report_and_writes_no_model(shapes, tmp_path, capsys):
     out = tmp_path / "m.int8.onnx"
-    code = main(
-        [
-            "calibrate",
-            "--model",
-            str(shapes / "model.onnx"),
-            "--images",
-            "shapes:val:8",
-            "--max-images",
-            "8",
-            *POOR,
-            "--check",
-            "shapes:test:12",
-            "--check-images",
-            "12",
-            "--min-top1-agreement",
-            "1.0",
-            "--max-map-drop",
-            "0",
-            *FAST,
-            "--output",
-            str(out),
-        ]
+    code = cli(
+        "calibrate --model",
+        shapes / "model.onnx",
+        "--images shapes:val:8 --max-images 8",
+        POOR,
+        "--check shapes:test:12 --check-images 12 --min-top1-agreement 1.0 --max-map-drop 0",
+        FAST,
+        "--output",
+        out,
     )
     report = json.loads((tmp_path / "m.int8.check.json").read_text())
     assert report["check"]["images"] == 12 and report["written"] == (code == 0)
@@ -605,29 +531,15 @@ def test_auto_exclude_tries_prefixes_of_the_ranking_and_says_when_nothing_passes
     that message and no file; which prefix is the smallest passing one is tested with a stand-in
     gate below (``test_bisection_finds_the_smallest_passing_prefix_like_a_linear_scan``)."""
     out = tmp_path / "m.int8.onnx"
-    code = main(
-        [
-            "calibrate",
-            "--model",
-            str(shapes / "model.onnx"),
-            "--images",
-            "shapes:val:8",
-            "--max-images",
-            "8",
-            *POOR,
-            "--check",
-            "shapes:test:10",
-            "--check-images",
-            "10",
-            "--min-top1-agreement",
-            "1.0",
-            "--max-map-drop",
-            "0.05",
-            "--auto-exclude",
-            *FAST,
-            "--output",
-            str(out),
-        ]
+    code = cli(
+        "calibrate --model",
+        shapes / "model.onnx",
+        "--images shapes:val:8 --max-images 8",
+        POOR,
+        "--check shapes:test:10 --check-images 10 --min-top1-agreement 1.0 --max-map-drop 0.05 --auto-exclude",
+        FAST,
+        "--output",
+        out,
     )
     report = json.loads((tmp_path / "m.int8.check.json").read_text())
     ranked = [s["node"] for s in report["sensitivity"]]
@@ -647,28 +559,13 @@ def test_auto_exclude_keeps_the_fewest_most_sensitive_layers_that_pass(shapes, t
     from overfeat.calibration.structure import check_qdq
 
     out = tmp_path / "m.int8.onnx"
-    code = main(
-        [
-            "calibrate",
-            "--model",
-            str(shapes / "model.onnx"),
-            "--images",
-            "shapes:val:8",
-            "--max-images",
-            "8",
-            "--method",
-            "percentile",
-            "--percentile",
-            "99",
-            "--check",
-            "shapes:test:10",
-            "--check-images",
-            "10",
-            "--auto-exclude",
-            *FAST,
-            "--output",
-            str(out),
-        ]
+    code = cli(
+        "calibrate --model",
+        shapes / "model.onnx",
+        "--images shapes:val:8 --max-images 8 --method percentile --percentile 99 --check shapes:test:10 --check-images 10 --auto-exclude",
+        FAST,
+        "--output",
+        out,
     )
     report = json.loads((tmp_path / "m.int8.check.json").read_text())
     ranked = [s["node"] for s in report["sensitivity"]]
@@ -757,22 +654,7 @@ def test_bisection_finds_the_smallest_passing_prefix_like_a_linear_scan(seed):
 )
 def test_calibrate_refuses_bad_arguments(shapes, tmp_path, capsys, extra, message):
     out = tmp_path / "x.onnx"
-    assert (
-        main(
-            [
-                "calibrate",
-                "--model",
-                str(shapes / "model.onnx"),
-                "--images",
-                "shapes:val:12",
-                *extra,
-                "--output",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert cli("calibrate --model", shapes / "model.onnx", "--images shapes:val:12", extra, "--output", out, "--quiet") == 2
     assert message in capsys.readouterr().err and not out.exists()
 
 
@@ -791,24 +673,13 @@ def test_exclude_keeps_exactly_those_convs_in_float(shapes, tmp_path):
 
     out = tmp_path / "m.int8.onnx"
     assert (
-        main(
-            [
-                "calibrate",
-                "--model",
-                str(shapes / "model.onnx"),
-                "--images",
-                "shapes:val:8",
-                "--max-images",
-                "8",
-                "--method",
-                "minmax",
-                "--exclude",
-                "node_conv2d_3,node_conv2d_14",
-                "--no-check",
-                *FAST,
-                "--output",
-                str(out),
-            ]
+        cli(
+            "calibrate --model",
+            shapes / "model.onnx",
+            "--images shapes:val:8 --max-images 8 --method minmax --exclude node_conv2d_3,node_conv2d_14 --no-check",
+            FAST,
+            "--output",
+            out,
         )
         == 0
     )
@@ -831,28 +702,7 @@ def test_excluded_layers_read_their_input_in_float(shapes, tmp_path):
 
     trunk_and_cls = [f"node_conv2d{'' if k == 0 else f'_{k}'}" for k in range(9)]
     out = tmp_path / "heads.int8.onnx"
-    assert (
-        main(
-            [
-                "calibrate",
-                "--model",
-                str(shapes / "model.onnx"),
-                "--images",
-                "shapes:val:8",
-                "--max-images",
-                "8",
-                "--method",
-                "minmax",
-                "--exclude",
-                ",".join(trunk_and_cls),
-                "--no-check",
-                *FAST,
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    minmax_int8(shapes / "model.onnx", out, pyramid=2, flip=False, exclude=trunk_and_cls)
     model = onnx.load(str(out))
     summary = check_qdq(model)
     assert (
@@ -873,22 +723,13 @@ def test_excluded_layers_read_their_input_in_float(shapes, tmp_path):
 
 
 def test_cache_made_with_another_seed_or_pyramid_is_refused(shapes, tmp_path, capsys):
-    base = [
-        "calibrate",
-        "--model",
-        str(shapes / "model.onnx"),
-        "--images",
-        "shapes:val:8",
-        "--max-images",
-        "8",
-        "--method",
-        "minmax",
-        "--cache",
-        str(tmp_path / "c.json"),
-        "--no-check",
-        "--no-flip",
-        "--quiet",
-    ]
+    base = words(
+        "calibrate --model",
+        shapes / "model.onnx",
+        "--images shapes:val:8 --max-images 8 --method minmax --cache",
+        tmp_path / "c.json",
+        "--no-check --no-flip --quiet",
+    )
     assert main([*base, "--pyramid", "1", "--output", str(tmp_path / "a.onnx")]) == 0
     assert main([*base, "--pyramid", "2", "--output", str(tmp_path / "b.onnx")]) == 2
     assert "other calibration data (pyramid '1' → '2')" in capsys.readouterr().err
@@ -900,21 +741,16 @@ def test_a_replaced_image_invalidates_the_cache(shapes, tmp_path, capsys):
     import os
 
     _write_pngs(tmp_path / "images", 8, seed=11)
-    base = [
-        "calibrate",
-        "--model",
-        str(shapes / "model.onnx"),
+    base = words(
+        "calibrate --model",
+        shapes / "model.onnx",
         "--images",
-        str(tmp_path / "images"),
-        "--max-images",
-        "8",
-        "--method",
-        "minmax",
-        "--cache",
-        str(tmp_path / "c.json"),
+        tmp_path / "images",
+        "--max-images 8 --method minmax --cache",
+        tmp_path / "c.json",
         "--no-check",
-        *FAST,
-    ]
+        FAST,
+    )
     assert main([*base, "--output", str(tmp_path / "a.onnx")]) == 0
     replaced = tmp_path / "images" / "003.png"
     _write_pngs(tmp_path / "other", 1, seed=12)
@@ -934,22 +770,7 @@ def test_a_replaced_image_invalidates_the_cache(shapes, tmp_path, capsys):
 )
 def test_check_problems_are_refused_before_any_work(shapes, tmp_path, capsys, extra, message):
     out = tmp_path / "x.onnx"
-    assert (
-        main(
-            [
-                "calibrate",
-                "--model",
-                str(shapes / "model.onnx"),
-                "--images",
-                "shapes:val:12",
-                *extra,
-                "--output",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert cli("calibrate --model", shapes / "model.onnx", "--images shapes:val:12", extra, "--output", out, "--quiet") == 2
     err = capsys.readouterr().err
     assert message in err and not out.exists() and not (tmp_path / "x.calib.json").exists()
 
@@ -963,44 +784,17 @@ def test_output_may_not_replace_the_model(shapes, capsys):
 def test_a_gate_that_cannot_apply_is_refused(tmp_path, capsys):
     model = tmp_path / "det.onnx"
     assert (
-        main(
-            [
-                "export",
-                "--arch",
-                "accurate",
-                "--random-init",
-                "--heads",
-                "det,loc",
-                "--num-classes",
-                "3",
-                "--width",
-                "0.0625",
-                "--output",
-                str(model),
-                "--check-sizes",
-                "",
-                "--quiet",
-            ]
+        cli(
+            "export --arch accurate --random-init --heads det,loc --num-classes 3 --width 0.0625 --output",
+            model,
+            "--check-sizes",
+            [""],
+            "--quiet",
         )
         == 0
     )
     _write_pngs(tmp_path / "images", 12, seed=13)
-    assert (
-        main(
-            [
-                "convert",
-                "--precision",
-                "fp16",
-                "--model",
-                str(model),
-                "--output",
-                str(tmp_path / "x.onnx"),
-                "--check",
-                str(tmp_path / "images"),
-            ]
-        )
-        == 2
-    )
+    assert cli("convert --precision fp16 --model", model, "--output", tmp_path / "x.onnx", "--check", tmp_path / "images") == 2
     assert "have no labels: give labelled --check data (a COCO JSON)" in capsys.readouterr().err
 
 

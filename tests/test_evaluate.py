@@ -10,6 +10,7 @@ import pytest
 from overfeat.errors import InputError
 from overfeat.runtime.evaluate import Detections, average_precision, interpolated_ap
 from overfeat.runtime.kernels import resolve_kernel
+from tests.conftest import cli
 from tests.reference import voc_ap_reference
 
 
@@ -158,57 +159,19 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatc
             or predict(self, image, tasks, config)
         ),
     )
-    out = tmp_path / "vote.json"
-    assert (
-        main(
-            [
-                "eval",
-                "--model",
-                str(small_onnx[0]),
-                "--data",
-                str(tmp_path / "five.json"),
-                "--pyramid",
-                "2",
-                "--task",
-                "detect",
-                "--method",
-                "vote",
-                "--iou-threshold",
-                "0.3",
-                "--json",
-                str(out),
-                "--quiet",
-            ]
+
+    def run(flags: str, out) -> int:
+        return cli(
+            "eval --model", small_onnx[0], "--data", tmp_path / "five.json", "--pyramid 2", flags, "--json", out, "--quiet"
         )
-        == 0
-    )
+
+    out = tmp_path / "vote.json"
+    assert run("--task detect --method vote --iou-threshold 0.3", out) == 0
     report = json.loads(out.read_text())
     assert asked == [("vote", 0.3, 0.5)] * 3
     asked.clear()
     merged = tmp_path / "merge.json"  # the merge threshold reaches localization too, whatever decodes detections
-    assert (
-        main(
-            [
-                "eval",
-                "--model",
-                str(small_onnx[0]),
-                "--data",
-                str(tmp_path / "five.json"),
-                "--pyramid",
-                "2",
-                "--task",
-                "localize,detect",
-                "--method",
-                "nms",
-                "--merge-threshold",
-                "0.3",
-                "--json",
-                str(merged),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert run("--task localize,detect --method nms --merge-threshold 0.3", merged) == 0
     assert asked == [("nms", 0.5, 0.3)] * 3
     monkeypatch.undo()
     with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:

@@ -12,7 +12,7 @@ from overfeat.cli import main
 from overfeat.errors import BackendError, InputError, ModelError
 from overfeat.runtime import Predictor
 from overfeat.runtime.backends import REGISTRY, create_backend
-from tests.conftest import needs_export
+from tests.conftest import cli, minmax_int8, needs_export, words
 from tests.threads import assert_threads_match
 
 NO_OPENVINO = None if REGISTRY["openvino"].is_available() else REGISTRY["openvino"].needs
@@ -31,32 +31,7 @@ needs_bf16 = pytest.mark.skipif(not _bf16_here(), reason="this CPU has no bf16 a
 @pytest.fixture(scope="module")
 def int8(small_onnx, tmp_path_factory):
     """The small model in INT8 (minmax on 8 generated images), written without the check."""
-    path = tmp_path_factory.mktemp("openvino") / "small.int8.onnx"
-    assert (
-        main(
-            [
-                "calibrate",
-                "--model",
-                str(small_onnx[0]),
-                "--images",
-                "shapes:val:8",
-                "--max-images",
-                "8",
-                "--method",
-                "minmax",
-                "--output",
-                str(path),
-                "--no-check",
-                "--no-cache",
-                "--pyramid",
-                "2",
-                "--no-flip",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    return path
+    return minmax_int8(small_onnx[0], tmp_path_factory.mktemp("openvino") / "small.int8.onnx", pyramid=2, flip=False)
 
 
 def _feeds(meta, seed: int):
@@ -155,21 +130,15 @@ def test_infer_records_the_backend_and_its_precision(small_onnx, tmp_path, capsy
     Image.fromarray(np.random.default_rng(4).integers(0, 256, (260, 300, 3), dtype=np.uint8)).save(image)
     precision = "bf16" if _bf16_here() else "fp32"
     assert (
-        main(
-            [
-                "infer",
-                str(image),
-                "--model",
-                str(path),
-                "--backend",
-                "openvino",
-                "--precision",
-                precision,
-                "--pyramid",
-                "2",
-                "--json",
-                str(tmp_path / "r.json"),
-            ]
+        cli(
+            "infer",
+            image,
+            "--model",
+            path,
+            "--backend openvino --precision",
+            precision,
+            "--pyramid 2 --json",
+            tmp_path / "r.json",
         )
         == 0
     )
@@ -182,18 +151,7 @@ def test_infer_records_the_backend_and_its_precision(small_onnx, tmp_path, capsy
 def test_validate_takes_openvino_candidates(small_onnx, int8, tmp_path):
     path, _ = small_onnx
     candidates = [f"{path}@openvino", f"{int8}@openvino"] + ([f"{path}@openvino:bf16"] if _bf16_here() else [])
-    args = [
-        "validate",
-        "--reference",
-        str(path),
-        "--random",
-        "2",
-        "--pyramid",
-        "2",
-        "--json",
-        str(tmp_path / "v.json"),
-        "--quiet",
-    ]
+    args = words("validate --reference", path, "--random 2 --pyramid 2 --json", tmp_path / "v.json", "--quiet")
     assert main([*args, *(a for c in candidates for a in ("--candidate", c))]) == 0
     report = json.loads((tmp_path / "v.json").read_text())
     assert [(c["kind"], c["precision"], c["status"]) for c in report["candidates"]] == [
@@ -229,21 +187,9 @@ def test_bench_candidates_and_ceilings(small_onnx):
 def test_the_gate_judges_bf16_execution(shapes_onnx, tmp_path, capsys):
     """``convert --precision bf16`` runs the fp32 file in OpenVINO bf16 against ONNX Runtime fp32
     on labelled images and writes only the report."""
-    args = [
-        "convert",
-        "--precision",
-        "bf16",
-        "--model",
-        str(shapes_onnx),
-        "--check",
-        "shapes:test:12",
-        "--check-images",
-        "12",
-        "--pyramid",
-        "2",
-        "--no-flip",
-        "--quiet",
-    ]
+    args = words(
+        "convert --precision bf16 --model", shapes_onnx, "--check shapes:test:12 --check-images 12 --pyramid 2 --no-flip --quiet"
+    )
     code = main([*args, "--report", str(tmp_path / "bf16.json")])
     report = json.loads((tmp_path / "bf16.json").read_text())
     assert (report["precision"], report["output"], report["written"]) == ("bf16", None, False)
@@ -258,33 +204,13 @@ def test_calibrate_can_judge_int8_as_openvino_runs_it(shapes_onnx, tmp_path):
     """--check-backend openvino: the gate runs the INT8 candidate in OpenVINO (the fp32 reference
     in ONNX Runtime) and the report says so."""
     report = tmp_path / "int8.check.json"
-    code = main(
-        [
-            "calibrate",
-            "--model",
-            str(shapes_onnx),
-            "--images",
-            "shapes:val:8",
-            "--max-images",
-            "8",
-            "--method",
-            "minmax",
-            "--check",
-            "shapes:test:10",
-            "--check-images",
-            "10",
-            "--check-backend",
-            "openvino",
-            "--no-cache",
-            "--pyramid",
-            "2",
-            "--no-flip",
-            "--quiet",
-            "--output",
-            str(tmp_path / "m.int8.onnx"),
-            "--report",
-            str(report),
-        ]
+    code = cli(
+        "calibrate --model",
+        shapes_onnx,
+        "--images shapes:val:8 --max-images 8 --method minmax --check shapes:test:10 --check-images 10 --check-backend openvino --no-cache --pyramid 2 --no-flip --quiet --output",
+        tmp_path / "m.int8.onnx",
+        "--report",
+        report,
     )
     check = json.loads(report.read_text())["check"]
     assert (check["backend"], check["precision"]) == ("openvino", "int8")

@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.conftest import requires_gpu
+from tests.conftest import cli, requires_gpu
 
 SIZES = [(245, 245), (281, 317)]
 
@@ -80,24 +80,16 @@ def test_engines_built_elsewhere_are_refused_before_loading(small_onnx, tmp_path
 
 @requires_gpu
 def test_validate_passes_engines_and_polygraphy_loads_the_raw_plans(small_onnx, tmp_path):
-    from overfeat.cli import main
-
     _build(small_onnx[0], tmp_path / "engines")
     assert (
-        main(
-            [
-                "validate",
-                "--reference",
-                str(small_onnx[0]),
-                "--candidate",
-                str(tmp_path / "engines" / "manifest.json"),
-                "--random",
-                "2",
-                "--pyramid",
-                ",".join(f"{h}x{w}" for h, w in SIZES),
-                "--fail-on-skip",
-                "--quiet",
-            ]
+        cli(
+            "validate --reference",
+            small_onnx[0],
+            "--candidate",
+            tmp_path / "engines" / "manifest.json",
+            "--random 2 --pyramid",
+            ",".join(f"{h}x{w}" for h, w in SIZES),
+            "--fail-on-skip --quiet",
         )
         == 0
     )

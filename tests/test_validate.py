@@ -13,7 +13,7 @@ import pytest
 from overfeat.cli import main
 from overfeat.engines.validate import DEFAULT_TOLERANCES, Tolerance, ValidateConfig, validate
 from overfeat.errors import InputError
-from tests.conftest import CHECKPOINT, needs_export
+from tests.conftest import CHECKPOINT, cli, needs_export
 
 pytestmark = [needs_export, pytest.mark.skipif(find_spec("polygraphy") is None, reason="needs polygraphy (the 'validate' extra)")]
 
@@ -57,21 +57,16 @@ def variants(shapes_onnx, tmp_path_factory):
 
 def test_ci_run_passes_exit_0_with_a_json_report(shapes_onnx, variants, tmp_path, capsys):
     report = tmp_path / "report.json"
-    code = main(
-        [
-            "validate",
-            "--reference",
-            str(shapes_onnx),
-            "--candidate",
-            str(CHECKPOINT),
-            "--candidate",
-            str(variants["same"]),
-            "--images",
-            "shapes:test:3",
-            "--json",
-            str(report),
-            *FAST,
-        ]
+    code = cli(
+        "validate --reference",
+        shapes_onnx,
+        "--candidate",
+        CHECKPOINT,
+        "--candidate",
+        variants["same"],
+        "--images shapes:test:3 --json",
+        report,
+        FAST,
     )
     out = capsys.readouterr().out
     assert code == 0, out
@@ -89,21 +84,16 @@ def test_ci_run_passes_exit_0_with_a_json_report(shapes_onnx, variants, tmp_path
 
 def test_a_candidate_outside_tolerance_exits_1(shapes_onnx, variants, tmp_path, capsys):
     report = tmp_path / "report.json"
-    code = main(
-        [
-            "validate",
-            "--reference",
-            str(shapes_onnx),
-            "--candidate",
-            str(variants["off"]),
-            "--candidate",
-            str(variants["same"]),
-            "--random",
-            "2",
-            "--json",
-            str(report),
-            *FAST,
-        ]
+    code = cli(
+        "validate --reference",
+        shapes_onnx,
+        "--candidate",
+        variants["off"],
+        "--candidate",
+        variants["same"],
+        "--random 2 --json",
+        report,
+        FAST,
     )
     out = capsys.readouterr().out
     assert code == 1
@@ -167,20 +157,8 @@ def test_a_candidate_that_cannot_run_fails_alone(shapes_onnx, variants, tmp_path
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
     fixed = tmp_path / "batch2.onnx"
     onnx.save(model, str(fixed))
-    code = main(
-        [
-            "validate",
-            "--reference",
-            str(shapes_onnx),
-            "--candidate",
-            str(fixed),
-            "--candidate",
-            str(variants["same"]),
-            "--random",
-            "1",
-            "--no-flip",
-            *FAST,
-        ]
+    code = cli(
+        "validate --reference", shapes_onnx, "--candidate", fixed, "--candidate", variants["same"], "--random 1 --no-flip", FAST
     )
     out = capsys.readouterr().out
     assert code == 1 and "FAIL: could not run:" in out and "1 passed, 1 failed" in out
@@ -210,28 +188,15 @@ def test_tensorrt_candidates_are_skipped_not_passed(shapes_onnx, tmp_path, capsy
     if unavailable() is None:
         pytest.skip("TensorRT and a GPU are present: the skip path does not apply")
     build_engines(plan_build(shapes_onnx, BuildOptions(pyramid=2, orientations="landscape")), tmp_path / "engines", StandIn())
-    manifest = str(tmp_path / "engines" / "manifest.json")
+    manifest = tmp_path / "engines" / "manifest.json"
     report = tmp_path / "report.json"
-    args = [
-        "validate",
-        "--reference",
-        str(shapes_onnx),
-        "--candidate",
-        manifest,
-        "--candidate",
-        str(CHECKPOINT),
-        "--random",
-        "1",
-        "--json",
-        str(report),
-        *FAST,
-    ]
-    assert main(args) == 0
+    args = ("validate --reference", shapes_onnx, "--candidate", manifest, "--candidate", CHECKPOINT, "--random 1 --json", report)
+    assert cli(*args, FAST) == 0
     out = capsys.readouterr().out
     assert "SKIP: TensorRT and cuda-python are not installed here" in out and "1 passed, 0 failed, 1 skipped" in out
     skipped = json.loads(report.read_text())["candidates"][0]
     assert (skipped["status"], skipped["kind"], skipped["outputs"]) == ("skip", "tensorrt", {})
-    assert main([*args, "--fail-on-skip"]) == 1
+    assert cli(*args, FAST, "--fail-on-skip") == 1
     assert "(skips fail the run: --fail-on-skip)" in capsys.readouterr().out
 
 
