@@ -5,7 +5,7 @@ importing the package alone does not, so that :mod:`overfeat.export.backend_entr
 runtime finds through the ``overfeat.backends`` entry point, stays light.
 """
 
-from importlib import import_module
+from overfeat.lazy import lazy_exports
 
 _NAMES = {
     "check_state_dict": ".checkpoint",
@@ -23,9 +23,4 @@ _NAMES = {
     "resolve": ".settings",
 }
 __all__ = sorted(_NAMES)
-
-
-def __getattr__(name: str):
-    if name not in _NAMES:
-        raise AttributeError(f"module 'overfeat.export' has no attribute {name!r}")
-    return getattr(import_module(_NAMES[name], __name__), name)
+__getattr__ = lazy_exports(__name__, _NAMES)

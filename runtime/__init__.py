@@ -9,7 +9,7 @@ The names below are imported from their modules on first use, so that importing 
 the package (``overfeat.runtime.tasks``, say) imports only what that module needs.
 """
 
-from importlib import import_module
+from overfeat.lazy import lazy_exports
 
 _NAMES = {
     "REGISTRY": ".backends",
@@ -41,9 +41,4 @@ _NAMES = {
     "TASKS": ".tasks",
 }
 __all__ = sorted(_NAMES)
-
-
-def __getattr__(name: str):
-    if name not in _NAMES:
-        raise AttributeError(f"module 'overfeat.runtime' has no attribute {name!r}")
-    return getattr(import_module(_NAMES[name], __name__), name)
+__getattr__ = lazy_exports(__name__, _NAMES)
