@@ -169,31 +169,11 @@ def _settle(tour, size, leaf, rd, rlo, rhi):
         node //= 2
 
 
+# fmt: off
 @njit(**FLAGS)
-def _merge_class(
-    boxes,
-    scores,
-    m,
-    threshold,
-    weight,
-    leaf_size,
-    f,
-    first,
-    score,
-    count,
-    parent,
-    perm,
-    slot,
-    sf,
-    leaf,
-    nodes,
-    bounds,
-    rd,
-    rlo,
-    rhi,
-    partner,
-    tour,
-):
+def _merge_class(boxes, scores, m, threshold, weight, leaf_size,
+                 f, first, score, count, parent, perm, slot, sf, leaf, nodes, bounds, rd, rlo, rhi, partner, tour):
+    # fmt: on
     """Merge the m boxes of one class (rows of boxes/scores); returns the number of boxes made
     (m + merges). Active boxes are those with parent −1 among them."""
     stack, near = np.empty(STACK, np.int64), np.empty(leaf_size, np.bool_)  # the searches' work space
@@ -286,30 +266,10 @@ def merge_groups(boxes, scores, starts, threshold, weight, leaf_size=LEAF):
     k = 0
     for g in range(len(starts) - 1):
         lo, m = starts[g], starts[g + 1] - starts[g]
-        made = _merge_class(
-            boxes[lo:],
-            scores[lo:],
-            m,
-            threshold,
-            weight,
-            leaf_size,
-            f,
-            first,
-            score,
-            count,
-            parent,
-            perm,
-            slot,
-            sf,
-            leaf,
-            nodes,
-            bounds,
-            rd,
-            rlo,
-            rhi,
-            partner,
-            tour,
-        )
+        # fmt: off
+        made = _merge_class(boxes[lo:], scores[lo:], m, threshold, weight, leaf_size,
+                            f, first, score, count, parent, perm, slot, sf, leaf, nodes, bounds, rd, rlo, rhi, partner, tour)
+        # fmt: on
         for b in range(made - 1, -1, -1):  # a parent is younger than its members: resolved first
             if parent[b] >= 0:
                 final[b] = final[parent[b]]
