@@ -192,10 +192,11 @@ class ValidationReport:
         }
 
     def summary(self) -> str:
+        w = max([6] + [len(c.kind) for c in self.candidates])  # the runner column: "onnxruntime", "openvino", ...
         lines = [
             f"validate: {len(self.candidates)} candidate(s) against {self.reference}",
             f"inputs: {self.inputs}, {self.images} images x pyramid {self.pyramid}{' + flips' if self.flip else ''} = {self.batches} batches",
-            f"{'candidate':<40} {'runner':<9} {'prec':<5} {'worst output (max err / range)':<32} {'top-5':>6} {'box IoU':>7}  result",
+            f"{'candidate':<40} {'runner':<{w}} {'prec':<5} {'worst output (max err / range)':<32} {'top-5':>6} {'box IoU':>7}  result",
         ]
         for c in self.candidates:
             worst = max(c.outputs.items(), key=lambda kv: kv[1]["relative"], default=None)
@@ -204,7 +205,7 @@ class ValidationReport:
             iou = c.agreement.get("localize_iou", c.agreement.get("detect_iou"))
             result = c.status.upper() + (f": {c.reason}" if c.reason else "")
             lines.append(
-                f"{_short(c.path, 40):<40} {c.kind:<9} {c.precision:<5} {worst_text:<32} {top5:>6} {f'{iou:.3f}' if iou is not None else '-':>7}  {result}"
+                f"{_short(c.path, 40):<40} {c.kind:<{w}} {c.precision:<5} {worst_text:<32} {top5:>6} {f'{iou:.3f}' if iou is not None else '-':>7}  {result}"
             )
         counts = {s: sum(c.status == s for c in self.candidates) for s in ("pass", "fail", "skip")}
         verdict = "PASSED" if self.passed else "FAILED"
