@@ -44,6 +44,15 @@ def _run(args: list[str]) -> None:
         raise SystemExit(f"overfeat {args[0]} failed with exit code {code}")
 
 
+def _minmax_int8(model: Path, output: Path, images: int) -> None:
+    """``model`` in INT8 by minmax on ``images`` generated validation images, without the check."""
+    from overfeat.calibration.pipeline import CalibrateConfig, calibrate
+    from overfeat.calibration.ranges import Method
+
+    config = CalibrateConfig(Method("minmax"), f"shapes:val:{images}", images, cache=None, check=None)
+    calibrate(str(model), str(output), config)
+
+
 def _full_checkpoint(arch: str, path: Path, heads: tuple[str, ...] = ("cls",)) -> None:
     from safetensors.torch import save_file
 
@@ -81,6 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="overfeat-bench-") as tmp:
         work = Path(tmp)
         kernels = args.merge_kernel
+        report = ["--repeat", str(args.repeat), "--json", args.json, "--plot", args.plot]
         if args.which == "localize":
             checkpoint = work / "accurate-loc.safetensors"
             _full_checkpoint("accurate", checkpoint, ("cls", "loc"))
@@ -97,12 +107,7 @@ def main() -> None:
                     kernels or "compiled,numpy",
                     "--min-score",
                     "0",
-                    "--repeat",
-                    str(args.repeat),
-                    "--json",
-                    args.json,
-                    "--plot",
-                    args.plot,
+                    *report,
                 ]
             )
             return
@@ -111,45 +116,13 @@ def main() -> None:
             _full_checkpoint(args.arch, checkpoint)
             models = [work / f"{args.arch}.onnx", work / f"{args.arch}.int8.onnx"]
             export_checkpoint(checkpoint, models[0], check_sizes=())
-            _run(
-                [
-                    "calibrate",
-                    "--model",
-                    str(models[0]),
-                    "--images",
-                    "shapes:val:8",
-                    "--max-images",
-                    "8",
-                    "--method",
-                    "minmax",
-                    "--no-check",
-                    "--no-cache",
-                    "--output",
-                    str(models[1]),
-                    "--quiet",
-                ]
-            )
+            _minmax_int8(models[0], models[1], 8)
             images = ["--random", "4"]
         else:
             checkpoint = CHECKPOINT
             models = [work / "shapes.onnx", work / "shapes.int8.onnx", work / "shapes.fp16.onnx"]
             export_checkpoint(checkpoint, models[0], check_sizes=())
-            _run(
-                [
-                    "calibrate",
-                    "--model",
-                    str(models[0]),
-                    "--images",
-                    "shapes:val:64",
-                    "--method",
-                    "minmax",
-                    "--no-check",
-                    "--no-cache",
-                    "--output",
-                    str(models[1]),
-                    "--quiet",
-                ]
-            )
+            _minmax_int8(models[0], models[1], 64)
             _run(
                 ["convert", "--precision", "fp16", "--model", str(models[0]), "--output", str(models[2]), "--no-check", "--quiet"]
             )
@@ -163,12 +136,7 @@ def main() -> None:
             "--torch",
             str(checkpoint),
             *images,
-            "--repeat",
-            str(args.repeat),
-            "--json",
-            args.json,
-            "--plot",
-            args.plot,
+            *report,
             *(["--merge-kernel", kernels] if kernels else []),
         ]
         _run([*bench, "--windows"] if args.windows else bench)

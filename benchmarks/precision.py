@@ -21,7 +21,6 @@ bf16, and the minmax INT8 file in ONNX Runtime and in OpenVINO, against ONNX Run
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -49,23 +48,7 @@ def speed(repeat: int, work: Path) -> dict:
 
     fp32, int8 = work / "accurate.onnx", work / "accurate.int8.onnx"
     _run(["export", "--arch", "accurate", "--random-init", "--output", str(fp32), "--check-sizes", ""])
-    _run(
-        [
-            "calibrate",
-            "--model",
-            str(fp32),
-            "--images",
-            "shapes:val:8",
-            "--max-images",
-            "8",
-            "--method",
-            "minmax",
-            "--no-check",
-            "--no-cache",
-            "--output",
-            str(int8),
-        ]
-    )
+    _int8(fp32, int8, "minmax", 8)
     sessions = {name: ort_session(path) for name, path in (("fp32", fp32), ("int8", int8))}
     rng = np.random.default_rng(0)
     feeds = [{"image": rng.normal(0, 1, (2, 3, h, w)).astype(np.float32)} for h, w in PAPER]
@@ -97,6 +80,34 @@ def speed(repeat: int, work: Path) -> dict:
     }
 
 
+def _int8(fp32: Path, output: Path, method: str, images: int = 64) -> None:
+    """``fp32`` in INT8 by ``method`` on ``images`` generated validation images, without the check."""
+    from overfeat.calibration.pipeline import CalibrateConfig, calibrate
+    from overfeat.calibration.ranges import Method
+
+    calibrate(str(fp32), str(output), CalibrateConfig(Method(method), f"shapes:val:{images}", images, cache=None, check=None))
+
+
+def _row(label: str, result, excluded: list[str] = (), **extra) -> dict:
+    """A candidate's figures as the JSON keeps them, and a line of them on stderr."""
+    print(
+        f"{label}: top-1 agreement {result.agreement['top1']:.2%}, mAP {result.metrics['candidate']['mean_ap']:.4f} "
+        f"(fp32 {result.metrics['fp32']['mean_ap']:.4f}), gate {'PASS' if result.passed else 'FAIL'}",
+        file=sys.stderr,
+    )
+    return {
+        "precision": label,
+        "fp32": result.metrics["fp32"],
+        "candidate": result.metrics["candidate"],
+        "agreement": result.agreement,
+        "outputs": result.outputs,
+        "passed": result.passed,
+        "failures": result.failures,
+        "excluded": list(excluded),
+        **extra,
+    }
+
+
 def accuracy_openvino(images: int, seed: int, work: Path) -> list[dict]:
     """The fp32 file in OpenVINO fp32 and bf16, and the minmax INT8 file in ONNX Runtime and in
     OpenVINO, each against ONNX Runtime fp32 by the gate (the reference run once for all)."""
@@ -105,22 +116,7 @@ def accuracy_openvino(images: int, seed: int, work: Path) -> list[dict]:
 
     fp32, int8 = work / "shapes.onnx", work / "shapes.minmax.int8.onnx"
     _run(["export", "--checkpoint", str(CHECKPOINT), "--output", str(fp32), "--quiet"])
-    _run(
-        [
-            "calibrate",
-            "--model",
-            str(fp32),
-            "--images",
-            "shapes:val:64",
-            "--method",
-            "minmax",
-            "--no-check",
-            "--no-cache",
-            "--quiet",
-            "--output",
-            str(int8),
-        ]
-    )
+    _int8(fp32, int8, "minmax")
     kept = ReferenceOutputs()
     rows = []
     for label, path, backend, precision in (
@@ -138,113 +134,39 @@ def accuracy_openvino(images: int, seed: int, work: Path) -> list[dict]:
             candidate_backend=backend,
             candidate_precision=precision,
         )
-        rows.append(
-            {
-                "precision": label,
-                "fp32": result.metrics["fp32"],
-                "candidate": result.metrics["candidate"],
-                "agreement": result.agreement,
-                "outputs": result.outputs,
-                "passed": result.passed,
-                "failures": result.failures,
-                "excluded": [],
-            }
-        )
-        print(
-            f"{label}: top-1 agreement {result.agreement['top1']:.2%}, mAP {result.metrics['candidate']['mean_ap']:.4f} "
-            f"(fp32 {result.metrics['fp32']['mean_ap']:.4f}), gate {'PASS' if result.passed else 'FAIL'}",
-            file=sys.stderr,
-        )
+        rows.append(_row(label, result))
     return rows
 
 
 def accuracy(images: int, seed: int, work: Path) -> list[dict]:
     from overfeat.calibration.gate import compare
+    from overfeat.calibration.pipeline import CalibrateConfig, CheckConfig, calibrate, convert
+    from overfeat.calibration.ranges import Method
     from overfeat.datasets.images import open_images
 
     fp32 = work / "shapes.onnx"
     _run(["export", "--checkpoint", str(CHECKPOINT), "--output", str(fp32), "--quiet"])
-    candidates = [
-        ("fp16", work / "shapes.fp16.onnx", ["convert", "--precision", "fp16", "--model", str(fp32), "--no-check", "--quiet"])
-    ]
-    for method in ("minmax", "entropy", "percentile"):
-        candidates.append(
-            (
-                f"int8 {method}",
-                work / f"shapes.{method}.int8.onnx",
-                [
-                    "calibrate",
-                    "--model",
-                    str(fp32),
-                    "--images",
-                    "shapes:val:64",
-                    "--method",
-                    method,
-                    "--no-check",
-                    "--no-cache",
-                    "--quiet",
-                ],
-            )
+
+    def judged(label: str, path: Path, excluded=(), speed=None) -> dict:
+        return _row(
+            label, compare(str(fp32), str(path), open_images(f"shapes:test:{images}", seed), images), excluded, speed=speed
         )
+
+    convert(str(fp32), str(work / "shapes.fp16.onnx"), "fp16", None)
+    rows = [judged("fp16", work / "shapes.fp16.onnx")]
+    for method in ("minmax", "entropy", "percentile"):
+        _int8(fp32, work / f"shapes.{method}.int8.onnx", method)
+        rows.append(judged(f"int8 {method}", work / f"shapes.{method}.int8.onnx"))
     # --auto-exclude chooses its layers on validation images (the 100 after the 64 it calibrates
     # on), so the test images below judge its choice without having made it
-    candidates.append(
-        (
-            "int8 minmax, auto-exclude",
-            work / "shapes.auto.int8.onnx",
-            [
-                "calibrate",
-                "--model",
-                str(fp32),
-                "--images",
-                "shapes:val:164",
-                "--max-images",
-                "64",
-                "--method",
-                "minmax",
-                "--auto-exclude",
-                "--check-images",
-                "100",
-                "--no-cache",
-                "--quiet",
-                "--report",
-                str(work / "auto.check.json"),
-            ],
-        )
-    )
-    rows = []
-    for label, path, args in candidates:
-        if "--auto-exclude" in args:
-            code = cli([*args, "--output", str(path)])
-            report = json.loads((work / "auto.check.json").read_text())
-            if code == 1 and not report["written"]:
-                rows.append({"precision": label, "passed": False, "excluded": None, "failures": report["check"]["failures"]})
-                print(f"{label}: no exclusion set passes on the validation images", file=sys.stderr)
-                continue
-            if code != 0:
-                raise SystemExit(f"overfeat calibrate --auto-exclude failed with exit code {code}")
-        else:
-            _run([*args, "--output", str(path)])
-            report = None
-        result = compare(str(fp32), str(path), open_images(f"shapes:test:{images}", seed), images)
-        rows.append(
-            {
-                "precision": label,
-                "fp32": result.metrics["fp32"],
-                "candidate": result.metrics["candidate"],
-                "agreement": result.agreement,
-                "outputs": result.outputs,
-                "passed": result.passed,
-                "failures": result.failures,
-                "excluded": report["excluded"] if report else [],
-                "speed": report.get("speed") if report else None,
-            }
-        )
-        print(
-            f"{label}: top-1 agreement {result.agreement['top1']:.2%}, mAP {result.metrics['candidate']['mean_ap']:.4f} "
-            f"(fp32 {result.metrics['fp32']['mean_ap']:.4f}), gate {'PASS' if result.passed else 'FAIL'}",
-            file=sys.stderr,
-        )
+    label, auto = "int8 minmax, auto-exclude", work / "shapes.auto.int8.onnx"
+    config = CalibrateConfig(Method("minmax"), "shapes:val:164", 64, auto_exclude=True, cache=None, check=CheckConfig(count=100))
+    report = calibrate(str(fp32), str(auto), config)
+    if report.written:
+        rows.append(judged(label, auto, report.excluded, report.speed))
+    else:
+        rows.append({"precision": label, "passed": False, "excluded": None, "failures": report.check.failures})
+        print(f"{label}: no exclusion set passes on the validation images", file=sys.stderr)
     return rows
 
 
