@@ -65,7 +65,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, checkpoint):
             "5",
         ],
         "lacks tensor 'regressor.0.weight'": [*base, "--checkpoint", str(checkpoint), "--heads", "cls,loc", *out],
-        "directory": [*BASE, "--output", str(tmp_path / "missing" / "m.onnx")],
+        "is not a directory, so the folder": [*BASE, "--output", str(classes / "m.onnx")],
         "check size 200x400 is smaller than the model's 221x221 window": [*BASE, "--check-sizes", "200x400", *out],
         "one of the arguments --checkpoint --random-init is required": ["export", "--arch", "fast", *out],
     }

@@ -142,7 +142,7 @@ def test_infer_bad_arguments(small_onnx, images, tmp_path):
     cases = [
         (["--model", tmp_path / "none.onnx"], "does not exist"),
         (["--model", path, "--task", "segment"], "invalid choice"),
-        (["--model", path, "--draw", tmp_path / "nodir"], "directory does not exist"),
+        (["--model", path, "--draw", images / "landscape.png"], "is a file, expected a folder"),
         (["--model", path, "--pyramid", "100x100"], "below the model's 221-pixel window"),
         (["--model", path, "--task", "localize", "--merge-threshold", "-1"], "MergeConfig.threshold"),
         (

@@ -122,11 +122,15 @@ def test_export_rejects(tmp_path, kwargs, message):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_output_directory_must_exist(tmp_path):
+def test_missing_output_folders_are_made_and_a_file_on_the_way_refused(tmp_path):
     from overfeat.export import build_model, export_onnx
 
-    with pytest.raises(InputError, match="does not exist; create it first"):
-        export_onnx(build_model("fast", 2, ("cls",), TEST_WIDTH), tmp_path / "nowhere" / "m.onnx")
+    model = build_model("fast", 2, ("cls",), TEST_WIDTH)
+    export_onnx(model, tmp_path / "nowhere" / "deeper" / "m.onnx", check_sizes=())
+    assert (tmp_path / "nowhere" / "deeper" / "m.onnx").is_file()
+    (tmp_path / "plain").write_text("a file")
+    with pytest.raises(InputError, match="plain is not a directory, so the folder"):
+        export_onnx(model, tmp_path / "plain" / "m.onnx", check_sizes=())
 
 
 def test_inspect_reports_map_sizes_that_onnxruntime_produces(small_onnx):

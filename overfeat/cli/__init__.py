@@ -15,8 +15,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from overfeat import __version__
 from overfeat.errors import OverfeatError
@@ -27,6 +30,9 @@ from .args import EXTRA, as_flags
 # here comes after them.
 ORDER = ("export", "inspect", "infer", "datasets", "eval", "train", "calibrate", "convert", "build", "validate", "bench")
 _NOT_VERBS = {"args", "__main__"}
+# The flags that name what a command writes; every other file a flag names is an input, which no
+# output may replace (overfeat.fileio.protect_inputs). --cache is read and rewritten on purpose.
+OUTPUTS = frozenset({"output", "json", "plot", "report", "cache", "draw", "out", "timing_cache"})
 
 
 def verbs() -> list:
@@ -36,8 +42,16 @@ def verbs() -> list:
     return [importlib.import_module(f"{__name__}.{name}") for name in names]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose mistakes read like the others: ``overfeat: error: ...``, exit 2."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"overfeat: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="overfeat", description="Export, build and run OverFeat networks.")
+    parser = _Parser(prog="overfeat", description="Export, build and run OverFeat networks.")
     parser.add_argument("--version", action="version", version=f"overfeat {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in verbs():
@@ -48,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _guarded(args):
+            return args.func(args)
     except OverfeatError as exc:
         print(f"overfeat: error: {as_flags(str(exc))}", file=sys.stderr)
         return exc.exit_code
@@ -60,8 +75,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     except KeyboardInterrupt:
-        print("overfeat: interrupted; nothing was written", file=sys.stderr)
+        print("overfeat: interrupted; unfinished files were removed", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("overfeat: terminated; unfinished files were removed", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:  # output piped into a command that stopped reading (head, less)
         sys.stderr.close()
         return 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the command is, so that its writes clean up as on Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated()
+
+
+@contextmanager
+def _guarded(args: argparse.Namespace) -> Iterator[None]:
+    """The inputs protected from the command's writes, and SIGTERM turned into an exception."""
+    from overfeat.fileio import clear_inputs, protect_inputs
+
+    values = [v for k, v in vars(args).items() if k not in OUTPUTS]
+    protect_inputs(str(w) for v in values for w in (v if isinstance(v, (list, tuple)) else [v]) if isinstance(w, str))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        yield
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        clear_inputs()

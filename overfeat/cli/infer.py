@@ -27,14 +27,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--draw", metavar="DIR", help="write each image with its results as a PNG into DIR")
     p.add_argument(
         "--draw-floor",
-        type=float,
+        type=a.number,
         default=None,
         metavar="F",
         help="--draw: leave out boxes scoring below F times the image's best box (default 0.05; 0 keeps weak boxes)",
     )
     p.add_argument(
         "--draw-overlap",
-        type=float,
+        type=a.number,
         default=None,
         metavar="T",
         help="--draw: leave out a box whose IoU with a better drawn box, of any class, is at least T (default 0.5; 1 keeps them)",
@@ -57,8 +57,13 @@ def _draw_options(args: argparse.Namespace) -> tuple[float, float]:
     floor = FLOOR if args.draw_floor is None else args.draw_floor
     overlap = OVERLAP if args.draw_overlap is None else args.draw_overlap
     check_draw_options(floor, overlap, MAX_BOXES)
-    if args.draw and not Path(args.draw).is_dir():
-        raise InputError(f"--draw {args.draw}: directory does not exist; create it first")
+    if args.draw:  # a folder, made (with its parents) when the first picture is written
+        from overfeat.fileio import check_output_path
+
+        folder = Path(args.draw)
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"--draw {args.draw} is a file, expected a folder (a missing one is made)")
+        check_output_path(folder / "picture.png", "--draw")
     return floor, overlap
 
 
@@ -120,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
                 "results": [r.to_dict() for r in results],
                 "failed": failed,
             },
+            "--json",
         )
         print(f"wrote {args.json}")
     if failed:
