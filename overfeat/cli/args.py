@@ -15,6 +15,7 @@ must not load NumPy.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Sequence
 
@@ -71,6 +72,52 @@ def positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive integer")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number ≥ 0."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a whole number ≥ 0")
+    return int(text)
+
+
+def number(text: str) -> float:
+    """A finite number (not nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a finite number")
+    return value
+
+
+def non_negative(text: str) -> float:
+    value = number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number ≥ 0")
+    return value
+
+
+def positive(text: str) -> float:
+    value = number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number > 0")
+    return value
+
+
+MAX_SEED = 2**32 - 1
+
+
+def seed(text: str) -> int:
+    """A random seed: a whole number from 0 to 2**32 − 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a whole number from 0 to {MAX_SEED}")
     return value
 
 
@@ -193,16 +240,16 @@ def add_decode(p: argparse.ArgumentParser, options: dict, *, candidate: str = ""
         p.add_argument("--top-k", type=positive_int, default=None, help=DECODE_HELP["top_k"].format(options["top_k"][0]))
     p.add_argument(
         "--score-threshold",
-        type=float,
+        type=number,
         default=None,
         help=DECODE_HELP["score_threshold"].format(candidate, options["score_threshold"][0]),
     )
     if "min_score" in options:
-        p.add_argument("--min-score", type=float, default=None, help=DECODE_HELP["min_score"].format(options["min_score"][0]))
+        p.add_argument("--min-score", type=number, default=None, help=DECODE_HELP["min_score"].format(options["min_score"][0]))
     p.add_argument("--method", choices=METHODS, default=None, help=DECODE_HELP["method"])
-    p.add_argument("--merge-threshold", type=float, default=None, help=DECODE_HELP["merge_threshold"])
+    p.add_argument("--merge-threshold", type=number, default=None, help=DECODE_HELP["merge_threshold"])
     p.add_argument(
-        "--iou-threshold", type=float, default=None, help=DECODE_HELP["iou_threshold"].format(options["iou_threshold"][0])
+        "--iou-threshold", type=number, default=None, help=DECODE_HELP["iou_threshold"].format(options["iou_threshold"][0])
     )
     p.add_argument("--merge-kernel", choices=MERGE_KERNELS, default="auto", help=DECODE_HELP["merge_kernel"])
 
@@ -271,13 +318,13 @@ def add_check(p: argparse.ArgumentParser, default_source: str) -> None:
     g.add_argument("--no-check", action="store_true", help="write the converted model without checking it")
     g.add_argument(
         "--min-top1-agreement",
-        type=float,
+        type=number,
         default=0.99,
         help="least share of images whose top-1 class stays the same (default 0.99)",
     )
     g.add_argument(
         "--max-map-drop",
-        type=float,
+        type=number,
         default=0.01,
         help="largest drop of detection mAP@0.5, labelled images only (default 0.01, one point)",
     )
@@ -343,5 +390,7 @@ EXTRA = {
     "onnxscript": "export",
     "safetensors": "export",
     "numba": "fast",
+    "PIL": "images",
+    "matplotlib": "images",
     "openvino": "openvino",
 }

@@ -21,8 +21,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     a.add_images(p, max_images=4)
     a.add_pyramid(p, "'paper' (default), a number of scales, or HxW,HxW,...")
     p.add_argument("--repeat", type=a.positive_int, default=3, help="counted rounds (default 3)")
-    p.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="images and random batches (default 0)")
+    p.add_argument("--warmup", type=a.count, default=1, help="warm-up rounds, not counted (default 1)")
+    p.add_argument("--seed", type=a.seed, default=0, help="images and random batches (default 0)")
     p.add_argument(
         "--windows",
         action="store_true",
@@ -30,7 +30,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--min-score",
-        type=float,
+        type=a.number,
         default=0.2,
         help="localize: least per-location class probability of a box (default 0.2; 0 keeps every location of the top classes)",
     )

@@ -41,7 +41,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--workspace", default=None, help="builder workspace limit, e.g. 4GiB (default: TensorRT's)")
     p.add_argument("--timing-cache", default=None, help="timing cache file, read and updated (default: OUTPUT/timing.cache)")
-    p.add_argument("--opt-level", type=int, default=None, help="builder optimization level 0-5 (default: TensorRT's, 3)")
+    p.add_argument(
+        "--opt-level",
+        type=int,
+        choices=range(6),
+        metavar="{0..5}",
+        default=None,
+        help="builder optimization level 0-5 (default: TensorRT's, 3)",
+    )
     p.add_argument(
         "--hardware-compat",
         choices=("none", "ampere+", "same-compute-capability"),

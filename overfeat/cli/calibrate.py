@@ -21,10 +21,10 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="activation range method (default entropy)",
     )
     p.add_argument(
-        "--percentile", type=float, default=None, help="percentile method: the percentile of |activation| kept (default 99.99)"
+        "--percentile", type=a.number, default=None, help="percentile method: the percentile of |activation| kept (default 99.99)"
     )
     p.add_argument("--max-images", type=a.positive_int, default=64, help="calibration images used (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the image sampling (default 0)")
+    p.add_argument("--seed", type=a.seed, default=0, help="seed of the image sampling (default 0)")
     p.add_argument("--exclude", default="", help="comma-separated Conv node names kept in float")
     p.add_argument(
         "--auto-exclude",

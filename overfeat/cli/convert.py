@@ -23,7 +23,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="the fp32 ONNX file from 'overfeat export'")
     p.add_argument("--output", help="the converted ONNX file to write (fp16 only)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the held-out image order (default 0)")
+    p.add_argument("--seed", type=a.seed, default=0, help="seed of the held-out image order (default 0)")
     a.add_check(p, "none; give one or --no-check")
     p.set_defaults(func=run)
 

@@ -16,7 +16,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     shapes.add_argument("--out", required=True, help="dataset directory (created if missing)")
     shapes.add_argument("--split", choices=("train", "val", "test"), required=True)
     shapes.add_argument("--count", type=a.positive_int, required=True, help="number of images")
-    shapes.add_argument("--seed", type=int, default=0)
+    shapes.add_argument("--seed", type=a.seed, default=0)
     shapes.add_argument(
         "--kind", choices=("single", "multi"), default="single", help="one object per image, or 0-6 (default single)"
     )

@@ -18,10 +18,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="trained weights: .pt/.pth state_dict or .safetensors")
     source.add_argument("--random-init", action="store_true", help="random weights (for tests and speed benchmarks)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --random-init and of the parity inputs (default 0)")
+    p.add_argument("--seed", type=a.seed, default=0, help="seed of --random-init and of the parity inputs (default 0)")
     p.add_argument("--num-classes", type=a.positive_int, default=None, help="number of classes C (default 1000)")
     p.add_argument("--heads", type=a.heads, default=None, help="comma-separated heads: cls, loc, det (default cls)")
-    p.add_argument("--width", type=float, default=None, help="channel width multiplier (default 1.0, the paper's network)")
+    p.add_argument("--width", type=a.positive, default=None, help="channel width multiplier (default 1.0, the paper's network)")
     p.add_argument("--shared-box", action="store_true", help="the regressor predicts 4 shared numbers instead of 4 per class")
     p.add_argument("--coarse", action="store_true", help="export the coarse map (no pooling offsets; stride 36 / 32)")
     p.add_argument("--classes", help="class names, one per line (default class_0 ...)")
@@ -32,7 +32,10 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--check-sizes", type=a.sizes, default=None, help="extra HxW sizes for the parity check (default 300x333,257x421)"
     )
     p.add_argument(
-        "--tolerance", type=float, default=1e-4, help="largest relative error accepted by the parity check (default 1e-4)"
+        "--tolerance",
+        type=a.non_negative,
+        default=1e-4,
+        help="largest relative error accepted by the parity check (default 1e-4)",
     )
     p.add_argument("--report", help="parity report JSON (default: <output>.parity.json)")
     a.add_quiet(p)

@@ -13,14 +13,14 @@ from . import args as a
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a reduced-width accurate model on the shapes dataset (cls, then loc, then det)")
     p.add_argument("--out", required=True, help="the .safetensors checkpoint to write (fp16)")
-    p.add_argument("--width", type=float, default=1 / 12, help="channel width multiplier (default 1/12)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=a.positive, default=1 / 12, help="channel width multiplier (default 1/12)")
+    p.add_argument("--seed", type=a.seed, default=0)
     p.add_argument("--single", type=a.positive_int, default=3000, help="single-object training images (default 3000)")
-    p.add_argument("--multi", type=int, default=3000, help="multi-object training images (default 3000)")
+    p.add_argument("--multi", type=a.count, default=3000, help="multi-object training images (default 3000)")
     p.add_argument(
         "--steps", default="4000,1500,800", help="steps of the classifier, regressor, detector stages (default 4000,1500,800)"
     )
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of each stage (default 3e-3)")
+    p.add_argument("--lr", type=a.positive, default=3e-3, help="peak learning rate of each stage (default 3e-3)")
     p.add_argument("--batch", type=a.positive_int, default=16, help="crops per step (default 16)")
     p.add_argument(
         "--grid", type=a.positive_int, default=5, help="each crop's output map is GRID×GRID windows (default 5: 365×365 crops)"

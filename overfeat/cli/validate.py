@@ -32,7 +32,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="a model to check (repeat for more): .onnx (ONNX Runtime; FILE.onnx@openvino or FILE.onnx@openvino:bf16 in OpenVINO), .safetensors or an engine manifest.json",
     )
     a.add_images(p, max_images=10)
-    p.add_argument("--seed", type=int, default=0, help="order of --images, content of --random (default 0)")
+    p.add_argument("--seed", type=a.seed, default=0, help="order of --images, content of --random (default 0)")
     a.add_pyramid(p)
     p.add_argument(
         "--tolerance",
@@ -45,13 +45,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--min-top5-overlap",
-        type=float,
+        type=a.number,
         default=None,
         help="also fail a candidate whose top-5 classes overlap the reference's less (0..1)",
     )
     p.add_argument(
         "--min-box-iou",
-        type=float,
+        type=a.number,
         default=None,
         help="also fail a candidate whose top boxes have a lower mean IoU with the reference's (0..1)",
     )
