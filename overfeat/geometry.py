@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from overfeat.errors import InputError
 
 Size = tuple[int, int]
+MAX_OP = 1024  # the largest kernel, stride, pad or dilation a spatial op may have
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ class SpatialOp:
     stride: int = 1
     pad: int = 0
     dilation: int = 1
+
+    def __post_init__(self) -> None:
+        for name, low in (("kernel", 1), ("stride", 1), ("pad", 0), ("dilation", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_OP:
+                raise InputError(f"spatial op {name} {value!r}: expected a whole number from {low} to {MAX_OP}")
 
     def out(self, n: int) -> int:
         return (n + 2 * self.pad - self.dilation * (self.kernel - 1) - 1) // self.stride + 1

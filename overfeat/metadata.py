@@ -33,12 +33,13 @@ Outputs: head ``cls`` → ``scores`` [N, C, h, w]; ``loc`` → ``boxes`` [N, 4·
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from overfeat.errors import ModelError
-from overfeat.geometry import Size, SpatialOp, output_size
+from overfeat.geometry import ARCHS, Size, SpatialOp, output_size
 
 FORMAT_VERSION = 1
 PREFIX = "overfeat."
@@ -50,6 +51,12 @@ BOX_ENCODING = "window-xyxy"
 # Normalisation of the released OverFeat models: (pixel − mean) / std, the same for R, G, B.
 RELEASED_MEAN = (118.380948,) * 3
 RELEASED_STD = (61.896913,) * 3
+# Bounds of what a model's metadata may say (it is read from files: untrusted).
+MAX_SIDE = 16384  # an input side, in pixels
+MAX_SCALES = 64
+MAX_OPS = 64
+MAX_CLASSES = 100_000
+MAX_NAME = 256  # characters of a class name
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,30 @@ class ModelMeta:
     extra: Mapping[str, Any] = field(default_factory=dict)  # other overfeat.* keys, kept as-is
 
     def __post_init__(self) -> None:
-        _check(self.window > 0 and self.stride > 0, "window", f"window {self.window} and stride {self.stride} must be positive")
+        _check(self.arch in ARCHS, "arch", f"got {self.arch!r:.80}, expected one of {', '.join(sorted(ARCHS))}")
+        _check(0 < self.window <= MAX_SIDE, "window", f"got {self.window}, expected 1 to {MAX_SIDE}")
+        _check(0 < self.stride <= self.window, "stride", f"got {self.stride}, expected 1 to the window ({self.window})")
+        _check(0 < len(self.geometry) <= MAX_OPS, "geometry", f"got {len(self.geometry)} ops, expected 1 to {MAX_OPS}")
+        _check(
+            math.prod(op.stride for op in self.geometry) == self.stride,
+            "geometry",
+            f"its strides multiply to {math.prod(op.stride for op in self.geometry)}, the metadata stride is {self.stride}",
+        )
+        _check(
+            output_size(self.geometry, (self.window, self.window)) == (1, 1)
+            and output_size(self.geometry, (self.window - 1, self.window - 1))[0] < 1,
+            "geometry",
+            f"the window {self.window} must be the smallest input with a 1x1 output map",
+        )
+        _check(0 < len(self.pyramid) <= MAX_SCALES, "pyramid", f"got {len(self.pyramid)} sizes, expected 1 to {MAX_SCALES}")
+        for h, w in self.pyramid:
+            _check(
+                self.window <= min(h, w) and max(h, w) <= MAX_SIDE,
+                "pyramid",
+                f"size {h}x{w}: each side must be from the window ({self.window}) to {MAX_SIDE}",
+            )
+        _check(len(self.classes) <= MAX_CLASSES, "classes", f"got {len(self.classes)} names, at most {MAX_CLASSES}")
+        _check(all(0 < len(c) <= MAX_NAME for c in self.classes), "classes", f"each name needs 1 to {MAX_NAME} characters")
         _check(
             len(self.heads) > 0 and set(self.heads) <= set(HEADS),
             "heads",
@@ -82,7 +112,8 @@ class ModelMeta:
         _check(len(set(self.heads)) == len(self.heads), "heads", f"got {list(self.heads)}, heads must not repeat")
         _check(len(self.classes) > 0, "classes", "got no class names, expected at least one")
         _check(len(self.mean) == 3 and len(self.std) == 3, "mean", "mean and std need 3 values (R, G, B)")
-        _check(all(s > 0 for s in self.std), "std", f"got {list(self.std)}, expected positive values")
+        _check(all(math.isfinite(m) for m in self.mean), "mean", f"got {list(self.mean)}, expected finite values")
+        _check(all(math.isfinite(s) and s > 0 for s in self.std), "std", f"got {list(self.std)}, expected finite positive values")
         _check(
             ("loc" in self.heads) == (self.box_per_class is not None),
             "box_encoding",
@@ -147,42 +178,46 @@ class ModelMeta:
 
     @classmethod
     def from_props(cls, props: Mapping[str, str], source: str = "model") -> ModelMeta:
-        """Parse ``metadata_props``; ``source`` (e.g. the file name) goes into error messages."""
-        reader = _Reader(props, source)
+        """Parse ``metadata_props``; ``source`` (e.g. the file name) begins every error message."""
+        try:
+            return cls._from_props(props, source)
+        except ModelError as exc:
+            raise ModelError(f"{source}: {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{source}: malformed overfeat metadata ({exc})") from None
+
+    @classmethod
+    def _from_props(cls, props: Mapping[str, str], source: str) -> ModelMeta:
+        reader = _Reader(props)
         version = reader.get("format_version", int)
         if version != FORMAT_VERSION:
             raise ModelError(
-                f"{source}: metadata 'overfeat.format_version' is {version}, this version of overfeat reads {FORMAT_VERSION}; re-export the model with this version"
+                f"metadata 'overfeat.format_version' is {version}, this version of overfeat reads {FORMAT_VERSION}; re-export the model with this version"
             )
         heads = tuple(reader.get("heads", list))
         encoding = reader.get("box_encoding", dict) if "loc" in heads else None
         if encoding is not None and encoding.get("name") != BOX_ENCODING:
-            raise ModelError(f"{source}: metadata 'overfeat.box_encoding' is {encoding!r}, expected name {BOX_ENCODING!r}")
-        try:
-            geometry = tuple(SpatialOp(**op) for op in reader.get("geometry", list))
-            pyramid = tuple((int(h), int(w)) for h, w in reader.get("pyramid", list))
-            known = {PREFIX + k for k in _KNOWN}
-            extra = {k: json.loads(v) for k, v in props.items() if k.startswith(PREFIX) and k not in known}
-            return cls(
-                arch=reader.get("arch", str),
-                window=reader.get("window", int),
-                stride=reader.get("stride", int),
-                fine_stride=reader.get("fine_stride", bool),
-                geometry=geometry,
-                heads=heads,
-                classes=tuple(str(c) for c in reader.get("classes", list)),
-                mean=tuple(float(v) for v in reader.get("mean", list)),
-                std=tuple(float(v) for v in reader.get("std", list)),
-                pyramid=pyramid,
-                box_per_class=None if encoding is None else bool(encoding.get("per_class")),
-                background_index=reader.get("background_index", int) if "det" in heads else None,
-                precision=reader.get("precision", str),
-                extra=extra,
-            )
-        except ModelError as exc:
-            raise ModelError(f"{source}: {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"{source}: malformed overfeat metadata ({exc})") from None
+            raise ModelError(f"metadata 'overfeat.box_encoding' is {encoding!r:.200}, expected name {BOX_ENCODING!r}")
+        geometry = tuple(SpatialOp(**op) for op in reader.get("geometry", list))
+        pyramid = tuple((int(h), int(w)) for h, w in reader.get("pyramid", list))
+        known = {PREFIX + k for k in _KNOWN}
+        extra = {k: json.loads(v) for k, v in props.items() if k.startswith(PREFIX) and k not in known}
+        return cls(
+            arch=reader.get("arch", str),
+            window=reader.get("window", int),
+            stride=reader.get("stride", int),
+            fine_stride=reader.get("fine_stride", bool),
+            geometry=geometry,
+            heads=heads,
+            classes=tuple(str(c) for c in reader.get("classes", list)),
+            mean=tuple(float(v) for v in reader.get("mean", list)),
+            std=tuple(float(v) for v in reader.get("std", list)),
+            pyramid=pyramid,
+            box_per_class=None if encoding is None else bool(encoding.get("per_class")),
+            background_index=reader.get("background_index", int) if "det" in heads else None,
+            precision=reader.get("precision", str),
+            extra=extra,
+        )
 
 
 _KNOWN = (
@@ -204,23 +239,19 @@ _KNOWN = (
 
 
 class _Reader:
-    def __init__(self, props: Mapping[str, str], source: str) -> None:
-        self.props, self.source = props, source
+    def __init__(self, props: Mapping[str, str]) -> None:
+        self.props = props
 
     def get(self, key: str, kind: type) -> Any:
         name = PREFIX + key
         if name not in self.props:
-            raise ModelError(
-                f"{self.source}: metadata key {name!r} is missing; is this an ONNX file written by 'overfeat export'?"
-            )
+            raise ModelError(f"metadata key {name!r} is missing; is this an ONNX file written by 'overfeat export'?")
         try:
             value = json.loads(self.props[name])
         except json.JSONDecodeError:
-            raise ModelError(f"{self.source}: metadata key {name!r} is not valid JSON: {self.props[name][:80]!r}") from None
+            raise ModelError(f"metadata key {name!r} is not valid JSON: {self.props[name][:80]!r}") from None
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-            raise ModelError(
-                f"{self.source}: metadata key {name!r} is {type(value).__name__} {value!r:.80}, expected {kind.__name__}"
-            )
+            raise ModelError(f"metadata key {name!r} is {type(value).__name__} {value!r:.80}, expected {kind.__name__}")
         return value
 
 
