@@ -36,6 +36,8 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         from PIL import Image, ImageOps, UnidentifiedImageError
     except ModuleNotFoundError:
         raise InputError("reading image files needs Pillow: pip install 'overfeat[images]' (or pass a NumPy array)") from None
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # the caller's own limit, checked below, decides; Pillow's may only rise
     try:
         with Image.open(path) as img:
             w, h = img.size
@@ -49,7 +51,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise InputError(f"image {path} is not an image file Pillow can read") from None
     except Image.DecompressionBombError as exc:
         raise InputError(
-            f"image {path} is larger than Pillow's decompression-bomb limit ({exc}); raise PIL.Image.MAX_IMAGE_PIXELS too if it is intended"
+            f"image {path} is larger than Pillow's decompression-bomb limit ({exc}); raise `max_pixels` if it is intended"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"image {path} is truncated or corrupt ({str(exc)[:120]})") from None

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from overfeat.errors import BackendError, ModelError
+from overfeat.errors import BackendError, InputError, ModelError
 from overfeat.metadata import INPUT_NAME, ModelMeta
 
 from .backends import Backend, create_backend
@@ -67,6 +67,7 @@ class Predictor:
         merge: MergeConfig | None = None,
     ) -> None:
         self.backend, self.flip, self.max_pixels = backend, bool(flip), max_pixels
+        self.closed = False
         self.merge_config = merge or MergeConfig()
         if self.merge_config.kernel == "compiled":
             resolve_kernel("compiled")  # compiled kernels asked for and missing: an error here, not at the first image
@@ -104,7 +105,10 @@ class Predictor:
         return resolve_kernel(self.merge_config.kernel)
 
     def close(self) -> None:
-        self.backend.close()
+        """Release the backend; the predictor refuses further images (closing twice is harmless)."""
+        if not self.closed:
+            self.closed = True
+            self.backend.close()
 
     def __enter__(self) -> Predictor:
         return self
@@ -122,6 +126,8 @@ class Predictor:
 
     def dense(self, image: np.ndarray, timings: dict[str, float] | None = None) -> list[ScaleMaps]:
         """Run every pyramid scale on an RGB array; the dense maps per scale."""
+        if self.closed:
+            raise InputError(f"this Predictor of {self.backend.source} is closed; open the model again (Predictor.from_path)")
         timings = timings if timings is not None else {}
         maps = []
         batches = pyramid_batches(image, self.pyramid, self.meta, self.flip, self.merge_config.kernel)

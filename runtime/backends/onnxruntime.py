@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from overfeat.errors import BackendError, ModelError
+from overfeat.errors import BackendError, InputError, ModelError
 from overfeat.metadata import INPUT_NAME, ModelMeta
 
 from . import feed_image
@@ -35,8 +35,8 @@ def session(model: str | os.PathLike[str] | bytes, *, providers: Sequence[str] |
     providers = list(providers) if providers else ["CPUExecutionProvider"]
     missing = [p for p in providers if p not in available]
     if missing:
-        raise BackendError(
-            f"execution provider {missing[0]} is not available in this onnxruntime; available: {', '.join(available)}"
+        raise InputError(
+            f"`providers`: execution provider {missing[0]} is not available in this onnxruntime; available: {', '.join(available)}"
         )
     options = ort.SessionOptions()
     options.log_severity_level = 3
