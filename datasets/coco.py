@@ -3,12 +3,20 @@
 Layout written by :func:`write_shapes`: ``DIR/<split>/<index>.png`` and ``DIR/<split>.json``
 (COCO: ``images``, ``annotations`` with ``bbox`` = [x, y, width, height], ``categories``
 numbered from 1). The JSON is written last and atomically: a split without it is incomplete.
+
+COCO files are untrusted input. :func:`read_coco` checks the ground truth before anything uses
+it: the file's size (at most :data:`MAX_JSON_BYTES`), the type of every field it reads, known
+and unique ids, and boxes that are finite, of positive width and height and inside their image
+within :data:`BOX_SLACK` pixels. :func:`check_images` checks that the images exist, can be
+opened and have the sizes their records give (reading headers only).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +28,14 @@ from overfeat.progress import Progress
 
 from .png import encode_png
 from .shapes import CLASSES, generate
+
+MAX_JSON_BYTES = 256 * 2**20  # a COCO file larger than this is refused before it is parsed
+MAX_IMAGES = 1_000_000  # images, annotations and categories a COCO file may hold
+MAX_ANNOTATIONS = 10_000_000
+MAX_CATEGORIES = 10_000
+MAX_SIDE = 65_535  # an image record's width and height
+BOX_SLACK = 1.0  # pixels a box may reach beyond its image's edges
+SHOWN = 5  # problems a message names before it counts the rest
 
 
 @dataclass(frozen=True)
@@ -97,34 +113,251 @@ def find_split(data: str | os.PathLike[str], split: str | None = None) -> Path:
 
 
 def read_coco(path: str | os.PathLike[str]) -> Dataset:
-    """Read a COCO-style JSON (image paths relative to its directory). Crowd boxes are skipped."""
+    """Read a COCO-style JSON (image paths relative to its directory), its ground truth checked
+    (see the module documentation). Crowd boxes are checked, then skipped."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        categories = sorted(data["categories"], key=lambda c: c["id"])
-        label_of = {c["id"]: i for i, c in enumerate(categories)}
-        per_image: dict[int, list] = {img["id"]: [] for img in data["images"]}
-        for ann in data.get("annotations", []):
-            if ann.get("iscrowd", 0):
-                continue
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            per_image[ann["image_id"]].append(([x, y, x + w, y + h], label_of[ann["category_id"]]))
-        records = tuple(
-            Record(
-                path.parent / img["file_name"],
-                int(img["width"]),
-                int(img["height"]),
-                np.asarray([b for b, _ in per_image[img["id"]]], dtype=np.float64).reshape(-1, 4),
-                np.asarray([label for _, label in per_image[img["id"]]], dtype=np.int64),
-            )
-            for img in data["images"]
+    data = _load_json(path)
+    images, annotations, categories = _sections(path, data)
+    problems: list[str] = []
+    label_of = _check_categories(categories, problems)
+    image_of, refused = _check_images(images, problems)
+    boxes = _check_annotations(annotations, image_of, refused, label_of, problems)
+    what = "problem" if len(problems) == 1 else "problems"
+    _refuse(f"dataset {path} has bad ground truth ({len(problems)} {what})", problems, "fix the file or leave those entries out")
+    per_image: dict[int, list] = {img["id"]: [] for img in images}
+    for image_id, box, label in boxes:
+        per_image[image_id].append((box, label))
+    records = tuple(
+        Record(
+            path.parent / img["file_name"],
+            int(img["width"]),
+            int(img["height"]),
+            np.asarray([b for b, _ in per_image[img["id"]]], dtype=np.float64).reshape(-1, 4),
+            np.asarray([label for _, label in per_image[img["id"]]], dtype=np.int64),
         )
-        return Dataset(tuple(str(c["name"]) for c in categories), records)
+        for img in images
+    )
+    return Dataset(tuple(c["name"] for c in sorted(categories, key=lambda c: c["id"])), records)
+
+
+def _refuse(subject: str, problems: list[str], advice: str) -> None:
+    """Raise one InputError (one line) naming the first :data:`SHOWN` problems and counting the rest."""
+    if problems:
+        more = f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        text = f"{subject}: {'; '.join(problems[:SHOWN])}{more}; {advice}"
+        raise InputError(" ".join(text.splitlines()))
+
+
+def _load_json(path: Path):
+    """The parsed JSON of ``path``, refused unread if it is larger than :data:`MAX_JSON_BYTES`."""
+    try:
+        info = path.stat()
+        if not path.is_file():
+            raise InputError(f"dataset {path} is not a file; give a COCO JSON file")
+        if info.st_size > MAX_JSON_BYTES:
+            raise InputError(
+                f"dataset {path} is {info.st_size:,} bytes, more than the limit of {MAX_JSON_BYTES:,} "
+                f"({MAX_JSON_BYTES // 2**20} MiB) for a COCO file; split the dataset into several files"
+            )
+        with open(path, "rb") as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise InputError(f"dataset {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"dataset {path} is not readable JSON ({exc})") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(
-            f"dataset {path} is not COCO-style: missing or malformed {exc} (expected images, annotations with bbox [x, y, w, h], categories)"
-        ) from None
+    except OSError as exc:
+        raise InputError(f"dataset {path} is not readable ({exc.strerror})") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise InputError(f"dataset {path} grew beyond the limit of {MAX_JSON_BYTES // 2**20} MiB while it was read")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"dataset {path} is not readable JSON ({str(exc)[:200]})") from None
+
+
+def _sections(path: Path, data) -> tuple[list, list, list]:
+    """The lists ``images``, ``annotations`` (empty if absent) and ``categories``, their counts bounded."""
+    expected = "expected an object with images, annotations (bbox [x, y, w, h]) and categories"
+    if not isinstance(data, dict):
+        raise InputError(f"dataset {path} is not COCO-style: its top level is {_kind(data)}, {expected}")
+    for key in ("images", "categories"):
+        if key not in data:
+            raise InputError(f"dataset {path} is not COCO-style: missing or malformed {key!r} ({expected})")
+    limits = {"images": MAX_IMAGES, "annotations": MAX_ANNOTATIONS, "categories": MAX_CATEGORIES}
+    sections = []
+    for key, limit in limits.items():
+        value = data.get(key, [])
+        if not isinstance(value, list):
+            raise InputError(f"dataset {path} is not COCO-style: missing or malformed {key!r}: {_kind(value)}, expected a list")
+        if len(value) > limit:
+            raise InputError(f"dataset {path} has {len(value):,} {key}, more than the limit of {limit:,}; split the dataset")
+        sections.append(value)
+    return sections[0], sections[1], sections[2]
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_categories(categories: list, problems: list[str]) -> dict[int, int]:
+    """``{category id: 0-based label}`` in the order of the ids; problems for bad entries."""
+    names: set[str] = set()
+    ids: set[int] = set()
+    if not categories:
+        problems.append("no categories, expected at least one {id, name}")
+    for i, cat in enumerate(categories):
+        where = f"category #{i}" + (f" (id {cat.get('id')!r})" if isinstance(cat, dict) else "")
+        if not isinstance(cat, dict):
+            problems.append(f"{where} is {_kind(cat)}, expected an object {{id, name}}")
+        elif not _is_int(cat.get("id")):
+            problems.append(f"{where}: id is {_kind(cat.get('id'))}, expected an integer")
+        elif not isinstance(cat.get("name"), str) or not cat["name"]:
+            problems.append(f"{where}: name is {cat.get('name')!r}, expected a non-empty string")
+        elif cat["id"] in ids or cat["name"] in names:
+            problems.append(f"{where} ({cat['name']}) repeats an id or a name, expected each once")
+        else:
+            ids.add(cat["id"])
+            names.add(cat["name"])
+    return {c: i for i, c in enumerate(sorted(ids))}
+
+
+def _check_images(images: list, problems: list[str]) -> tuple[dict[int, dict], set[int]]:
+    """``{image id: image}`` of the good entries and the ids of the refused ones; problems for bad
+    or repeated entries."""
+    image_of: dict[int, dict] = {}
+    names: dict[int, object] = {}  # the file name of every id seen
+    for i, img in enumerate(images):
+        if not isinstance(img, dict):
+            problems.append(f"image #{i} is {_kind(img)}, expected an object {{id, file_name, width, height}}")
+            continue
+        image_id, name = img.get("id"), img.get("file_name")
+        where = f"image #{i} (id {image_id!r}, {name!r})"
+        if not _is_int(image_id):
+            problems.append(f"{where}: id is {_kind(image_id)}, expected an integer")
+            continue
+        if image_id in names:
+            problems.append(f"{where}: id {image_id} is also the id of image {names[image_id]!r}, expected unique ids")
+            continue
+        names[image_id] = name
+        if not isinstance(name, str) or not name or "\0" in name:
+            problems.append(f"{where}: file_name is {_kind(name)}, expected a non-empty path relative to the JSON's folder")
+        elif not all(_side(img.get(key)) for key in ("width", "height")):
+            problems.append(
+                f"{where}: width {img.get('width')!r} and height {img.get('height')!r}, expected integers 1..{MAX_SIDE}"
+            )
+        else:
+            image_of[image_id] = img
+    return image_of, set(names) - set(image_of)
+
+
+def _side(value) -> bool:
+    return _is_number(value) and math.isfinite(value) and float(value).is_integer() and 1 <= value <= MAX_SIDE
+
+
+def _check_annotations(
+    annotations: list, image_of: dict[int, dict], refused: set[int], label_of: dict[int, int], problems: list[str]
+) -> list[tuple[int, list[float], int]]:
+    """(image id, box [x1, y1, x2, y2], label) of each good non-crowd annotation; problems for bad
+    ones (those of a ``refused`` image are not checked: its own problem is reported)."""
+    kept = []
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            problems.append(f"annotation #{i} is {_kind(ann)}, expected an object {{image_id, category_id, bbox}}")
+            continue
+        image_id = ann.get("image_id")
+        if _is_int(image_id) and image_id in refused:
+            continue
+        img = image_of.get(image_id) if _is_int(image_id) else None
+        where = f"annotation #{i} (id {ann.get('id')!r})" + (
+            f" of image {image_id} ({img['file_name']})" if img else f" of image id {image_id!r}"
+        )
+        message = _annotation_problem(ann, img, label_of)
+        if message:
+            problems.append(f"{where}: {message}")
+        elif not ann.get("iscrowd", 0):
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            kept.append((image_id, [x, y, x + w, y + h], label_of[ann["category_id"]]))
+    return kept
+
+
+def _annotation_problem(ann: dict, img: dict | None, label_of: dict[int, int]) -> str | None:
+    """What is wrong with one annotation, or None."""
+    if img is None:
+        return f"image_id {ann.get('image_id')!r} is unknown, expected the id of an entry of images"
+    if not _is_int(ann.get("category_id")) or ann["category_id"] not in label_of:
+        return f"category_id {ann.get('category_id')!r} is unknown, expected one of the ids of categories"
+    if ann.get("iscrowd", 0) not in (0, 1):  # True and False compare equal to 1 and 0
+        return f"iscrowd {ann.get('iscrowd')!r}, expected 0 or 1"
+    bbox = ann.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        return f"bbox {bbox!r}, expected 4 numbers [x, y, width, height]"
+    if not all(math.isfinite(v) for v in bbox):
+        return f"bbox {bbox!r} is not finite, expected 4 finite numbers"
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        return f"bbox {bbox!r} has width {w:g} and height {h:g}, expected both positive"
+    width, height = img["width"], img["height"]
+    if x < -BOX_SLACK or y < -BOX_SLACK or x + w > width + BOX_SLACK or y + h > height + BOX_SLACK:
+        return (
+            f"bbox {bbox!r} spans x {x:g}..{x + w:g}, y {y:g}..{y + h:g}, expected inside the image's "
+            f"{width}x{height} pixels (within {BOX_SLACK:g} pixel)"
+        )
+    return None
+
+
+def check_images(records: Sequence[Record], max_pixels: int | None = None) -> None:
+    """Refuse, naming the first few, records whose image is missing, cannot be opened, is larger
+    than ``max_pixels`` or has another size than its record gives (after its EXIF orientation,
+    as it is loaded). Reads headers only (Pillow, extra ``images``)."""
+    from overfeat.runtime.image import DEFAULT_MAX_PIXELS
+
+    try:
+        from PIL import Image
+    except ModuleNotFoundError:
+        raise InputError("reading image files needs Pillow: pip install 'overfeat[images]'") from None
+    limit = max_pixels or DEFAULT_MAX_PIXELS
+    problems = []
+    for record in records:
+        message = _image_problem(Image, record, limit)
+        if message:
+            problems.append(f"{record.path}: {message}")
+    _refuse(
+        f"{len(problems)} of the {len(records):,} images of the dataset do not match their records",
+        problems,
+        "fix the images or their records in the JSON",
+    )
+
+
+def _image_problem(Image, record: Record, limit: int) -> str | None:
+    try:
+        with Image.open(record.path) as img:
+            w, h = img.size
+            # EXIF orientation, as loading applies it; a PNG's getexif would decode the pixels
+            # unless the EXIF came before them, so a PNG's later EXIF goes unseen here
+            exif = img.getexif() if img.format != "PNG" or "exif" in img.info else {}
+    except FileNotFoundError:
+        return "missing"
+    except IsADirectoryError:
+        return "a directory, expected an image file"
+    except Image.UnidentifiedImageError:
+        return "not an image file Pillow can read"
+    except Image.DecompressionBombError:
+        return "larger than Pillow's decompression-bomb limit"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"cannot be opened ({str(exc)[:120]})"
+    turned = exif.get(0x0112, 1) in (5, 6, 7, 8)  # 0x0112: Orientation; 5..8 swap width and height
+    if turned:
+        w, h = h, w
+    if (w, h) != (record.width, record.height):
+        return f"is {w}x{h} (width x height{', after its EXIF orientation' if turned else ''}), its record says {record.width}x{record.height}"
+    if w * h > limit:
+        return f"is {w}x{h} = {w * h:,} pixels, more than the limit of {limit:,}"
+    return None
