@@ -2,7 +2,9 @@
 
 Layout written by :func:`write_shapes`: ``DIR/<split>/<index>.png`` and ``DIR/<split>.json``
 (COCO: ``images``, ``annotations`` with ``bbox`` = [x, y, width, height], ``categories``
-numbered from 1). The JSON is written last and atomically: a split without it is incomplete.
+numbered from 1). A split is generated into a hidden folder beside it and swapped in by
+renames once complete, so an interrupted run leaves the old split (or, on a first run, none):
+never a JSON that describes other images.
 
 COCO files are untrusted input. :func:`read_coco` checks the ground truth before anything uses
 it: the file's size (at most :data:`MAX_JSON_BYTES`), the type of every field it reads, known
@@ -16,6 +18,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +32,7 @@ from overfeat.fileio import write_json
 from overfeat.progress import Progress
 
 from .png import encode_png
-from .shapes import CLASSES, generate
+from .shapes import CLASSES, KINDS, SPLITS, generate
 
 MAX_JSON_BYTES = 256 * 2**20  # a COCO file larger than this is refused before it is parsed
 MAX_IMAGES = 1_000_000  # images, annotations and categories a COCO file may hold
@@ -35,6 +40,8 @@ MAX_ANNOTATIONS = 10_000_000
 MAX_CATEGORIES = 10_000
 MAX_SIDE = 65_535  # an image record's width and height
 BOX_SLACK = 1.0  # pixels a box may reach beyond its image's edges
+MAX_COUNT = 1_000_000  # images of one generated split
+MAX_SEED = 2**32 - 1  # as the command line's seeds
 SHOWN = 5  # problems a message names before it counts the rest
 
 
@@ -58,18 +65,82 @@ class Dataset:
 def write_shapes(
     out: str | os.PathLike[str], split: str, count: int, seed: int, kind: str = "single", progress: Progress | None = None
 ) -> Path:
-    """Generate ``count`` images of a split into ``out``; returns the JSON's path."""
-    if count < 1:
-        raise InputError(f"count must be at least 1, got {count}")
+    """Generate ``count`` images of a split into ``out``; returns the JSON's path.
+
+    Everything is checked before anything is created. The split is generated into a hidden
+    folder in ``out`` and swapped in by renames when complete; an existing ``out/<split>``
+    folder is replaced only if it holds nothing but a split's images.
+    """
+    _check_shapes_arguments(split, count, seed, kind)
+    out = _dataset_directory(out)
+    _check_replaceable(out, split)
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{split}.new-", dir=out))
+    except OSError as exc:
+        raise InputError(f"`out` {out} is not writable ({exc.strerror})") from None
+    try:
+        (work / split).mkdir()  # ordinary permissions; mkdtemp's folder is private
+        document = _generate_split(work, split, count, seed, kind, progress or Progress(enabled=False))
+        write_json(work / f"{split}.json", document)
+        _swap_in(out, split, work)
+    except OSError as exc:
+        raise InputError(f"writing split {split} into {out} failed ({exc}); the previous split is unchanged") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out / f"{split}.json"
+
+
+def _check_shapes_arguments(split: str, count: int, seed: int, kind: str) -> None:
+    if kind not in KINDS or split not in SPLITS:
+        raise InputError(f"kind {kind!r} / split {split!r}: expected a kind in {KINDS} and a split in {SPLITS}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+        raise InputError(f"`count` must be an integer from 1 to {MAX_COUNT:,}, got {count!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"`seed` must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+
+
+def _dataset_directory(out: str | os.PathLike[str]) -> Path:
+    """``out`` as a writable directory, created if missing."""
     out = Path(out)
-    folder = out / split
-    folder.mkdir(parents=True, exist_ok=True)
-    progress = progress or Progress(enabled=False)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"`out` {out} is a file, expected a dataset directory (created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"`out` {out} cannot be created ({exc.strerror}); give a directory you can write to") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"`out` {out} is not writable; give a directory you can write to")
+    return out
+
+
+_IMAGE_NAME = re.compile(r"\d{6}\.png")
+
+
+def _check_replaceable(out: Path, split: str) -> None:
+    """Refuse to replace a ``<split>`` folder or ``<split>.json`` that is not a generated split's."""
+    folder, document = out / split, out / f"{split}.json"
+    if document.is_dir() or (document.exists() and not document.is_file()):
+        raise InputError(f"{document} exists and is not a file; move it away or choose another `out`")
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise InputError(f"{folder} exists and is not a folder of a split's images; move it away or choose another `out`")
+    with os.scandir(folder) as entries:
+        foreign = sorted(e.name for e in entries if not (e.is_file(follow_symlinks=False) and _IMAGE_NAME.fullmatch(e.name)))
+    if foreign:
+        raise InputError(
+            f"{folder} holds files other than a split's images ({', '.join(foreign[:SHOWN])}); the split would replace the "
+            "folder: move them away or choose another `out`"
+        )
+
+
+def _generate_split(work: Path, split: str, count: int, seed: int, kind: str, progress: Progress) -> dict:
+    """Write the images into ``work/<split>``; the COCO document that describes them."""
     images, annotations = [], []
     for index in progress.track(range(count), f"shapes {kind}/{split}", total=count):
         sample = generate(seed, kind, split, index)
         name = f"{split}/{index:06d}.png"
-        (out / name).write_bytes(encode_png(sample.image))
+        (work / name).write_bytes(encode_png(sample.image))
         h, w = sample.image.shape[:2]
         images.append({"id": index + 1, "file_name": name, "width": w, "height": h})
         for box, label in zip(sample.boxes.tolist(), sample.labels.tolist(), strict=True):
@@ -86,9 +157,35 @@ def write_shapes(
             )
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(CLASSES)]
     info = {"description": f"overfeat shapes, kind {kind}, split {split}, seed {seed}", "kind": kind, "seed": seed}
-    return write_json(
-        out / f"{split}.json", {"info": info, "images": images, "annotations": annotations, "categories": categories}
-    )
+    return {"info": info, "images": images, "annotations": annotations, "categories": categories}
+
+
+def _swap_in(out: Path, split: str, work: Path) -> None:
+    """Replace ``out/<split>`` and ``out/<split>.json`` by ``work``'s, by renames.
+
+    The old JSON goes first and the new one comes last, so no JSON ever sits beside images it
+    does not describe; an exception (an interrupt included) part-way undoes the renames made.
+    The old split is deleted only once the new one is in place.
+    """
+    old = Path(tempfile.mkdtemp(prefix=f".{split}.old-", dir=out))
+    steps = [
+        (out / f"{split}.json", old / f"{split}.json"),
+        (out / split, old / split),
+        (work / split, out / split),
+        (work / f"{split}.json", out / f"{split}.json"),
+    ]
+    done: list[tuple[Path, Path]] = []
+    try:
+        for source, target in steps:
+            if source.exists() or source.is_symlink():
+                os.rename(source, target)
+                done.append((source, target))
+    except BaseException:
+        for source, target in reversed(done):
+            os.rename(target, source)
+        old.rmdir()  # empty again; if undoing failed, what it holds stays
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def find_split(data: str | os.PathLike[str], split: str | None = None) -> Path:

@@ -1,11 +1,18 @@
 """The shapes dataset: deterministic, labelled as drawn, readable back as COCO."""
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from overfeat.datasets.coco import read_coco, write_shapes
+from overfeat.datasets.coco import MAX_COUNT, check_images, find_split, read_coco, write_shapes
 from overfeat.datasets.png import encode_png
 from overfeat.datasets.shapes import CLASSES, generate, unit_shape
 from overfeat.errors import InputError
@@ -87,3 +94,113 @@ def test_bad_datasets(tmp_path):
         read_coco(tmp_path / "bad.json")
     with pytest.raises(InputError, match="kind 'few'"):
         generate(0, "few", "test", 0)
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_writing_a_split_again_replaces_it_whole(tmp_path):
+    write_shapes(tmp_path, "val", 5, seed=1)
+    path = write_shapes(tmp_path, "val", 3, seed=2, kind="multi")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["val", "val.json"], "no temporary folder is left"
+    assert sorted(p.name for p in (tmp_path / "val").iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    records = read_coco(path).records
+    assert len(records) == 3
+    for index, record in enumerate(records):
+        sample = generate(2, "multi", "val", index)
+        assert (record.height, record.width) == sample.image.shape[:2] and np.array_equal(record.boxes, sample.boxes)
+    check_images(records)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "val").stat().st_mode & 0o777 == 0o777 & ~umask, "the folder has ordinary permissions"
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["interrupt", "kill"])
+def test_an_interrupted_run_leaves_the_old_split(tmp_path, how):
+    """A real process, stopped while it writes the new split: the old split is untouched and reads back."""
+    write_shapes(tmp_path, "val", 2, seed=1)
+    before = _contents(tmp_path)
+    command = [sys.executable, "-m", "overfeat.cli", "datasets", "shapes", "--out", str(tmp_path), "--split", "val"]
+    run = subprocess.Popen([*command, "--count", "500", "--seed", "2"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.glob(".val.new-*/val/*.png")):  # the new split is being written
+        assert run.poll() is None and time.monotonic() < deadline, run.stderr.read() if run.poll() is not None else "slow"
+        time.sleep(0.05)
+    run.send_signal(how)
+    _, err = run.communicate(timeout=60)
+    visible = {name: data for name, data in _contents(tmp_path).items() if not name.startswith(".")}
+    assert visible == before
+    records = read_coco(find_split(tmp_path)).records
+    assert len(records) == 2 and np.array_equal(records[1].boxes, generate(1, "single", "val", 1).boxes)
+    check_images(records)
+    if how == signal.SIGINT:
+        assert run.returncode == 130 and "interrupted" in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["val", "val.json"], "the unfinished split is removed"
+
+
+def test_bad_arguments_are_refused_before_anything_is_made(tmp_path):
+    out = tmp_path / "new"
+    refused = [
+        ({"seed": -1}, "`seed` must be an integer from 0 to 4294967295, got -1"),
+        ({"seed": 2**32}, "got 4294967296"),
+        ({"count": 0}, f"`count` must be an integer from 1 to {MAX_COUNT:,}, got 0"),
+        ({"count": MAX_COUNT + 1}, "got 1000001"),
+        ({"kind": "few"}, "kind 'few'"),
+        ({"split": "dev"}, "split 'dev'"),
+    ]
+    for change, message in refused:
+        with pytest.raises(InputError, match=re.escape(message)):
+            write_shapes(out, **({"split": "val", "count": 2, "seed": 0, "kind": "single"} | change))
+        assert not out.exists(), change
+    file = tmp_path / "file"
+    file.write_text("keep")
+    with pytest.raises(InputError, match="`out` .*file is a file, expected a dataset directory"):
+        write_shapes(file, "val", 2, 0)
+    assert file.read_text() == "keep"
+    mine = tmp_path / "mine"
+    (mine / "val").mkdir(parents=True)
+    (mine / "val" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=re.escape("holds files other than a split's images (notes.txt)")):
+        write_shapes(mine, "val", 2, 0)
+    assert _contents(mine) == {"val/notes.txt": b"mine"}
+
+
+@pytest.mark.parametrize("where", ["chmod", "sysfs"])
+def test_a_read_only_folder_is_refused(tmp_path, where):
+    if where == "chmod":
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        if os.access(folder, os.W_OK):
+            pytest.skip("this user writes into read-only folders (root)")
+        outs = [folder, folder / "new"]
+    else:
+        folder = Path("/sys")
+        if not folder.is_dir() or sys.platform != "linux":
+            pytest.skip("no /sys")
+        outs = [folder, folder / "overfeat-shapes"]
+    for out in outs:
+        with pytest.raises(InputError, match=f"`out` {re.escape(str(out))} (is not writable|cannot be created)"):
+            write_shapes(out, "val", 2, 0)
+    assert not (folder / "val").exists() and not (folder / "new").exists()
+    assert not [p for p in folder.iterdir() if p.name.startswith(".val.")]
+
+
+def test_datasets_cli_refuses_bad_output_and_seed(tmp_path, capsys):
+    from overfeat.cli import main
+
+    def refused(*argv) -> str:
+        try:
+            code = main(["datasets", "shapes", "--split", "val", "--count", "2", *argv])
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err
+        return err.strip().splitlines()[-1]
+
+    (tmp_path / "file").write_text("keep")
+    assert "is a file, expected a dataset directory" in refused("--out", str(tmp_path / "file"))
+    assert (tmp_path / "file").read_text() == "keep"
+    assert "--seed" in refused("--out", str(tmp_path / "new"), "--seed", "-1")
+    assert not (tmp_path / "new").exists()
