@@ -11,6 +11,10 @@
   their mean over the classes that have ground truth.
 
 All tasks of an image come from one pass of the pyramid (:meth:`Predictor.predict`).
+
+A run that fails part-way (an image unreadable by the time it is reached, a backend error)
+stops at that image and raises :class:`EvaluationIncomplete`, which holds the figures of the
+images before it, marked ``complete=False`` with the image and the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from overfeat.errors import InputError
+from overfeat.errors import InputError, OverfeatError
 from overfeat.progress import Progress
 
 from .boxes import iou
@@ -135,6 +139,9 @@ class Evaluation:
     mean_ap: float | None = None
     ap: dict[str, float | None] = field(default_factory=dict)
     seconds_per_image: float = 0.0
+    complete: bool = True  # False: the run stopped at ``failed_image``; the figures cover the images before it
+    failed_image: str | None = None
+    failure: str | None = None  # why ``failed_image`` failed
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()} | {"classes": list(self.classes)}
@@ -157,7 +164,23 @@ class Evaluation:
             lines.append(
                 "  per-class AP: " + ", ".join(f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in self.ap.items())
             )
+        if not self.complete:
+            lines.append(f"  INCOMPLETE: stopped at {self.failed_image} ({self.failure}); the figures cover the images before it")
         return "\n".join(lines)
+
+
+class EvaluationIncomplete(OverfeatError):
+    """An evaluation stopped part-way: ``partial`` holds the figures of the images before the
+    one that failed (``complete`` False, ``failed_image`` and ``failure`` set). Its exit code is
+    the failure's (2 for an unreadable image)."""
+
+    def __init__(self, partial: Evaluation, planned: int, cause: BaseException) -> None:
+        super().__init__(
+            f"evaluation stopped at image {partial.images + 1} of {planned}, {partial.failed_image}: {partial.failure}; "
+            f"the figures of the {partial.images} images before it are marked incomplete"
+        )
+        self.partial = partial
+        self.exit_code = getattr(cause, "exit_code", 1)
 
 
 def _pyramid_name(spec) -> str:
@@ -249,24 +272,14 @@ def evaluate(
     tasks = check_tasks(tasks, meta, predictor.backend.source)
     if not dataset.records:
         raise InputError("the dataset has no images")
-    progress = progress or Progress(enabled=False)
     scorer = Scorer(meta, tasks)
-    seconds = 0.0
-    for record in progress.track(dataset.records, "evaluating"):
-        labels = to_model[record.labels]
-        wanted = scorer.wanted(labels)
-        if not wanted:
-            continue
-        results = predictor.predict(record.path, wanted, config)
-        seconds += sum(results[wanted[0]].timings.get(k, 0.0) for k in ("preprocess", "inference"))
-        seconds += sum(r.timings.get("decode", 0.0) + r.timings.get("merge", 0.0) for r in results.values())
-        scorer.add(record.boxes, labels, results)
+    done, seconds, failed = _run(predictor, dataset, to_model, scorer, config, progress or Progress(enabled=False))
     detect = "detect" in tasks
     merged = "localize" in tasks or (detect and method == "merge")
     out = Evaluation(
         source or predictor.backend.source,
         "",
-        len(dataset.records),
+        done,
         _pyramid_name(predictor.pyramid),
         predictor.flip,
         meta.fine_stride,
@@ -279,5 +292,28 @@ def evaluate(
         iou_threshold=iou_threshold if detect and method != "merge" else None,
     )
     scorer.fill(out)
-    out.seconds_per_image = seconds / max(1, len(dataset.records))
+    out.seconds_per_image = seconds / max(1, done)
+    if failed:
+        record, cause = failed
+        out.complete, out.failed_image, out.failure = False, str(record.path), " ".join(str(cause).split())
+        raise EvaluationIncomplete(out, len(dataset.records), cause) from cause
     return out
+
+
+def _run(predictor, dataset, to_model, scorer, config, progress) -> tuple[int, float, tuple | None]:
+    """Score the dataset's images in order until one fails: (images done, seconds of work,
+    (record, exception) of the image that failed, or None)."""
+    seconds = 0.0
+    for done, record in enumerate(progress.track(dataset.records, "evaluating")):
+        labels = to_model[record.labels]
+        wanted = scorer.wanted(labels)
+        if not wanted:
+            continue
+        try:
+            results = predictor.predict(record.path, wanted, config)
+        except (OverfeatError, OSError) as exc:
+            return done, seconds, (record, exc)
+        seconds += sum(results[wanted[0]].timings.get(k, 0.0) for k in ("preprocess", "inference"))
+        seconds += sum(r.timings.get("decode", 0.0) + r.timings.get("merge", 0.0) for r in results.values())
+        scorer.add(record.boxes, labels, results)
+    return len(dataset.records), seconds, None

@@ -182,6 +182,7 @@ def test_eval_runs_every_task_on_a_coco_dataset(small_onnx, tmp_path, monkeypatc
             DecodeConfig(score_threshold=0.1, method="vote", iou_threshold=0.3),
         )
     assert report["method"] == "vote" and report["mean_ap"] == voted.mean_ap and report["ap"] == voted.ap
+    assert (report["complete"], report["failed_image"], report["failure"], report["images"]) == (True, None, None, 3)
     assert (report["iou_threshold"], report["merge_threshold"], report["merge_kernel"]) == (0.3, None, None), (
         "the merge did not run"
     )
@@ -204,3 +205,51 @@ def test_train_cli_refuses_bad_arguments(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "m.safetensors"), "--steps", "10,x,3"]) == 2
     assert "three comma-separated integers" in capsys.readouterr().err
     assert not any(p.suffix == ".safetensors" for p in tmp_path.iterdir())
+
+
+def test_eval_checks_every_image_first_and_marks_a_run_that_stops_part_way_incomplete(small_onnx, tmp_path, capsys):
+    import dataclasses
+
+    from overfeat.datasets.coco import read_coco
+    from overfeat.runtime import Predictor
+    from overfeat.runtime.evaluate import EvaluationIncomplete, evaluate
+
+    assert cli("datasets shapes --out", tmp_path, "--split test --count 3 --kind multi") == 0
+    data = json.loads((tmp_path / "test.json").read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] <= 5]
+    data["categories"] = data["categories"][:5]
+    (tmp_path / "five.json").write_text(json.dumps(data))
+    out = tmp_path / "e.json"
+
+    def run(model=small_onnx[0]) -> int:
+        return cli("eval --model", model, "--data", tmp_path / "five.json", "--pyramid 2 --json", out, "--quiet")
+
+    last = tmp_path / "test" / "000002.png"
+    content = last.read_bytes()
+    last.unlink()
+    capsys.readouterr()
+    # a missing image is refused before the model is even opened, and nothing is written
+    assert run(model=tmp_path / "no-model.onnx") == 2
+    err = capsys.readouterr().err
+    assert f"overfeat: error: 1 of the 3 images of the dataset do not match their records: {last}: missing" in err
+    assert not out.exists()
+    # an image whose header is whole but whose pixels are cut passes the check and fails when it is reached
+    last.write_bytes(content[: len(content) // 2])
+    assert run() == 2
+    captured = capsys.readouterr()
+    report = json.loads(out.read_text())
+    assert (report["complete"], report["failed_image"], report["images"]) == (False, str(last), 2)
+    assert report["failure"].startswith(f"image {last} is truncated or corrupt")
+    assert f"overfeat: error: evaluation stopped at image 3 of 3, {last}: image {last} is truncated or corrupt" in captured.err
+    assert "INCOMPLETE: stopped at" in captured.out and f"wrote {out} (incomplete)" in captured.out
+    dataset = read_coco(tmp_path / "five.json")
+    with Predictor.from_path(small_onnx[0], pyramid=2) as predictor:
+        first_two = evaluate(predictor, dataclasses.replace(dataset, records=dataset.records[:2]))
+        with pytest.raises(EvaluationIncomplete) as stopped:  # the library raises too: its figures are not silently partial
+            evaluate(predictor, dataset)
+    assert report["mean_ap"] == first_two.mean_ap is not None and report["ap"] == first_two.ap
+    partial = stopped.value.partial
+    assert (partial.images, partial.complete, partial.failed_image, partial.mean_ap) == (2, False, str(last), first_two.mean_ap)
+    last.write_bytes(content)
+    assert run() == 0
+    assert json.loads(out.read_text())["complete"] is True

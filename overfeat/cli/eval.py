@@ -33,28 +33,38 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from overfeat.datasets.coco import find_split, read_coco
-    from overfeat.fileio import write_json
+    from overfeat.datasets.coco import check_images, find_split, read_coco
     from overfeat.runtime import Predictor
-    from overfeat.runtime.evaluate import evaluate
+    from overfeat.runtime.evaluate import EvaluationIncomplete, evaluate
     from overfeat.runtime.tasks import check_tasks
 
     a.check_outputs(args, "json")
     merge = a.merge_config(args)
     path = find_split(args.data, args.split)
-    dataset = read_coco(path)
+    dataset = read_coco(path)  # its ground truth checked
     if args.limit:
         dataset = dataclasses.replace(dataset, records=dataset.records[: args.limit])
+    check_images(dataset.records)  # every image there, readable and of its record's size, before the long work
     a.check_precision(args)
     with Predictor.from_path(
         args.model, args.backend, precision=args.precision, pyramid=args.pyramid, flip=not args.no_flip, merge=merge
     ) as predictor:
         tasks = check_tasks(args.task, predictor.meta, args.model)  # the tasks the model's heads allow, by default
         decode = a.decode_config(args, tasks, a.EVAL_OPTIONS, several=True)
-        result = evaluate(predictor, dataset, tasks, decode, progress=Progress(enabled=not args.quiet), source=args.model)
+        try:
+            result = evaluate(predictor, dataset, tasks, decode, progress=Progress(enabled=not args.quiet), source=args.model)
+        except EvaluationIncomplete as stopped:
+            _report(stopped.partial, path, args)  # what it has, marked incomplete; then the error and its exit code
+            raise
+    _report(result, path, args)
+    return 0
+
+
+def _report(result, path, args: argparse.Namespace) -> None:
+    from overfeat.fileio import write_json
+
     result.data = str(path)
     print(result.table())
     if args.json:
         write_json(args.json, result.to_dict())
-        print(f"wrote {args.json}")
-    return 0
+        print(f"wrote {args.json}" + ("" if result.complete else " (incomplete)"))
