@@ -20,7 +20,8 @@ from torch import nn
 
 from overfeat.errors import InputError
 from overfeat.geometry import ArchSpec, get_arch, spatial_ops
-from overfeat.metadata import HEADS, OUTPUT_NAMES, RELEASED_MEAN, RELEASED_STD, ModelMeta
+from overfeat.limits import check_memory, parameter_bytes
+from overfeat.metadata import HEADS, MAX_CLASSES, OUTPUT_NAMES, RELEASED_MEAN, RELEASED_STD, ModelMeta
 
 
 class OverFeat(nn.Module):
@@ -137,6 +138,11 @@ def build_model(
         raise InputError(f"bad heads {list(heads)}: expected a non-empty list of distinct names from {list(HEADS)}")
     if not (isinstance(width, (int, float)) and 0 < width <= 4 and math.isfinite(width)):
         raise InputError(f"width must be in (0, 4], got {width!r}")
+    if num_classes > MAX_CLASSES:
+        raise InputError(f"`num_classes` {num_classes}: at most {MAX_CLASSES} classes")
+    check_memory(
+        parameter_bytes(arch, width, num_classes, heads), f"the {arch} network's weights (width {width:g}, {num_classes} classes)"
+    )
     model = OverFeat(spec, num_classes, heads, float(width), loc_per_class, fine_stride)
     if seed is not None:
         model.reset_parameters(torch.Generator().manual_seed(seed))

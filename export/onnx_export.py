@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ import torch
 from overfeat.errors import BuildError, InputError, ParityError
 from overfeat.fileio import atomic_path, check_output_path, write_json
 from overfeat.geometry import Size, min_input
+from overfeat.limits import check_memory, forward_bytes, parameter_bytes
 from overfeat.metadata import INPUT_NAME, ModelMeta
 from overfeat.progress import Progress
 from overfeat.runtime.compare import ErrorStats
@@ -113,7 +115,9 @@ def export_onnx(
     output = check_output_path(output, "output model")
     report_path = check_output_path(report_path or output.with_suffix(".parity.json"), "parity report")
     meta = model.metadata(classes)
-    sizes = _parity_sizes(meta, check_sizes)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
+        raise InputError(f"`tolerance` {tolerance!r}: expected a finite number ≥ 0")
+    sizes = _parity_sizes(meta, check_sizes, batch or 2, model.width)
     import onnx
 
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
@@ -144,14 +148,19 @@ def export_onnx(
     return report
 
 
-def _parity_sizes(meta: ModelMeta, check_sizes: Sequence[Size]) -> list[Size]:
+def _parity_sizes(meta: ModelMeta, check_sizes: Sequence[Size], batch: int, width: float) -> list[Size]:
+    """The sizes the parity check runs, each refused when it is below the window or when PyTorch
+    and ONNX Runtime running it side by side would need more memory than the limit."""
     smallest = min_input(meta.geometry)
     sizes = list(dict.fromkeys([*meta.pyramid, *(tuple(s) for s in check_sizes)]))
+    weights = 3 * parameter_bytes(meta.arch, width, meta.num_classes, meta.heads)  # PyTorch, the ONNX file, ONNX Runtime
     for h, w in sizes:
         if min(h, w) < smallest:
             raise InputError(
                 f"check size {h}x{w} is smaller than the model's {smallest}x{smallest} window: give at least {smallest} pixels per side"
             )
+        need = weights + 2 * forward_bytes(meta.arch, (h, w), batch, width, meta.fine_stride)
+        check_memory(need, f"the parity check at {h}x{w} (`check_sizes`, batch {batch})")
     return sizes
 
 

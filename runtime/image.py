@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from overfeat.errors import InputError
+from overfeat.limits import check_memory, image_bytes
 
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -42,6 +43,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         with Image.open(path) as img:
             w, h = img.size
             _check_size(h, w, max_pixels, str(path))
+            check_memory(image_bytes(h * w), f"image {path} ({w}x{h})")
             img.load()
             img = ImageOps.exif_transpose(img)
             return as_rgb(_pil_to_array(img), max_pixels, str(path))

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from overfeat import limits
 from overfeat.errors import InputError
-from overfeat.metadata import ModelMeta
+from overfeat.limits import forward_bytes
+from overfeat.metadata import MAX_SCALES, MAX_SIDE, ModelMeta
 
 from .image import filter_taps, resize
 from .kernels import compiled, resolve_kernel
@@ -76,7 +78,20 @@ def pyramid_sizes(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int
     smallest = min(a for size in sizes for a in size)
     if smallest < meta.window:
         raise InputError(f"pyramid size {sizes} has a side of {smallest}, below the model's {meta.window}-pixel window")
+    largest = max(a for size in sizes for a in size)
+    if largest > MAX_SIDE:
+        raise InputError(f"pyramid size {sizes} has a side of {largest}, above the largest input side, {MAX_SIDE} pixels")
+    if len(sizes) > MAX_SCALES:
+        raise InputError(f"the pyramid has {len(sizes)} sizes, at most {MAX_SCALES}")
     return sizes
+
+
+def check_memory(sizes: list[tuple[int, int]], meta: ModelMeta, flip: bool) -> None:
+    """Refuse a pyramid whose largest scale would need more memory than the limit
+    (:mod:`overfeat.limits`): the batch and the network's activations, counted at full width."""
+    h, w = max(sizes, key=lambda s: s[0] * s[1])
+    need = forward_bytes(meta.arch, (h, w), 2 if flip else 1, 1.0, meta.fine_stride)
+    limits.check_memory(need, f"the pyramid scale {h}x{w}{' with its mirror' if flip else ''} (`pyramid`)")
 
 
 def scales(spec: PyramidSpec, meta: ModelMeta, image_size: tuple[int, int]) -> list[Scale]:
@@ -97,6 +112,7 @@ def pyramid_batches(
     """Each scale of an RGB image [H, W, 3] with the batch it runs as: the one preprocessing
     path shared by the runtime and INT8 calibration. Batches are made as they are asked for."""
     levels = scales(spec, meta, image.shape[:2])
+    check_memory([level.size for level in levels], meta, flip)
     yield from zip(levels, _batches(image, [level.size for level in levels], meta, flip, kernel), strict=True)
 
 

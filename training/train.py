@@ -91,6 +91,20 @@ class TrainConfig:
             raise InputError(
                 f"batch (crops per step) and grid (windows per side of a crop's map) must be at least 1, got batch={self.batch}, grid={self.grid}"
             )
+        self.check_memory()
+
+    def check_memory(self) -> None:
+        """Refuse a pool of images or a step whose crops would not fit the memory limit."""
+        from overfeat.datasets.shapes import MAX_SIDE, MIN_SIDE
+        from overfeat.geometry import ACCURATE
+        from overfeat.limits import check_memory, forward_bytes
+
+        pool = (self.single + self.multi) * ((MIN_SIDE + MAX_SIDE) // 2) ** 2 * 3  # the generated images, uint8, on average
+        check_memory(pool, f"the training pool of {self.single + self.multi} images (`single`, `multi`)")
+        side = ACCURATE.window + ACCURATE.stride(fine=False) * (self.grid - 1)
+        # backward keeps every layer's activations: about as many peaks as the network has layers
+        step = 6 * forward_bytes("accurate", (side, side), self.batch, self.width, fine=False)
+        check_memory(pool + step, f"a training step of {self.batch} crops of {side}x{side} (`batch`, `grid`)")
 
 
 @dataclass(frozen=True)

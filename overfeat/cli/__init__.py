@@ -32,7 +32,7 @@ ORDER = ("export", "inspect", "infer", "datasets", "eval", "train", "calibrate",
 _NOT_VERBS = {"args", "__main__"}
 # The flags that name what a command writes; every other file a flag names is an input, which no
 # output may replace (overfeat.fileio.protect_inputs). --cache is read and rewritten on purpose.
-OUTPUTS = frozenset({"output", "json", "plot", "report", "cache", "draw", "out", "timing_cache"})
+OUTPUTS = frozenset({"output", "json", "plot", "report", "cache", "draw", "out", "timing_cache", "max_memory"})
 
 
 def verbs() -> list:
@@ -56,7 +56,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in verbs():
         verb.add(sub)
+    for leaf in _leaves(sub):
+        leaf.add_argument(
+            "--max-memory",
+            type=memory_size,
+            default=None,
+            help="refuse work estimated to need more memory than this, e.g. 8G "
+            "(default: $OVERFEAT_MAX_MEMORY, else half of this machine's memory)",
+        )
     return parser
+
+
+def _leaves(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
+    """The parsers that run a command (a verb, or a verb's sub-verb such as 'datasets shapes')."""
+    out = []
+    for parser in dict.fromkeys(sub.choices.values()):
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        out += _leaves(nested[0]) if nested else [parser]
+    return out
+
+
+def memory_size(text: str) -> int:
+    from overfeat.errors import InputError
+    from overfeat.limits import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,7 +123,10 @@ def _terminate(signum, frame) -> None:
 @contextmanager
 def _guarded(args: argparse.Namespace) -> Iterator[None]:
     """The inputs protected from the command's writes, and SIGTERM turned into an exception."""
+    from overfeat import limits
     from overfeat.fileio import clear_inputs, protect_inputs
+
+    limits.set_max_memory(getattr(args, "max_memory", None))
 
     values = [v for k, v in vars(args).items() if k not in OUTPUTS]
     protect_inputs(str(w) for v in values for w in (v if isinstance(v, (list, tuple)) else [v]) if isinstance(w, str))
@@ -108,3 +138,4 @@ def _guarded(args: argparse.Namespace) -> Iterator[None]:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
         clear_inputs()
+        limits.set_max_memory(None)
