@@ -24,10 +24,15 @@ from typing import Any
 from overfeat.errors import InputError, ModelError
 from overfeat.geometry import Size, parse_size
 from overfeat.metadata import INPUT_NAME, ModelMeta
+from overfeat.runtime.manifest import (  # the manifest's bounds: a plan decided here is one the runtime reads
+    HARDWARE_LEVELS,
+    MAX_DIM,
+    MAX_OPT_LEVEL,
+    MAX_PLANS,
+    MAX_WORKSPACE,
+    ORIENTATIONS,
+)
 
-HARDWARE_LEVELS = ("none", "ampere+", "same-compute-capability")
-ORIENTATIONS = ("both", "landscape")
-MAX_OPT_LEVEL = 5
 _UNITS = {
     "": 1,
     "b": 1,
@@ -103,8 +108,10 @@ class BuildOptions:
     version_compatible: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
-            raise InputError(f"`batch` {self.batch!r}: expected a positive integer (2 = the image and its mirror)")
+        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or not 1 <= self.batch <= MAX_DIM:
+            raise InputError(
+                f"`batch` {self.batch!r}: expected a positive integer up to {MAX_DIM} (2 = the image and its mirror)"
+            )
         if self.orientations not in ORIENTATIONS:
             raise InputError(f"`orientations` {self.orientations!r}: expected one of {', '.join(ORIENTATIONS)}")
         if self.opt_level is not None and not 0 <= self.opt_level <= MAX_OPT_LEVEL:
@@ -115,8 +122,8 @@ class BuildOptions:
             raise InputError(
                 f"`hardware_compatibility` {self.hardware_compatibility!r}: expected one of {', '.join(HARDWARE_LEVELS)}"
             )
-        if self.workspace is not None and self.workspace < 1:
-            raise InputError(f"`workspace` {self.workspace}: expected a positive number of bytes")
+        if self.workspace is not None and not 1 <= self.workspace <= MAX_WORKSPACE:
+            raise InputError(f"`workspace` {self.workspace}: expected a positive number of bytes, at most 1 PiB")
         if self.pyramid == "aspect" and self.dynamic is None:
             raise InputError(
                 "`pyramid` aspect gives every image its own sizes, which static plans cannot serve; add `dynamic` MIN:OPT:MAX"
@@ -278,4 +285,15 @@ def plan_build(onnx: str | os.PathLike[str], options: BuildOptions) -> BuildPlan
             )
             for h, w in sizes
         )
+    _check_bounds(engines, options)
     return BuildPlan(str(Path(onnx)), meta, options, engines, input_name)
+
+
+def _check_bounds(engines: tuple[EngineSpec, ...], options: BuildOptions) -> None:
+    """Refuse, before any build, a plan the manifest could not record (too many plans, a side too large)."""
+    if len(engines) > MAX_PLANS:
+        raise InputError(f"`pyramid` gives {len(engines)} plans; a build holds at most {MAX_PLANS}")
+    large = [e for e in engines if max(e.max_shape[2:]) > MAX_DIM]
+    if large:
+        what = "`dynamic`" if options.dynamic else "`pyramid`"
+        raise InputError(f"{what} asks for the size {large[0].label}; each side must be at most {MAX_DIM}")

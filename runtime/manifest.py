@@ -16,23 +16,49 @@ Schema (format_version 1)::
                 "outputs": {"scores": [2, 1000, 3, 3], ...}}, ...]}
 
 A static plan has min = opt = max.
+
+A manifest is untrusted input: :meth:`Manifest.load` reads at most ``MAX_MANIFEST_BYTES`` and
+checks the type and size of every field before anything uses it. A plan's ``file`` is a plain
+file name in the manifest's directory (:func:`plan_path` also refuses a symbolic link that
+leads out of it). Version-compatible plans embed host code that TensorRT runs when it loads
+them; :func:`host_code_allowed` refuses them unless the caller allows it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from overfeat.errors import BackendError, ModelError
+from overfeat.errors import BackendError, InputError, ModelError
 from overfeat.fileio import sha256_file, write_json
-from overfeat.metadata import ModelMeta
+from overfeat.metadata import PRECISIONS, ModelMeta
 
 FORMAT_VERSION = 1
+HARDWARE_LEVELS = ("none", "ampere+", "same-compute-capability")
+ORIENTATIONS = ("both", "landscape")
+MAX_OPT_LEVEL = 5
+# Bounds of what a manifest may say (it is read from a directory someone handed over: untrusted).
+MAX_MANIFEST_BYTES = 16 * 1024**2
+MAX_PLANS = 1024
+MAX_DIM = 65536  # a batch, height or width of a plan's input or output
+MAX_OUTPUTS = 64
+MAX_RANK = 8  # dimensions of an output
+MAX_NAME = 255  # characters of a file name, tensor name or metadata key
+MAX_TEXT = 4096  # characters of a path, version, GPU name or other text
+MAX_METADATA = 1024**2  # characters of a metadata value (the class names of a large model)
+MAX_METADATA_KEYS = 256
+MAX_WORKSPACE = 1024**5  # bytes (1 PiB)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_VERSION = re.compile(r"\d+(\.\d+)*[0-9A-Za-z.+_-]*")
+_CAPABILITY = re.compile(r"\d+\.\d+")
+_DYNAMIC = re.compile(r"\d+x\d+:\d+x\d+:\d+x\d+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -111,53 +137,250 @@ class Manifest:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the manifest, after checking it as :meth:`load` will (nothing it would refuse is written)."""
+        _parse(self.to_dict(), Path(path))
         return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Manifest:
+        """Read and check ``manifest.json``: at most ``MAX_MANIFEST_BYTES``, every field of the
+        type and within the bounds of the schema; any other file is a :class:`ModelError`."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            with open(path, "rb") as f:
+                raw = f.read(MAX_MANIFEST_BYTES + 1)
         except FileNotFoundError:
             raise ModelError(
                 f"manifest {path} does not exist; a directory without manifest.json is an unfinished build"
             ) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"manifest {path} is not valid JSON ({exc})") from None
+        except OSError as exc:
+            raise ModelError(f"manifest {path} cannot be read ({exc.strerror})") from None
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ModelError(
+                f"manifest {path} is larger than {MAX_MANIFEST_BYTES // 1024**2} MiB; a manifest of overfeat build is a few KiB: rebuild the engines"
+            )
         try:
-            if data["format_version"] != FORMAT_VERSION:
-                raise ModelError(
-                    f"manifest {path} has format_version {data['format_version']}, this overfeat reads {FORMAT_VERSION}; rebuild the engines"
-                )
-            plans = tuple(
-                PlanEntry(
-                    file=p["file"],
-                    sha256=p["sha256"],
-                    input_name=p["input"]["name"],
-                    min_shape=tuple(p["input"]["min"]),
-                    opt_shape=tuple(p["input"]["opt"]),
-                    max_shape=tuple(p["input"]["max"]),
-                    outputs={k: tuple(v) for k, v in p.get("outputs", {}).items()},
-                )
-                for p in data["plans"]
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ModelError(f"manifest {path} is not valid JSON ({str(exc)[:120]})") from None
+        return _parse(data, path)
+
+
+class _Fields:
+    """Checked reads of a manifest's JSON: a field that is missing, of another type or out of
+    bounds is a :class:`ModelError` naming the manifest, the field and what is expected."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, name: str, value: Any, expected: str) -> NoReturn:
+        raise ModelError(f"manifest {self.path}: {name} is {_shown(value)}, expected {expected}; rebuild the engines")
+
+    def object(self, value: Any, name: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(name, value, "an object")
+        for key in required:
+            if key not in value:
+                field = key if name == "the top level" else f"{name}.{key}"
+                raise ModelError(f"manifest {self.path} is missing or has a malformed field {field!r}; rebuild the engines")
+        unknown = [key for key in value if key not in required + optional]
+        if unknown:
+            raise ModelError(
+                f"manifest {self.path}: {name} has the unknown field {_shown(unknown[0])}, expected only {', '.join(required + optional)}; rebuild the engines"
             )
-            manifest = cls(
-                onnx_file=data["onnx"]["file"],
-                onnx_sha256=data["onnx"]["sha256"],
-                metadata=dict(data["onnx"]["metadata"]),
-                precision=data["precision"],
-                tensorrt_version=str(data["tensorrt_version"]),
-                gpu_name=data["gpu"]["name"],
-                compute_capability=str(data["gpu"]["compute_capability"]),
-                build=dict(data.get("build", {})),
-                plans=plans,
-                path=str(path),
-            )
-        except (KeyError, TypeError) as exc:
-            raise ModelError(f"manifest {path} is missing or has a malformed field {exc}; rebuild the engines") from None
-        if not plans:
-            raise ModelError(f"manifest {path} lists no plans")
-        return manifest
+        return value
+
+    def text(self, value: Any, name: str, limit: int = MAX_TEXT, pattern: re.Pattern | None = None, what: str = "") -> str:
+        """A string of 1 to ``limit`` characters, no control characters, matching ``pattern`` (``what`` says what it is)."""
+        if (
+            not isinstance(value, str)
+            or not 0 < len(value) <= limit
+            or _CONTROL.search(value)
+            or (pattern is not None and not pattern.fullmatch(value))
+        ):
+            self.fail(name, value, what or f"text of 1 to {limit} characters without control characters")
+        return value
+
+    def integer(self, value: Any, name: str, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(name, value, f"an integer from {low} to {high}")
+        return value
+
+    def choice(self, value: Any, name: str, choices: tuple[str, ...]) -> str:
+        if not isinstance(value, str) or value not in choices:
+            self.fail(name, value, f"one of {', '.join(choices)}")
+        return value
+
+    def items(self, value: Any, name: str, low: int, high: int) -> list[Any]:
+        if not isinstance(value, list) or not low <= len(value) <= high:
+            self.fail(name, value, f"a list of {low} to {high} items")
+        return value
+
+    def mapping(self, value: Any, name: str, high: int) -> dict[str, Any]:
+        """An object of any keys (names of at most MAX_NAME characters), at most ``high`` of them."""
+        if not isinstance(value, dict) or len(value) > high:
+            self.fail(name, value, f"an object of at most {high} fields")
+        for key in value:
+            self.text(key, f"a key of {name}", MAX_NAME)
+        return value
+
+    def shape(self, value: Any, name: str) -> tuple[int, ...]:
+        """An input shape: [N, C, H, W], each from 1 to MAX_DIM."""
+        dims = self.items(value, name, 4, 4)
+        return tuple(self.integer(d, f"{name}[{i}]", 1, MAX_DIM) for i, d in enumerate(dims))
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message: short, escaped, containers by their kind."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "…"
+
+
+def plan_file_problem(name: Any) -> str | None:
+    """Why ``name`` is not a plain file name in the engine directory, or None when it is."""
+    if not isinstance(name, str) or not name:
+        return "it is empty or not text"
+    if os.path.isabs(name):
+        return "it is an absolute path"
+    if "/" in name or "\\" in name:
+        return "it holds a path separator"
+    if name in (".", ".."):
+        return "it names a directory"
+    if len(name) > MAX_NAME:
+        return f"it is longer than {MAX_NAME} characters"
+    if _CONTROL.search(name):
+        return "it holds control characters"
+    return None
+
+
+def _refuse_plan_file(source: str, value: Any, directory: Path) -> None:
+    """A ModelError unless ``value`` is a plain file name (``source`` names the manifest and the entry)."""
+    problem = plan_file_problem(value)
+    if problem:
+        raise ModelError(
+            f"{source} {_shown(value)} is not a plain file name ({problem}); expected the name of a plan file in "
+            f"{directory}, without / or \\, not . or ..; rebuild the engines"
+        )
+
+
+def _plan(fields: _Fields, value: Any, index: int) -> PlanEntry:
+    name = f"plans[{index}]"
+    p = fields.object(value, name, ("file", "sha256", "input"), ("outputs",))
+    given = fields.object(p["input"], f"{name}.input", ("name", "min", "opt", "max"))
+    low, opt, high = (fields.shape(given[k], f"{name}.input.{k}") for k in ("min", "opt", "max"))
+    if not all(a <= b <= c for a, b, c in zip(low, opt, high, strict=True)):
+        fields.fail(f"{name}.input", f"min {list(low)}, opt {list(opt)}, max {list(high)}", "min ≤ opt ≤ max in every dimension")
+    outputs = fields.mapping(p.get("outputs", {}), f"{name}.outputs", MAX_OUTPUTS)
+    _refuse_plan_file(f"manifest {fields.path}: {name}.file", p["file"], fields.path.parent)
+    return PlanEntry(
+        file=p["file"],
+        sha256=fields.text(p["sha256"], f"{name}.sha256", 64, _SHA256, "a sha256 (lowercase hex)"),
+        input_name=fields.text(given["name"], f"{name}.input.name", MAX_NAME),
+        min_shape=low,
+        opt_shape=opt,
+        max_shape=high,
+        outputs={k: _output(fields, v, f"{name}.outputs[{k!r}]") for k, v in outputs.items()},
+    )
+
+
+_SPAN = re.compile(r"\d{1,6}\.\.\d{1,6}")  # an output dimension that varies: "a..b"
+
+
+def _output(fields: _Fields, value: Any, name: str) -> tuple[int | str, ...]:
+    dims = fields.items(value, name, 1, MAX_RANK)
+    return tuple(
+        fields.text(d, f"{name}[{i}]", 13, _SPAN, "a size or a span a..b")
+        if isinstance(d, str)
+        else fields.integer(d, f"{name}[{i}]", 0, MAX_DIM)
+        for i, d in enumerate(dims)
+    )
+
+
+def _build(fields: _Fields, value: Any) -> dict[str, Any]:
+    """The recorded build options: each optional, each of its type (they are printed in rebuild commands)."""
+    build = fields.object(value, "build", (), tuple(_BUILD))
+    for key, item in build.items():
+        _BUILD[key](fields, item, f"build.{key}")
+    return dict(build)
+
+
+def _pyramid(fields: _Fields, value: Any, name: str) -> None:
+    if isinstance(value, str):
+        fields.choice(value, name, ("paper", "aspect"))
+    elif isinstance(value, list):
+        for i, size in enumerate(fields.items(value, name, 1, MAX_PLANS)):
+            for j, side in enumerate(fields.items(size, f"{name}[{i}]", 2, 2)):
+                fields.integer(side, f"{name}[{i}][{j}]", 1, MAX_DIM)
+    else:
+        fields.integer(value, name, 1, MAX_PLANS)
+
+
+def _optional(check):
+    return lambda fields, value, name: None if value is None else check(fields, value, name)
+
+
+def _flag(fields: _Fields, value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        fields.fail(name, value, "true or false")
+
+
+_BUILD = {
+    "pyramid": _pyramid,
+    "batch": lambda f, v, n: f.integer(v, n, 1, MAX_DIM),
+    "dynamic": _optional(lambda f, v, n: f.text(v, n, 64, _DYNAMIC, "MIN:OPT:MAX sizes HxW")),
+    "orientations": lambda f, v, n: f.choice(v, n, ORIENTATIONS),
+    "workspace": _optional(lambda f, v, n: f.integer(v, n, 1, MAX_WORKSPACE)),
+    "opt_level": _optional(lambda f, v, n: f.integer(v, n, 0, MAX_OPT_LEVEL)),
+    "hardware_compatibility": lambda f, v, n: f.choice(v, n, HARDWARE_LEVELS),
+    "version_compatible": _flag,
+    "timing_cache": _optional(lambda f, v, n: f.text(v, n)),
+    "overfeat_version": lambda f, v, n: f.text(v, n, MAX_NAME),
+    "built": lambda f, v, n: f.text(v, n, MAX_NAME),
+}
+
+
+def _metadata(fields: _Fields, value: Any) -> dict[str, str]:
+    props = fields.mapping(value, "onnx.metadata", MAX_METADATA_KEYS)
+    return {k: fields.text(v, f"onnx.metadata[{k!r}]", MAX_METADATA) for k, v in props.items()}
+
+
+def _parse(data: Any, path: Path) -> Manifest:
+    """The manifest of ``data`` (parsed JSON) read from ``path``, every field checked."""
+    fields = _Fields(path)
+    top = fields.object(
+        data, "the top level", ("format_version", "onnx", "precision", "tensorrt_version", "gpu", "plans"), ("build",)
+    )
+    if top["format_version"] != FORMAT_VERSION:
+        raise ModelError(
+            f"manifest {path} has format_version {_shown(top['format_version'])}, this overfeat reads {FORMAT_VERSION}; rebuild the engines"
+        )
+    onnx = fields.object(top["onnx"], "onnx", ("file", "sha256", "metadata"))
+    gpu = fields.object(top["gpu"], "gpu", ("name", "compute_capability"))
+    entries = fields.items(top["plans"], "plans", 1, MAX_PLANS)
+    plans = tuple(_plan(fields, p, i) for i, p in enumerate(entries))
+    files = [p.file for p in plans]
+    if len(set(files)) != len(files):
+        fields.fail("plans", files, "each plan file listed once")
+    manifest = Manifest(
+        onnx_file=fields.text(onnx["file"], "onnx.file"),
+        onnx_sha256=fields.text(onnx["sha256"], "onnx.sha256", 64, _SHA256, "a sha256 (lowercase hex)"),
+        metadata=_metadata(fields, onnx["metadata"]),
+        precision=fields.choice(top["precision"], "precision", PRECISIONS),
+        tensorrt_version=fields.text(
+            top["tensorrt_version"], "tensorrt_version", MAX_NAME, _VERSION, "a version such as 10.13.3.9"
+        ),
+        gpu_name=fields.text(gpu["name"], "gpu.name", MAX_NAME),
+        compute_capability=fields.text(gpu["compute_capability"], "gpu.compute_capability", 16, _CAPABILITY, "MAJOR.MINOR"),
+        build=_build(fields, top.get("build", {})),
+        plans=plans,
+        path=str(path),
+    )
+    ModelMeta.from_props(manifest.metadata, source=str(path))  # the metadata's own checks
+    return manifest
 
 
 def _describe(plan: PlanEntry) -> str:
@@ -166,17 +389,52 @@ def _describe(plan: PlanEntry) -> str:
     return f"{'x'.join(map(str, plan.min_shape))}..{'x'.join(map(str, plan.max_shape))}"
 
 
+def plan_path(manifest: Manifest, plan: PlanEntry) -> Path:
+    """The file of ``plan``, symbolic links resolved: a plain file name in the manifest's
+    directory that stays inside it; else a :class:`ModelError` naming the manifest and the plan."""
+    directory = manifest.directory.resolve()
+    _refuse_plan_file(f"manifest {manifest.path}: plan file", plan.file, directory)
+    file = (directory / plan.file).resolve()
+    if file == directory or not file.is_relative_to(directory):
+        raise ModelError(
+            f"manifest {manifest.path}: plan {plan.file} leads out of {directory} (to {file}); expected a plan file inside the engine directory: rebuild the engines"
+        )
+    return file
+
+
 def verify_plans(manifest: Manifest) -> None:
-    """Every plan file exists and has the sha256 the manifest records."""
+    """Every plan file is a regular file inside the manifest's directory (:func:`plan_path`)
+    and has the sha256 the manifest records."""
     for plan in manifest.plans:
-        file = manifest.directory / plan.file
+        file = plan_path(manifest, plan)
         if not file.is_file():
-            raise ModelError(f"{manifest.path}: plan {plan.file} is missing; rebuild with {rebuild_command(manifest)}")
+            raise ModelError(
+                f"{manifest.path}: plan {plan.file} is missing (or not a regular file); rebuild with {rebuild_command(manifest)}"
+            )
         digest = sha256_file(file)
         if digest != plan.sha256:
             raise ModelError(
                 f"{manifest.path}: plan {plan.file} has sha256 {digest[:12]}…, the manifest records {plan.sha256[:12]}…; the file changed since the build: rebuild with {rebuild_command(manifest)}"
             )
+
+
+def host_code_allowed(manifest: Manifest, allow_host_code: bool = False) -> bool:
+    """Whether TensorRT's runtime must allow host code for these plans (``engine_host_code_allowed``).
+
+    Version-compatible plans (``build.version_compatible``) embed a lean TensorRT runtime: code
+    that runs in this process when a plan is deserialized. They are loaded only when the caller
+    asks, with ``allow_host_code=True`` (exactly True); otherwise they are refused, before any
+    plan is read. Other plans need no host code: False, whatever the caller allows.
+    """
+    if not manifest.build.get("version_compatible"):
+        return False
+    if allow_host_code is not True:
+        raise InputError(
+            f"manifest {manifest.path}: the engines were built version-compatible, so each plan embeds TensorRT runtime code "
+            "that runs in this process when it is loaded; if you trust whoever built them, pass `allow_host_code=True`, "
+            "else rebuild them here without `version_compatible`"
+        )
+    return True
 
 
 def check_compatible(manifest: Manifest, tensorrt_version: str, compute_capability: str, gpu_name: str = "this GPU") -> None:
@@ -207,16 +465,11 @@ def check_compatible(manifest: Manifest, tensorrt_version: str, compute_capabili
 
 
 def rebuild_command(manifest: Manifest) -> str:
-    """The ``overfeat build`` command that rebuilds these engines with the same options."""
+    """The ``overfeat build`` command that rebuilds these engines with the same options, each
+    word shell-quoted (the values come from the manifest: untrusted)."""
     out = manifest.directory if manifest.path else Path("engines")
-    return " ".join(
-        [
-            "overfeat build --model",
-            shlex.quote(manifest.onnx_file),
-            "--output",
-            shlex.quote(str(out)),
-            *build_arguments(manifest.build),
-        ]
+    return shlex.join(
+        ["overfeat", "build", "--model", manifest.onnx_file, "--output", str(out), *build_arguments(manifest.build)]
     )
 
 

@@ -76,13 +76,22 @@ class Predictor:
 
     @classmethod
     def from_path(
-        cls, path: str | os.PathLike, backend: str | None = None, *, providers=None, precision: str | None = None, **kwargs
+        cls,
+        path: str | os.PathLike,
+        backend: str | None = None,
+        *,
+        providers=None,
+        precision: str | None = None,
+        allow_host_code: bool = False,
+        **kwargs,
     ) -> Predictor:
         """Open an ONNX file (ONNX Runtime, or OpenVINO with ``backend="openvino"``), an engine
         manifest (TensorRT) or a checkpoint from ``overfeat train`` (PyTorch). ``providers``:
         ONNX Runtime's execution providers; ``precision``: OpenVINO's execution precision
-        (``"fp32"``, the default, or ``"bf16"``)."""
-        return cls(create_backend(path, backend, providers=providers, precision=precision), **kwargs)
+        (``"fp32"``, the default, or ``"bf16"``); ``allow_host_code``: TensorRT may load
+        version-compatible engines, which run the TensorRT code they embed (refused unless True)."""
+        host_code = allow_host_code or None  # only a backend that takes the option is given it
+        return cls(create_backend(path, backend, providers=providers, precision=precision, allow_host_code=host_code), **kwargs)
 
     @property
     def backend_name(self) -> str:

@@ -318,3 +318,50 @@ def test_cli_build_errors(small_onnx, tmp_path, capsys):
         assert main(["build", "--model", str(path), "--output", str(out)]) == 1
         assert "TensorRT is not installed here" in capsys.readouterr().err
         assert not out.exists()
+
+
+def test_plans_the_manifest_could_not_record_are_refused_before_any_build(small_onnx, tmp_path, capsys):
+    """The manifest's bounds (plans, sides, batch) are checked when the build is planned, not
+    after the engines are built."""
+    from overfeat.cli.args import as_flags
+    from overfeat.runtime.manifest import MAX_DIM, MAX_PLANS
+
+    path, _ = small_onnx
+    with pytest.raises(InputError, match=f"`batch` {MAX_DIM + 1}: expected a positive integer up to {MAX_DIM}"):
+        BuildOptions(batch=MAX_DIM + 1)
+    with pytest.raises(InputError, match=f"245, {MAX_DIM + 1}|245x{MAX_DIM + 1}"):  # the runtime's pyramid may refuse it first
+        plan_build(path, BuildOptions(pyramid=[(245, MAX_DIM + 1)], batch=1))
+    with pytest.raises(InputError) as refused:
+        plan_build(path, BuildOptions(pyramid="aspect", dynamic=DynamicRange.parse(f"245x245:300x300:800x{MAX_DIM + 1}")))
+    assert (
+        as_flags(str(refused.value))
+        == f"--dynamic asks for the size 245x245..800x{MAX_DIM + 1}; each side must be at most {MAX_DIM}"
+    )
+    many = [(245, 245 + i) for i in range(MAX_PLANS + 1)]
+    with pytest.raises(InputError, match=f"{MAX_PLANS + 1} (plans|sizes)"):  # the plans, or the runtime's pyramid, first
+        plan_build(path, BuildOptions(pyramid=many, batch=1))
+    out = tmp_path / "engines"
+    assert main(["build", "--model", str(path), "--output", str(out), "--pyramid", f"245x{MAX_DIM + 1}", "--batch", "1"]) == 2
+    assert f"{MAX_DIM + 1}" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_built_manifest_is_read_back_and_a_forged_one_is_not(small_onnx, tmp_path):
+    """What build_engines writes passes every check of Manifest.load; the same manifest with a
+    plan renamed to a path outside the directory (its sha256 kept) is refused."""
+    path, _ = small_onnx
+    out = tmp_path / "engines"
+    built = build_engines(plan_build(path, BuildOptions(pyramid=[(245, 245)], version_compatible=True)), out, StandIn())
+    verify_plans(Manifest.load(out / MANIFEST))
+    data = json.loads((out / MANIFEST).read_text())
+    (tmp_path / "elsewhere.plan").write_bytes((out / built.plans[0].file).read_bytes())
+    data["plans"][0]["file"] = "../elsewhere.plan"
+    (out / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=r"plans\[0\].file '../elsewhere.plan' is not a plain file name"):
+        Manifest.load(out / MANIFEST)
+
+
+def test_infer_passes_allow_host_code_to_the_backend(small_onnx, capsys):
+    """--allow-host-code reaches the backend: ONNX Runtime, which runs no engine, refuses it."""
+    path, _ = small_onnx
+    assert main(["infer", "none.png", "--model", str(path), "--allow-host-code"]) == 2
+    assert "backend 'onnxruntime' takes no 'allow_host_code' option" in capsys.readouterr().err

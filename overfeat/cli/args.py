@@ -177,11 +177,16 @@ PRECISION_HELP = (
 
 
 def add_backend(p: argparse.ArgumentParser, backends: Sequence[str]) -> None:
-    """--backend (default from the model file) and OpenVINO's --precision."""
+    """--backend (default from the model file), OpenVINO's --precision and TensorRT's --allow-host-code."""
     p.add_argument(
         "--backend", choices=tuple(backends), default=None, help="default: from the model file type (ONNX: onnxruntime)"
     )
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help=PRECISION_HELP)
+    p.add_argument(
+        "--allow-host-code",
+        action="store_true",
+        help="TensorRT: load version-compatible engines, which run the TensorRT code they embed (engines you trust only)",
+    )
 
 
 def check_precision(args: argparse.Namespace) -> None:
@@ -360,6 +365,7 @@ FLAGS = {
     "flip=False": "--no-flip",
     "check=None": "--no-check",
     "cache=None": "--no-cache",
+    "allow_host_code=True": "--allow-host-code",
     "report_path": "--report",
     "hardware_compatibility": "--hardware-compat",
     "models": "--model",

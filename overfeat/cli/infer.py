@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         args.backend,
         providers=providers,
         precision=args.precision,
+        allow_host_code=args.allow_host_code,
         pyramid=args.pyramid,
         flip=not args.no_flip,
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,

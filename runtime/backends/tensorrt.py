@@ -5,20 +5,23 @@ Written against TensorRT's name-based I/O API, the same in TensorRT 10.x and 11.
 ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``), and cuda-python's runtime API
 (``cuda.bindings.runtime`` from 12.6.1 on; ``cuda.cudart`` before). No PyTorch.
 
-Before any plan is deserialized the manifest is checked against this machine (TensorRT version,
-GPU compute capability) and every plan's sha256 (:mod:`overfeat.runtime.manifest`). Plans are
-deserialized on first use. A context is not thread-safe, so each has its own lock.
+Before any plan is deserialized the manifest is checked (:mod:`overfeat.runtime.manifest`):
+its fields, the host code of version-compatible plans (refused unless ``allow_host_code``), this
+machine's TensorRT version and GPU compute capability, every plan's sha256. Plans are
+deserialized on first use, from bytes whose sha256 is checked again. A context is not
+thread-safe, so each has its own lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import numpy as np
 
 from overfeat.errors import BackendError, ModelError
 from overfeat.metadata import INPUT_NAME
-from overfeat.runtime.manifest import Manifest, PlanEntry, check_compatible, verify_plans
+from overfeat.runtime.manifest import Manifest, PlanEntry, check_compatible, host_code_allowed, plan_path, verify_plans
 
 from . import feed_image
 
@@ -125,11 +128,14 @@ class _Engine:
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, path: str, device: int = 0) -> None:
-        import tensorrt as trt
-
+    def __init__(self, path: str, device: int = 0, allow_host_code: bool = False) -> None:
+        """Open the engines of the manifest at ``path`` on GPU ``device``; ``allow_host_code``:
+        load version-compatible plans, which run the TensorRT code they embed (refused otherwise)."""
         self.source = path
         self.manifest = Manifest.load(path)
+        host_code = host_code_allowed(self.manifest, allow_host_code)  # before TensorRT is touched
+        import tensorrt as trt
+
         rt = cudart()
         self.device = device
         cuda_call(rt.cudaSetDevice(device), "cudaSetDevice")
@@ -139,7 +145,7 @@ class TensorRTBackend:
         verify_plans(self.manifest)
         self.meta = self.manifest.meta
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        if self.manifest.build.get("version_compatible"):
+        if host_code:
             self._runtime.engine_host_code_allowed = True  # version-compatible plans embed their runtime
         self._engines: dict[str, _Engine] = {}
         self._lock = threading.Lock()
@@ -154,7 +160,9 @@ class TensorRTBackend:
             if self._closed:
                 raise BackendError(f"the TensorRT backend for {self.source} is closed")
             if plan.file not in self._engines:
-                data = (self.manifest.directory / plan.file).read_bytes()
+                data = plan_path(self.manifest, plan).read_bytes()
+                if hashlib.sha256(data).hexdigest() != plan.sha256:  # replaced since verify_plans
+                    raise ModelError(f"{self.source}: plan {plan.file} changed since it was opened; rebuild the engines")
                 engine = _Engine(self._runtime, plan, data)
                 missing = [n for n in self.output_names if n not in engine.outputs]
                 if missing:
