@@ -13,11 +13,12 @@ its fastest. Rates are in multiply-accumulates per second; GFLOP/s are twice tha
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from overfeat.fileio import work_dir
 
 
 def _best(fn, repeat: int) -> float:
@@ -73,7 +74,7 @@ def _onnxruntime_rate(precision: str, n: int, repeat: int, seed: int) -> float |
         [onnx.numpy_helper.from_array(weight, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    with tempfile.TemporaryDirectory() as tmp:
+    with work_dir("ceiling") as tmp:
         path = Path(tmp) / "gemm.onnx"
         onnx.save(model, str(path))
         session = ort_session(path)

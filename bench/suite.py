@@ -12,13 +12,13 @@ image is from what the arithmetic alone would take.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from overfeat.errors import InputError
+from overfeat.fileio import work_dir
 from overfeat.progress import Progress
 
 from .run import STAGES, BenchConfig, Candidate, machine, run_candidates, summarize
@@ -134,7 +134,7 @@ def benchmark(
     graphs = [_onnx_of(c) or (first.path if first else None) for c in candidates]  # the graph that counts each candidate's MACs
     macs = _count_macs(list(dict.fromkeys(g for g in graphs if g)), sizes, batch, progress)
     measured, rates = _gemm_rates(progress)
-    with tempfile.TemporaryDirectory(prefix="overfeat-bench-") as tmp:
+    with work_dir("bench") as tmp:
         files = _image_files(inputs, meta, config.seed, Path(tmp))
         results = run_candidates(candidates, sizes, files, config, progress)
     report: dict[str, Any] = {

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from overfeat.errors import BuildError, InputError
-from overfeat.fileio import atomic_path, private_link
+from overfeat.fileio import atomic_path, private_link, work_dir
 
 from .ranges import Ranges
 
@@ -57,7 +56,7 @@ def quantized_model(source: str | os.PathLike[str], ranges: Ranges, exclude: Seq
     from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
     from onnxruntime.quantization.registry import QDQRegistry
 
-    with tempfile.TemporaryDirectory(prefix="overfeat-int8-") as tmp:  # shape inference writes beside its input
+    with work_dir("int8") as tmp:  # shape inference writes beside its input
         model = load_model_with_shape_infer(private_link(source, tmp))
     exclude = check_exclude(model, exclude)
     meta = {p.key: p.value for p in model.metadata_props if p.key.startswith("overfeat.")}  # not the quantizer's own keys

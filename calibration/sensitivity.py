@@ -14,7 +14,6 @@ of error, that ranking put the three layers with the largest error of their own 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from overfeat.fileio import work_dir
 from overfeat.progress import Progress
 from overfeat.runtime.backends.onnxruntime import session as _session
 
@@ -58,7 +58,7 @@ def rank_layers(
     progress = progress or Progress(enabled=False)
     reference = _session(source)
     layers = [n for n in conv_nodes(onnx.load(str(source), load_external_data=False)) if n not in excluded]
-    with tempfile.TemporaryDirectory(prefix="overfeat-sensitivity-") as tmp:
+    with work_dir("sensitivity") as tmp:
 
         def error(exclude: Sequence[str]) -> float:
             path = Path(tmp) / "candidate.onnx"
