@@ -16,13 +16,13 @@ given sizes and batch 1..N.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from overfeat.errors import InputError, ModelError
 from overfeat.geometry import Size, parse_size
+from overfeat.limits import format_bytes, parse_bytes  # noqa: F401 - part of this module's API
 from overfeat.metadata import INPUT_NAME, ModelMeta
 from overfeat.runtime.manifest import (  # the manifest's bounds: a plan decided here is one the runtime reads
     HARDWARE_LEVELS,
@@ -32,42 +32,6 @@ from overfeat.runtime.manifest import (  # the manifest's bounds: a plan decided
     MAX_WORKSPACE,
     ORIENTATIONS,
 )
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "tib": 1024**4,
-}
-
-
-def parse_bytes(text: str) -> int:
-    """``"4GiB"`` → 4294967296; units B, KB/KiB, MB/MiB, GB/GiB, TB/TiB (case-insensitive)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
-    unit = match.group(2).lower() if match else ""
-    if not match or unit not in _UNITS:
-        raise InputError(f"size {text!r}: expected a number with an optional unit, such as 4GiB, 512MiB or 1GB")
-    value = int(float(match.group(1)) * _UNITS[unit])
-    if value < 1:
-        raise InputError(f"size {text!r}: expected more than 0 bytes")
-    return value
-
-
-def format_bytes(value: int) -> str:
-    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if value >= size:
-            return f"{value / size:g} {unit}"
-    return f"{value} B"
 
 
 @dataclass(frozen=True)

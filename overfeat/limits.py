@@ -6,7 +6,7 @@ limit is refused with an :class:`InputError` that gives the estimate and how to 
 
 The limit is, in order: :func:`set_max_memory` (the CLI's ``--max-memory``), the environment
 variable ``OVERFEAT_MAX_MEMORY``, or half of this machine's memory. Sizes are written as bytes
-or with a unit: ``512M``, ``8G``, ``1.5GiB`` (powers of 1024).
+or with a unit (:func:`parse_bytes`): ``8GB`` or ``8G`` (10⁹), ``8GiB`` (2³⁰), ``512MiB``.
 
 The estimates are upper bounds of the peak, not measurements: an activation is counted with the
 paper's full channel widths times the model's width (a runtime that does not know the width
@@ -24,17 +24,45 @@ from overfeat.geometry import get_arch
 ENV = "OVERFEAT_MAX_MEMORY"
 DEFAULT_SHARE = 0.5  # of the machine's memory
 FLOAT = 4  # bytes of a float32
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _limit: int | None = None
 
 
+_UNITS = {  # decimal and binary units, case-insensitive
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+
+
 def parse_bytes(text: str) -> int:
-    """``"8G"``, ``"512MiB"``, ``"1.5 GB"`` or ``"1000000"`` → bytes (units are powers of 1024)."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:I?B)?\s*", str(text), re.IGNORECASE)
-    value = float(match.group(1)) * _UNITS[match.group(2).upper()] if match else 0.0
-    if not match or not 1 <= value < 1 << 60:
-        raise InputError(f"memory size {text!r}: expected a positive size such as 512M, 8G or 1.5GiB")
-    return int(value)
+    """``"4GiB"`` → 4294967296; units B, KB/KiB, MB/MiB, GB/GiB, TB/TiB (case-insensitive)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise InputError(f"size {text!r}: expected a number with an optional unit, such as 4GiB, 512MiB or 1GB")
+    value = float(match.group(1)) * _UNITS[unit]
+    if not 1 <= value < 1 << 60:
+        raise InputError(f"size {text!r}: expected more than 0 bytes and less than 1 EiB")
+    value = int(value)
+    return value
+
+
+def format_bytes(value: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if value >= size:
+            return f"{value / size:g} {unit}"
+    return f"{value} B"
 
 
 def gib(n: float) -> str:

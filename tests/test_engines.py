@@ -253,9 +253,10 @@ def test_a_bad_timing_cache_path_is_refused_before_anything_is_replaced(small_on
     out = tmp_path / "engines"
     build_engines(plan_build(path, BuildOptions(pyramid=[(245, 245)])), out, StandIn(tag="old"))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    with pytest.raises(InputError, match="`timing_cache` .*directory .* does not exist"):
+    (tmp_path / "afile").write_text("a file, not a folder")
+    with pytest.raises(InputError, match="`timing_cache` .*afile is not a directory"):
         build_engines(
-            plan_build(path, BuildOptions(pyramid=[(245, 245)], timing_cache=str(tmp_path / "no" / "t.cache"))),
+            plan_build(path, BuildOptions(pyramid=[(245, 245)], timing_cache=str(tmp_path / "afile" / "t.cache"))),
             out,
             StandIn(tag="new"),
         )
