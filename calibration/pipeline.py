@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from overfeat.datasets.images import ImageSet, open_images
-from overfeat.errors import InputError
+from overfeat.errors import BuildError, InputError
 from overfeat.fileio import atomic_path, check_output_path, sha256_file, write_json
 from overfeat.metadata import INPUT_NAME, ModelMeta
 from overfeat.progress import Progress
@@ -25,7 +25,7 @@ from overfeat.runtime.pyramid import pyramid_batches
 
 from .gate import MIN_CHECK_IMAGES, CompareOptions, Comparison, GateConfig, ReferenceOutputs, compare
 from .int8 import check_exclude, quantize_int8
-from .ranges import Method, Ranges, collect_ranges, load_ranges, save_ranges
+from .ranges import Method, Ranges, collect_ranges, load_ranges, range_problem, save_ranges
 from .sensitivity import rank_layers, time_model
 
 MIN_IMAGES = 8  # fewer calibration images than this give ranges too noisy to trust
@@ -258,11 +258,16 @@ def _ranges(model: str, meta: ModelMeta, images: ImageSet, config: CalibrateConf
         "pyramid": str(config.pyramid),
         "flip": config.flip,
     }
-    ranges = load_ranges(config.cache, sha, config.method, data) if config.cache else None
+    ranges = load_ranges(config.cache, sha, config.method, data, model) if config.cache else None
     if ranges is not None:
         progress.info(f"reusing the {config.method.label} ranges in {config.cache}")
         return ranges
     ranges = _collect(model, meta, images, config, sha, data, progress)
+    problem = range_problem(ranges.ranges)  # what a cache may not hold, the calibration may not give
+    if problem:
+        raise BuildError(
+            f"the calibration of {model} gave a range that cannot be quantized: {problem}; give other calibration `images`"
+        )
     if config.cache:
         save_ranges(config.cache, ranges)
     return ranges

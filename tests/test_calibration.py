@@ -806,3 +806,122 @@ def test_compare_options_take_keyword_changes_and_refuse_unknown_ones(tmp_path):
     assert options.candidate_backend == "onnxruntime" and options.score_threshold == 0.1
     with pytest.raises(TypeError, match="pyramids"):
         compare(str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), open_images("shapes:test:10", 0), 10, 0, options, pyramids=2)
+
+
+# ---------------------------------------------------------------------------- damaged range caches
+
+
+@pytest.fixture(scope="module")
+def range_cache(shapes, tmp_path_factory):
+    """A range cache made by 'overfeat calibrate' (minmax, 8 images, one scale), the command line
+    that reads it again (without --cache and --output) and the INT8 model it made."""
+    folder = tmp_path_factory.mktemp("range-cache")
+    args = words(
+        "calibrate --model", shapes / "model.onnx", "--images shapes:val:8 --max-images 8 --method minmax --no-check", FAST
+    )
+    args[args.index("--pyramid") + 1] = "1"
+    assert main([*args, "--cache", str(folder / "good.json"), "--output", str(folder / "good.onnx")]) == 0
+    return args, json.loads((folder / "good.json").read_text()), folder / "good.onnx"
+
+
+def _first(data: dict) -> str:
+    return sorted(data["ranges"])[0]
+
+
+def _range(value):
+    def edit(data):
+        data["ranges"][_first(data)] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_range([0.0, 0.0]), "has the range [0.0, 0.0], expected low < high"),
+        (_range([5.0, -5.0]), "has the range [5.0, -5.0], expected low < high"),
+        (_range([-1e38, 1e38]), "has the range [-1e+38, 1e+38], expected finite bounds within ±1e+30"),
+        (_range([float("nan"), 1.0]), "has the range [nan, 1.0], expected finite bounds"),
+        (_range([float("-inf"), 1.0]), "has the range [-inf, 1.0], expected finite bounds"),
+        (_range(["-1", 1.0]), "has the range ['-1', 1.0], expected [low, high], two numbers"),
+        (_range([-1.0, 0.5, 1.0]), "expected [low, high], two numbers"),
+        (_range([False, True]), "expected [low, high], two numbers"),
+        (
+            lambda d: d["ranges"].update(not_a_tensor=[-1.0, 1.0]),
+            "holds ranges of 1 tensors the model does not have ('not_a_tensor')",
+        ),
+        (lambda d: d["ranges"].pop(_first(d)), "lacks the ranges of 1 tensors of the model"),
+        (lambda d: d.update(method=5), "is malformed: its method is int, expected text"),
+        (lambda d: d.update(percentile="99.99"), "is malformed: its percentile is str, expected a number or null"),
+        (lambda d: d.update(percentile=True), "is malformed: its percentile is bool"),
+        (lambda d: d.update(ranges=[["x", -1, 1]]), "is malformed: its ranges is list, expected an object"),
+        (lambda d: d.update(end=-3), "is malformed: a negative count"),
+        (lambda d: d.update(skipped=[["a.png"]]), "is malformed: skipped holds other than [name, reason] pairs"),
+    ],
+)
+def test_a_damaged_range_cache_is_refused_and_nothing_written(range_cache, tmp_path, capsys, edit, message):
+    args, good, _ = range_cache
+    data = json.loads(json.dumps(good))
+    edit(data)
+    cache = tmp_path / "ranges.json"
+    cache.write_text(json.dumps(data))
+    before = cache.read_bytes()
+    out = tmp_path / "x.onnx"
+    assert main([*args, "--cache", str(cache), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--cache {cache}" in err and message in err
+    assert "delete it, or pass --no-cache to calibrate without a cache" in err and "`" not in err
+    assert not out.exists() and not (tmp_path / "x.check.json").exists() and cache.read_bytes() == before
+
+
+def test_a_cache_too_large_is_refused_before_it_is_parsed(range_cache, tmp_path, capsys):
+    from overfeat.calibration.ranges import MAX_CACHE_BYTES
+
+    args, good, _ = range_cache
+    cache = tmp_path / "ranges.json"
+    text = json.dumps(good)
+    cache.write_text(text + " " * (MAX_CACHE_BYTES + 1 - len(text)))
+    assert main([*args, "--cache", str(cache), "--output", str(tmp_path / "x.onnx")]) == 2
+    assert f"--cache {cache} is larger than 16 MiB" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
+
+
+def test_a_sound_edited_cache_is_used(range_cache, tmp_path, capsys):
+    """The checks refuse damage, not edits: ranges that are finite, ordered and of the model's
+    tensors are used as they are (an asymmetric range included)."""
+    args, good, model = range_cache
+    data = json.loads(json.dumps(good))
+    low, high = data["ranges"]["image"]
+    data["ranges"]["image"] = [low / 2, high / 4]  # the input's int8 scale halves
+    cache = tmp_path / "ranges.json"
+    cache.write_text(json.dumps(data))
+    assert main([*args, "--cache", str(cache), "--output", str(tmp_path / "x.onnx")]) == 0
+    assert f"from cache {cache}" in capsys.readouterr().out
+    assert (tmp_path / "x.onnx").read_bytes() != model.read_bytes()  # made with the edited range
+
+
+def test_calibrated_tensors_are_those_the_calibrator_gives_ranges_to(shapes, range_cache):
+    from overfeat.calibration.ranges import calibrated_tensors
+
+    _, good, _ = range_cache
+    names = calibrated_tensors(shapes / "model.onnx")
+    assert names == set(good["ranges"]) and "image" in names and len(names) > 10
+
+
+@pytest.mark.parametrize(
+    ("ranges", "problem"),
+    [
+        ({"a": [-1e30, 1e30], "b": (0.0, 1e-30)}, None),
+        ({"a": [-1e30, 1.0000001e30]}, "expected finite bounds within ±1e+30"),
+        ({"a": [1, 1]}, "has the range [1, 1], expected low < high"),
+        ({"a": [-1, 1], "b": [2, 3]}, None),
+        ({"a": None}, "expected [low, high], two numbers"),
+        ({"a": [-(10**400), 1]}, "expected finite bounds"),
+    ],
+)
+def test_range_problem_at_its_bounds(ranges, problem):
+    from overfeat.calibration.ranges import range_problem
+
+    got = range_problem(ranges)
+    assert got == problem if problem is None else problem in got
+    if problem is None:
+        assert range_problem(ranges, {"a", "b", "c"}) == "it lacks the ranges of 1 tensors of the model ('c')"
