@@ -11,14 +11,13 @@ when the check is switched off); the report is written either way.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from overfeat.datasets.images import ImageSet, open_images
 from overfeat.errors import BuildError, InputError
-from overfeat.fileio import atomic_path, check_output_path, sha256_file, write_json
+from overfeat.fileio import atomic_path, check_output_path, sha256_file, work_dir, write_json
 from overfeat.metadata import INPUT_NAME, ModelMeta
 from overfeat.progress import Progress
 from overfeat.runtime.pyramid import pyramid_batches
@@ -208,7 +207,7 @@ def calibrate(
         "from_cache": ranges.from_cache,
         "cache": config.cache,
     }
-    with tempfile.TemporaryDirectory(prefix="overfeat-calibrate-") as tmp:
+    with work_dir("calibrate") as tmp:
         candidate = str(Path(tmp) / "candidate.int8.onnx")
         with progress.step(f"quantizing ({len(exclude)} layers kept in float)"):
             quantize_int8(model, ranges, candidate, exclude)
@@ -483,7 +482,7 @@ def convert(
         )
     _gate_applies(meta, held_out)
     report = Report(model, output, "fp16")
-    with tempfile.TemporaryDirectory(prefix="overfeat-convert-") as tmp:
+    with work_dir("convert") as tmp:
         candidate = str(Path(tmp) / "candidate.fp16.onnx")
         with progress.step("converting to fp16"):
             convert_fp16(model, candidate)

@@ -20,7 +20,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,7 +287,7 @@ def collect_ranges(
     kind = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[
         method.name
     ]
-    with tempfile.TemporaryDirectory(prefix="overfeat-calibrate-") as tmp:
+    with work_dir("calibrate") as tmp:
         calibrator = create_calibrator(
             private_link(model_path, tmp),
             None,

@@ -54,11 +54,15 @@ class Compiler(Protocol):
         ...
 
 
-def check_output_dir(output: str | os.PathLike[str]) -> Path:
-    """Create the output directory (and its parents) or refuse a path that cannot be one."""
+def check_output_dir(output: str | os.PathLike[str], create: bool = True) -> Path:
+    """Create the output directory (and its parents) or refuse a path that cannot be one;
+    ``create=False`` (a dry run) only refuses."""
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise InputError(f"`output` {out} is a file, expected a directory for the plans and manifest.json")
+    if not create:
+        check_output_path(out / MANIFEST, "`output`")
+        return out
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

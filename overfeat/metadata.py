@@ -198,8 +198,14 @@ class ModelMeta:
         encoding = reader.get("box_encoding", dict) if "loc" in heads else None
         if encoding is not None and encoding.get("name") != BOX_ENCODING:
             raise ModelError(f"metadata 'overfeat.box_encoding' is {encoding!r:.200}, expected name {BOX_ENCODING!r}")
-        geometry = tuple(SpatialOp(**op) for op in reader.get("geometry", list))
-        pyramid = tuple((int(h), int(w)) for h, w in reader.get("pyramid", list))
+        try:
+            geometry = tuple(SpatialOp(**op) for op in reader.get("geometry", list)[: MAX_OPS + 1])
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"metadata 'overfeat.geometry': {exc}, expected objects of kernel, stride, pad, dilation") from None
+        try:
+            pyramid = tuple((int(h), int(w)) for h, w in reader.get("pyramid", list)[: MAX_SCALES + 1])
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"metadata 'overfeat.pyramid': {exc}, expected [[H, W], ...]") from None
         known = {PREFIX + k for k in _KNOWN}
         extra = {k: json.loads(v) for k, v in props.items() if k.startswith(PREFIX) and k not in known}
         return cls(

@@ -42,6 +42,7 @@ from .image import DEFAULT_MAX_PIXELS, as_rgb, load_image
 from .kernels import resolve_kernel
 from .merge import MergeConfig, greedy_merge
 from .pyramid import PyramidSpec, Scale, pyramid_batches, pyramid_sizes
+from .pyramid import check_memory as check_pyramid_memory
 from .results import BoxResult, ClassScore, Result
 from .tasks import DecodeConfig, check_tasks
 
@@ -72,7 +73,9 @@ class Predictor:
         if self.merge_config.kernel == "compiled":
             resolve_kernel("compiled")  # compiled kernels asked for and missing: an error here, not at the first image
         self.pyramid = pyramid
-        pyramid_sizes(pyramid, self.meta, (self.meta.window, self.meta.window + 1))  # validate now
+        sizes = pyramid_sizes(pyramid, self.meta, (self.meta.window, self.meta.window + 1))  # validate now
+        if pyramid != "aspect":  # the same sizes for every image: their memory is known now
+            check_pyramid_memory(sizes, self.meta, self.flip)
 
     @classmethod
     def from_path(

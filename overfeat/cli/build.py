@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from overfeat.engines.build import build_engines, check_output_dir, timing_cache_path
     from overfeat.engines.plan import plan_build
 
+    check_output_dir(args.output, create=False)
     plan = plan_build(args.model, build_options(args))
     print(plan.describe(args.output))
     if args.dry_run:

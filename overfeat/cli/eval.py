@@ -47,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
     check_images(dataset.records)  # every image there, readable and of its record's size, before the long work
     a.check_precision(args)
     with Predictor.from_path(
-        args.model, args.backend, precision=args.precision, pyramid=args.pyramid, flip=not args.no_flip, merge=merge
+        args.model,
+        args.backend,
+        precision=args.precision,
+        allow_host_code=args.allow_host_code,
+        pyramid=args.pyramid,
+        flip=not args.no_flip,
+        merge=merge,
     ) as predictor:
         tasks = check_tasks(args.task, predictor.meta, args.model)  # the tasks the model's heads allow, by default
         decode = a.decode_config(args, tasks, a.EVAL_OPTIONS, several=True)

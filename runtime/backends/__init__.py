@@ -105,7 +105,7 @@ REGISTRY: dict[str, BackendEntry] = {
         _tensorrt_available,
         _make_tensorrt,
         "pip install 'overfeat[gpu]' on a machine with an NVIDIA GPU",
-        ("device",),
+        ("device", "allow_host_code"),
     ),
     "openvino": BackendEntry(
         "openvino", _openvino_available, _make_openvino, "pip install 'overfeat[openvino]'", ("precision", "threads")
