@@ -306,7 +306,14 @@ def collect_ranges(
                 raise InputError("no calibration images could be read")
             with progress.step(f"computing {method.label} ranges of the activations"):
                 data = calibrator.compute_data()
-    return {name: (_scalar(td.range_value[0]), _scalar(td.range_value[1])) for name, td in data.items()}
+    return {name: _widened(_scalar(td.range_value[0]), _scalar(td.range_value[1])) for name, td in data.items()}
+
+
+def _widened(low: float, high: float) -> tuple[float, float]:
+    """A range as calibrated, except that a tensor calibration never saw change (a dead channel
+    of zeros, say: low == high) gets [v − 1, v + 1], so that every range, cached or not, has
+    low < high; quantized, such a tensor still holds v exactly."""
+    return (low - 1.0, high + 1.0) if low == high and math.isfinite(low) else (low, high)
 
 
 def _scalar(value) -> float:

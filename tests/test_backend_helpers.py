@@ -6,7 +6,7 @@ from importlib.util import find_spec
 import numpy as np
 import pytest
 
-from overfeat.errors import BackendError, ModelError
+from overfeat.errors import ModelError
 
 needs_ort = pytest.mark.skipif(
     find_spec("onnxruntime") is None or find_spec("onnx") is None, reason="onnxruntime and onnx not installed"
@@ -67,10 +67,12 @@ def test_session_refuses_a_file_that_is_not_onnx(tmp_path):
 
 @needs_ort
 def test_session_refuses_a_missing_provider():
+    """A provider this onnxruntime lacks is the caller's mistake: an InputError (exit 2)."""
+    from overfeat.errors import InputError
     from overfeat.runtime.backends.onnxruntime import session
 
-    message = "execution provider NoSuchExecutionProvider is not available in this onnxruntime; available: .*CPU"
-    with pytest.raises(BackendError, match=message):
+    message = "`providers`: execution provider NoSuchExecutionProvider is not available in this onnxruntime; available: .*CPU"
+    with pytest.raises(InputError, match=message):
         session(_tiny_model(), providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
 
 

@@ -765,7 +765,7 @@ def test_a_replaced_image_invalidates_the_cache(shapes, tmp_path, capsys):
         (["--check-images", "5"], "needs at least 10 held-out images"),
         (["--check", "shapes:val:30"], "is the calibration split"),
         (["--check", "shapes:test:4"], "holds 4 images"),
-        (["--report", "/no/such/dir/r.json"], "does not exist"),
+        (["--report", "/proc/version/r.json"], "is not a directory"),
     ],
 )
 def test_check_problems_are_refused_before_any_work(shapes, tmp_path, capsys, extra, message):
@@ -776,9 +776,15 @@ def test_check_problems_are_refused_before_any_work(shapes, tmp_path, capsys, ex
 
 
 def test_output_may_not_replace_the_model(shapes, capsys):
+    """The command line refuses an output that is one of its inputs; the library, its model."""
+    from overfeat.calibration.pipeline import convert
+    from overfeat.errors import InputError
+
     model = str(shapes / "model.onnx")
     assert main(["convert", "--precision", "fp16", "--model", model, "--output", model, "--no-check"]) == 2
-    assert "is the model itself" in capsys.readouterr().err
+    assert "is the input" in capsys.readouterr().err
+    with pytest.raises(InputError, match="is the model itself"):
+        convert(model, model, "fp16", None)
 
 
 def test_a_gate_that_cannot_apply_is_refused(tmp_path, capsys):
