@@ -48,6 +48,7 @@ class BenchConfig:
     warmup: int = 1
     seed: int = 0
     min_score: float = 0.2  # localize's floor (Predictor.localize's default); 0 keeps every location of the top classes
+    allow_host_code: bool = False  # TensorRT may load version-compatible plans (they run code they embed)
 
     def __post_init__(self) -> None:
         if self.repeat < 1 or self.warmup < 0:
@@ -85,6 +86,7 @@ def _worker(conn, candidate: Candidate, config: BenchConfig, sizes, image_files)
             candidate.path,
             candidate.backend,
             precision=candidate.precision,
+            allow_host_code=config.allow_host_code,
             pyramid=config.pyramid,
             flip=config.flip,
             merge=MergeConfig(kernel=candidate.merge_kernel),

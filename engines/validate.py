@@ -109,6 +109,7 @@ class ValidateConfig:
     min_top5_overlap: float | None = None
     min_box_iou: float | None = None
     fail_on_skip: bool = False
+    allow_host_code: bool = False  # TensorRT may load version-compatible plans (they run code they embed)
 
     def __post_init__(self) -> None:
         if (self.images is None) == (self.random is None):
@@ -244,7 +245,7 @@ class _MapsOnly:
         pass
 
 
-def describe(spec: str) -> Model:
+def describe(spec: str, allow_host_code: bool = False) -> Model:
     """What a model is and how it runs: an ONNX file (ONNX Runtime; ``FILE.onnx@openvino`` or
     ``FILE.onnx@openvino:bf16`` in OpenVINO), a PyTorch checkpoint or an engine manifest."""
     from overfeat.runtime.backends import model_kind, model_spec
@@ -267,10 +268,11 @@ def describe(spec: str) -> Model:
         return Model(str(spec), "openvino", ran, meta, skip=unavailable(), options={"precision": precision})
     if kind == "manifest":
         from overfeat.runtime.backends.tensorrt import unavailable
-        from overfeat.runtime.manifest import Manifest
+        from overfeat.runtime.manifest import Manifest, host_code_allowed
 
         manifest = Manifest.load(p)
-        return Model(str(path), "tensorrt", manifest.precision, manifest.meta, skip=unavailable())
+        options = {"allow_host_code": True} if host_code_allowed(manifest, allow_host_code) else {}
+        return Model(str(path), "tensorrt", manifest.precision, manifest.meta, skip=unavailable(), options=options)
     from overfeat.runtime.backends import create_backend  # a checkpoint
 
     backend = create_backend(p, "torch")
@@ -326,8 +328,8 @@ def validate(reference: str, candidates: list[str], config: ValidateConfig, prog
         raise InputError("give at least one candidate (`candidates`)")
     quiet()
     with progress.step("opening the models"):
-        ref = describe(reference)
-        models = [describe(c) for c in candidates]
+        ref = describe(reference, config.allow_host_code)
+        models = [describe(c, config.allow_host_code) for c in candidates]
     if ref.skip:
         raise InputError(
             f"the reference {reference} cannot run here: {ref.skip}; use the ONNX file or the checkpoint as the reference"

@@ -238,3 +238,22 @@ def test_inputs_are_required():
     with pytest.raises(InputError, match="one of them"):
         ValidateConfig(images="shapes:test:3", random=2)
     assert Tolerance.parse("fp16=elemwise:0.01:0.02") == ("fp16", Tolerance("elemwise", 0.01, 0.02))
+
+
+def test_version_compatible_engines_need_allow_host_code(shapes_onnx, tmp_path, capsys):
+    """Engines that embed TensorRT code are refused unless --allow-host-code is given; with it the
+    candidate is accepted (and skipped here, where TensorRT cannot run)."""
+    from overfeat.engines.build import build_engines
+    from overfeat.engines.plan import BuildOptions, plan_build
+    from overfeat.runtime.backends.tensorrt import unavailable
+    from tests.test_engines import StandIn
+
+    if unavailable() is None:
+        pytest.skip("TensorRT and a GPU are present: the skip path does not apply")
+    options = BuildOptions(pyramid=2, orientations="landscape", version_compatible=True)
+    build_engines(plan_build(shapes_onnx, options), tmp_path / "engines", StandIn())
+    args = ("validate --reference", shapes_onnx, "--candidate", tmp_path / "engines" / "manifest.json", "--random 1", FAST)
+    assert cli(*args) == 2
+    assert "--allow-host-code" in capsys.readouterr().err
+    assert cli(*args, "--allow-host-code") == 0
+    assert "SKIP: TensorRT and cuda-python are not installed here" in capsys.readouterr().out

@@ -182,6 +182,10 @@ def add_backend(p: argparse.ArgumentParser, backends: Sequence[str]) -> None:
         "--backend", choices=tuple(backends), default=None, help="default: from the model file type (ONNX: onnxruntime)"
     )
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help=PRECISION_HELP)
+    add_host_code(p)
+
+
+def add_host_code(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allow-host-code",
         action="store_true",

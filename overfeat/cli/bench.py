@@ -42,6 +42,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="the greedy merge's kernel: auto (default), compiled or numpy; several, comma-separated, time each --model once per kernel, side by side",
     )
     a.add_json(p)
+    a.add_host_code(p)
     p.add_argument("--plot", help="write a PNG: latency per scale for each candidate and the end-to-end split")
     a.add_quiet(p)
     p.set_defaults(func=run)
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         seed=args.seed,
         min_score=args.min_score,
+        allow_host_code=args.allow_host_code,
     )
     report = benchmark(
         args.model,

@@ -58,6 +58,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fail-on-skip", action="store_true", help="a candidate that cannot run here (TensorRT without a GPU) fails the run"
     )
+    a.add_host_code(p)
     a.add_json(p, "write the report to this JSON file")
     a.add_quiet(p)
     p.set_defaults(func=run)
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         min_top5_overlap=args.min_top5_overlap,
         min_box_iou=args.min_box_iou,
         fail_on_skip=args.fail_on_skip,
+        allow_host_code=args.allow_host_code,
     )
     report = validate(args.reference, args.candidate, config, Progress(enabled=not args.quiet))
     print(report.summary())
