@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from overfeat.errors import ModelError
+from overfeat.errors import InputError, ModelError
 from overfeat.geometry import ARCHS, Size, SpatialOp, output_size
 
 FORMAT_VERSION = 1
@@ -200,8 +200,10 @@ class ModelMeta:
             raise ModelError(f"metadata 'overfeat.box_encoding' is {encoding!r:.200}, expected name {BOX_ENCODING!r}")
         try:
             geometry = tuple(SpatialOp(**op) for op in reader.get("geometry", list)[: MAX_OPS + 1])
+        except InputError as exc:  # a value out of bounds
+            raise ModelError(f"metadata 'overfeat.geometry': {exc}") from None
         except (TypeError, ValueError) as exc:
-            raise ModelError(f"metadata 'overfeat.geometry': {exc}, expected objects of kernel, stride, pad, dilation") from None
+            raise ModelError(f"metadata 'overfeat.geometry': {exc}; expected objects of kernel, stride, pad, dilation") from None
         try:
             pyramid = tuple((int(h), int(w)) for h, w in reader.get("pyramid", list)[: MAX_SCALES + 1])
         except (TypeError, ValueError) as exc:

@@ -82,3 +82,35 @@ def test_read_class_names(tmp_path):
         read_class_names(str(f))
     with pytest.raises(InputError, match="could not be read"):
         read_class_names(str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("arch", '"bogus"', "'overfeat.arch': got 'bogus', expected one of accurate, fast"),
+        ("window", "0", "'overfeat.window': got 0"),
+        ("window", "100000", "'overfeat.window': got 100000"),
+        ("stride", "0", "'overfeat.stride': got 0"),
+        ("stride", "24", "strides multiply to 12, the metadata stride is 24"),
+        ("window", "231", "the window 231 must be the smallest input with a 1x1 output map"),
+        ("geometry", "[]", "'overfeat.geometry': got 0 ops"),
+        ("geometry", '[{"kernel": 7, "stride": 0}]', "spatial op stride 0: expected a whole number from 1 to 1024"),
+        ("geometry", '[{"kernel": 2.5}]', "spatial op kernel 2.5"),
+        ("geometry", '[{"size": 3}]', "expected objects of kernel, stride, pad, dilation"),
+        ("pyramid", "[]", "'overfeat.pyramid': got 0 sizes"),
+        ("pyramid", "[[200, 300]]", "size 200x300: each side must be from the window (221)"),
+        ("pyramid", "[[300, 20000]]", "size 300x20000"),
+        ("pyramid", "[[300]]", "'overfeat.pyramid'"),
+        ("std", "[Infinity, 1, 1]", "'overfeat.std': got [inf, 1.0, 1.0], expected finite positive values"),
+        ("std", "[0, 1, 1]", "'overfeat.std'"),
+        ("mean", "[NaN, 1, 1]", "'overfeat.mean'"),
+        ("classes", '["a", ""]', "'overfeat.classes': each name needs 1 to 256 characters"),
+    ],
+)
+def test_metadata_out_of_bounds_is_refused_naming_the_file_once_and_the_key(key, value, message):
+    props = _meta().to_props()
+    props[f"overfeat.{key}"] = value
+    with pytest.raises(ModelError) as info:
+        ModelMeta.from_props(props, "m.onnx")
+    text = str(info.value)
+    assert message in text and text.startswith("m.onnx: ") and text.count("m.onnx") == 1, text
