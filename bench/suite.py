@@ -33,8 +33,10 @@ class Inputs:
     def __post_init__(self) -> None:
         if (self.images is None) == (self.random is None):
             raise InputError("give the images: `images` DATA or `random` N (one of them)")
-        if self.max_images < 1 or (self.random is not None and self.random < 1):
-            raise InputError("`max_images` and `random` take a positive number")
+        from overfeat.datasets.images import check_count
+
+        check_count(self.max_images, "`max_images`")
+        check_count(self.random, "`random`")
 
 
 def candidates_from(models: list[str], torch: str | None, merge_kernels: tuple[str, ...] = ("auto",)) -> list[Candidate]:
@@ -71,14 +73,12 @@ def _image_files(inputs: Inputs, meta, seed: int, work: Path) -> list[str]:
             raise InputError(f"`images` {inputs.images}: no image files ({', '.join(IMAGE_SUFFIXES)})")
         rng = np.random.default_rng(seed)
         return [files[i] for i in sorted(rng.permutation(len(files))[: inputs.max_images])]
-    if inputs.random is not None:
-        rng = np.random.default_rng(seed)
-        sizes = rng.integers(meta.window, 2 * meta.window + 1, (inputs.random, 2))
-        arrays = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
-    else:
-        from overfeat.datasets.images import open_images
+    from overfeat.datasets.images import open_images, random_images
 
-        arrays = [image for _, image, _ in open_images(inputs.images, seed).take(inputs.max_images)]
+    if inputs.random is not None:
+        arrays = random_images(inputs.random, meta.window, seed)  # made, written and let go one at a time
+    else:
+        arrays = (image for _, image, _ in open_images(inputs.images, seed).take(inputs.max_images))
     files = []
     for i, array in enumerate(arrays):
         Image.fromarray(array).save(work / f"{i:03d}.png")

@@ -86,6 +86,35 @@ class ImageSet:
         ]
 
 
+MAX_IMAGES = 10_000  # images a run of validate or bench may ask for: they are kept or written for the run
+
+
+def check_count(count: int | None, what: str) -> None:
+    """Refuse a count of images below 1 or above :data:`MAX_IMAGES`."""
+    if count is not None and not 1 <= count <= MAX_IMAGES:
+        raise InputError(f"{what} {count}: expected 1 to {MAX_IMAGES} images")
+
+
+def random_images(count: int, window: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """``count`` images of uniform noise, each side from ``window`` to twice it, made one at a time."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(window, 2 * window + 1, (count, 2))
+    for h, w in sizes:
+        yield rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def kept_images(images: Iterator[np.ndarray], what: str) -> list[np.ndarray]:
+    """The arrays of ``images`` in a list, refused as soon as they would exceed the memory limit."""
+    from overfeat.limits import check_memory
+
+    kept, total = [], 0
+    for image in images:
+        total += image.nbytes
+        check_memory(total, what)
+        kept.append(image)
+    return kept
+
+
 def open_images(spec: str, seed: int = 0, max_pixels: int | None = None) -> ImageSet:
     """List the images named by ``spec`` (see the module documentation) in seeded order."""
     from overfeat.runtime.image import DEFAULT_MAX_PIXELS, load_image

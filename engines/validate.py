@@ -114,14 +114,14 @@ class ValidateConfig:
     def __post_init__(self) -> None:
         if (self.images is None) == (self.random is None):
             raise InputError("give the inputs: `images` DATA or `random` N (one of them)")
-        if self.random is not None and self.random < 1:
-            raise InputError(f"`random` {self.random}: expected a positive number of images")
-        if self.max_images < 1:
-            raise InputError(f"`max_images` {self.max_images}: expected a positive number")
+        from overfeat.datasets.images import check_count
+
+        check_count(self.random, "`random`")
+        check_count(self.max_images, "`max_images`")
         for name in ("min_top5_overlap", "min_box_iou"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
-                raise InputError(f"--{name.replace('_', '-')} {value}: expected a number within 0..1")
+                raise InputError(f"`{name}` {value}: expected a number within 0..1")
 
 
 @dataclass
@@ -289,16 +289,14 @@ def _check_same_model(reference: Model, candidate: Model) -> None:
 
 
 def _inputs(config: ValidateConfig, meta: ModelMeta) -> tuple[str, list[np.ndarray]]:
-    if config.random is not None:
-        rng = np.random.default_rng(config.seed)
-        sizes = rng.integers(meta.window, 2 * meta.window + 1, (config.random, 2))
-        return f"{config.random} random images (seed {config.seed})", [
-            rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes
-        ]
-    from overfeat.datasets.images import open_images
+    from overfeat.datasets.images import kept_images, open_images, random_images
 
+    if config.random is not None:
+        arrays = kept_images(random_images(config.random, meta.window, config.seed), f"{config.random} random images (`random`)")
+        return f"{config.random} random images (seed {config.seed})", arrays
     images = open_images(config.images, config.seed)
-    arrays = [image for _, image, _ in images.take(config.max_images)]
+    taken = (image for _, image, _ in images.take(config.max_images))
+    arrays = kept_images(taken, f"{config.max_images} images of {config.images} (`max_images`)")
     if not arrays:
         raise InputError(f"`images` {config.images}: no readable images")
     skipped = f", {len(images.skipped)} unreadable skipped" if images.skipped else ""

@@ -256,7 +256,14 @@ CASES = [
         "validate --reference {w}/model.onnx --candidate {w}/model.onnx --random 1 --json /dev/full",
         "device",
     ),
+    (
+        "validate-random-huge",
+        "validate --reference {w}/model.onnx --candidate {w}/model.onnx --random 1000000",
+        "expected 1 to 10000",
+    ),
+    ("validate-iou", "validate --reference {w}/model.onnx --candidate {w}/model.onnx --random 1 --min-box-iou 2", "within 0..1"),
     # bench
+    ("bench-random-huge", "bench --model {w}/model.onnx --random 1000000", "expected 1 to 10000"),
     ("bench-model-missing", "bench --model {w}/none.onnx --random 1", "none.onnx"),
     ("bench-repeat-0", "bench --model {w}/model.onnx --random 1 --repeat 0", "positive"),
     ("bench-json-model", "bench --model {w}/model.onnx --random 1 --json {w}/model.onnx", "is the input"),
