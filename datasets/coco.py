@@ -15,6 +15,7 @@ opened and have the sizes their records give (reading headers only).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from overfeat.errors import InputError
-from overfeat.fileio import write_json
+from overfeat.fileio import remove_stale, work_dir, write_json
 from overfeat.progress import Progress
 
 from .png import encode_png
@@ -74,19 +75,19 @@ def write_shapes(
     _check_shapes_arguments(split, count, seed, kind)
     out = _dataset_directory(out)
     _check_replaceable(out, split)
+    remove_stale(out, f".overfeat-{split}-old-")  # what a run killed while swapping left
     try:
-        work = Path(tempfile.mkdtemp(prefix=f".{split}.new-", dir=out))
+        with work_dir(f"{split}-new", out) as work:
+            (work / split).mkdir()  # ordinary permissions; the scratch folder is private
+            document = _generate_split(work, split, count, seed, kind, progress or Progress(enabled=False))
+            write_json(work / f"{split}.json", document)
+            _swap_in(out, split, work)
     except OSError as exc:
-        raise InputError(f"`out` {out} is not writable ({exc.strerror})") from None
-    try:
-        (work / split).mkdir()  # ordinary permissions; mkdtemp's folder is private
-        document = _generate_split(work, split, count, seed, kind, progress or Progress(enabled=False))
-        write_json(work / f"{split}.json", document)
-        _swap_in(out, split, work)
-    except OSError as exc:
-        raise InputError(f"writing split {split} into {out} failed ({exc}); the previous split is unchanged") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise InputError(f"`out` {out} is not writable ({exc.strerror})") from None
+        raise InputError(
+            f"writing split {split} into {out} failed ({exc.strerror or exc}); the previous split is unchanged"
+        ) from None
     return out / f"{split}.json"
 
 
@@ -167,7 +168,7 @@ def _swap_in(out: Path, split: str, work: Path) -> None:
     does not describe; an exception (an interrupt included) part-way undoes the renames made.
     The old split is deleted only once the new one is in place.
     """
-    old = Path(tempfile.mkdtemp(prefix=f".{split}.old-", dir=out))
+    old = Path(tempfile.mkdtemp(prefix=f".overfeat-{split}-old-{os.getpid()}-", dir=out))
     steps = [
         (out / f"{split}.json", old / f"{split}.json"),
         (out / split, old / split),

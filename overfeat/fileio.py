@@ -129,8 +129,9 @@ def _pid_of(name: str, prefix: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def _remove_stale(folder: Path, prefix: str) -> None:
-    """Remove what killed processes of this module left in ``folder`` under ``prefix``."""
+def remove_stale(folder: Path, prefix: str) -> None:
+    """Remove what killed processes left in ``folder`` under ``prefix`` (names ``PREFIX PID ...``
+    made by this module: those whose process no longer exists)."""
     try:
         names = [n for n in os.listdir(folder) if n.startswith(prefix)]
     except OSError:
@@ -172,7 +173,7 @@ def atomic_path(
     except OSError as exc:
         raise InputError(f"{what} {path}: the folder {folder} cannot be made ({exc.strerror})") from None
     prefix = _temp_prefix(target)
-    _remove_stale(folder, prefix)
+    remove_stale(folder, prefix)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=folder)
     except OSError as exc:
@@ -196,13 +197,14 @@ def atomic_path(
 
 
 @contextmanager
-def work_dir(kind: str) -> Iterator[Path]:
-    """A scratch folder ``overfeat-KIND-PID-*`` in the system's temporary folder, removed at the
-    end; those that killed processes left behind are removed first."""
-    prefix = f"overfeat-{kind}-"
-    root = Path(tempfile.gettempdir())
-    _remove_stale(root, prefix)
-    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as tmp:
+def work_dir(kind: str, parent: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """A scratch folder, removed at the end: ``overfeat-KIND-PID-*`` in the system's temporary
+    folder, or hidden (``.overfeat-KIND-PID-*``) in ``parent``. Those that killed processes left
+    there are removed first."""
+    root = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    prefix = f"{'.' if parent is not None else ''}overfeat-{kind}-"
+    remove_stale(root, prefix)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=root) as tmp:
         yield Path(tmp)
 
 

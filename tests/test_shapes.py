@@ -124,7 +124,7 @@ def test_an_interrupted_run_leaves_the_old_split(tmp_path, how):
     command = [sys.executable, "-m", "overfeat.cli", "datasets", "shapes", "--out", str(tmp_path), "--split", "val"]
     run = subprocess.Popen([*command, "--count", "500", "--seed", "2"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not any(tmp_path.glob(".val.new-*/val/*.png")):  # the new split is being written
+    while not any(tmp_path.glob(".overfeat-val-new-*/val/*.png")):  # the new split is being written
         assert run.poll() is None and time.monotonic() < deadline, run.stderr.read() if run.poll() is not None else "slow"
         time.sleep(0.05)
     run.send_signal(how)
@@ -137,6 +137,9 @@ def test_an_interrupted_run_leaves_the_old_split(tmp_path, how):
     if how == signal.SIGINT:
         assert run.returncode == 130 and "interrupted" in err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["val", "val.json"], "the unfinished split is removed"
+    else:  # what the killed run left goes with the next run
+        write_shapes(tmp_path, "val", 2, seed=3)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["val", "val.json"]
 
 
 def test_bad_arguments_are_refused_before_anything_is_made(tmp_path):
