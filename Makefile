@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # torch is pinned to the local CPU build through constraints.txt: never resolve it unconstrained.
 PIP    := $(BIN)/python -m pip install --quiet --progress-bar off --constraint constraints.txt
 
-.PHONY: test demo lint format clean
+.PHONY: test demo lint format clean triton
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +22,25 @@ $(VENV)/.installed-demo: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) -e ".[export,ort,openvino,images,validate,fast,dev]"
+	$(PIP) -e ".[export,ort,openvino,images,validate,fast,triton,dev]"
 	$(WARM)
 	touch $@
 
-test: $(VENV)/.installed-test
+# The Triton server's environment: PyTriton's tritonserver with its Python backend (it needs
+# NumPy < 2) and the runtime that backend runs ('overfeat serve --triton-env .venv-triton').
+TRITON := .venv-triton
+$(TRITON)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(TRITON)
+	$(TRITON)/bin/python -m pip install --quiet --progress-bar off --constraint constraints.txt \
+		"nvidia-pytriton==0.7.0" "numpy<2" -e ".[ort,fast]"
+	touch $@
+
+triton: $(TRITON)/.installed
+
+test: $(VENV)/.installed-test $(TRITON)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	OVERFEAT_TRITON_ENV="$(abspath $(TRITON))" $(BIN)/python -m pytest
 
 demo: $(VENV)/.installed-demo
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
@@ -43,4 +54,4 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(TRITON) out .pytest_cache

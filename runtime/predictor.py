@@ -78,6 +78,13 @@ class Predictor:
             check_pyramid_memory(sizes, self.meta, self.flip)
 
     @classmethod
+    def from_url(cls, url: str, model: str = "overfeat_net", *, protocol: str | None = None, **kwargs) -> Predictor:
+        """The network model ``model`` of a Triton server at ``url`` (``HOST:PORT``, ``http://`` or
+        ``grpc://``); the pyramid, the decoding and the merge run here
+        (:mod:`overfeat.runtime.backends.triton`)."""
+        return cls(create_backend(url, "triton", model=model, protocol=protocol), **kwargs)
+
+    @classmethod
     def from_path(
         cls,
         path: str | os.PathLike,

@@ -19,6 +19,7 @@ FOLDERS = {
     "calibration": "overfeat.calibration",
     "engines": "overfeat.engines",
     "bench": "overfeat.bench",
+    "serving": "overfeat.serving",
 }
 # layer → the layers it may import (besides itself); the command line imports every layer
 ALLOWED = {
@@ -30,6 +31,7 @@ ALLOWED = {
     "calibration": {"core", "runtime", "datasets"},
     "engines": {"core", "runtime", "datasets", "calibration"},
     "bench": {"core", "runtime", "datasets", "calibration", "engines"},
+    "serving": {"core", "runtime"},
 }
 ALLOWED["cli"] = set(ALLOWED) - {"cli"}
 

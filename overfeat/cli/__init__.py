@@ -28,7 +28,21 @@ from .args import EXTRA, as_flags
 
 # The order of the verbs in 'overfeat --help': the pipeline's. A new verb module not listed
 # here comes after them.
-ORDER = ("export", "inspect", "infer", "datasets", "eval", "train", "calibrate", "convert", "build", "validate", "bench")
+ORDER = (
+    "export",
+    "inspect",
+    "infer",
+    "datasets",
+    "eval",
+    "train",
+    "calibrate",
+    "convert",
+    "build",
+    "validate",
+    "bench",
+    "triton_repo",
+    "serve",
+)
 _NOT_VERBS = {"args", "__main__"}
 # The flags that name what a command writes; every other file a flag names is an input, which no
 # output may replace (overfeat.fileio.protect_inputs). --cache is read and rewritten on purpose.

@@ -16,10 +16,18 @@ from . import args as a
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("infer", help="classify, localize or detect objects in images")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--model", required=True, help="an exported ONNX file, or an engine manifest.json")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="an exported ONNX file, or an engine manifest.json (--backend triton: the server's network model)",
+    )
+    p.add_argument("--url", help="--backend triton: the server, HOST:PORT (http://, grpc://; port 8001 means gRPC)")
+    p.add_argument(
+        "--protocol", choices=("http", "grpc"), default=None, help="--backend triton: HTTP or gRPC (default: from --url)"
+    )
     p.add_argument("--task", choices=TASKS, default="classify")
     a.add_pyramid(p)
-    a.add_backend(p, ("onnxruntime", "openvino", "tensorrt"))
+    a.add_backend(p, ("onnxruntime", "openvino", "tensorrt", "triton"))
     p.add_argument("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (default CPU)")
     a.add_decode(p, a.INFER_OPTIONS)
     p.add_argument("--max-pixels", type=a.positive_int, default=None, help="refuse larger images (default 64,000,000)")
@@ -81,21 +89,27 @@ def run(args: argparse.Namespace) -> int:
     merge = a.merge_config(args)
     decode = a.decode_config(args, (args.task,), a.INFER_OPTIONS)
     providers = args.providers.split(",") if args.providers else None
-    if providers and (args.backend or default_backend(args.model)) != "onnxruntime":
+    if providers and (args.backend or ("triton" if args.url else default_backend(args.model))) != "onnxruntime":
         raise InputError("--providers selects ONNX Runtime execution providers; it does not apply to TensorRT engines")
     a.check_precision(args)
     results, failed = [], []
-    with Predictor.from_path(
-        args.model,
-        args.backend,
-        providers=providers,
-        precision=args.precision,
-        allow_host_code=args.allow_host_code,
-        pyramid=args.pyramid,
-        flip=not args.no_flip,
-        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
-        merge=merge,
-    ) as predictor:
+    common = dict(pyramid=args.pyramid, flip=not args.no_flip, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, merge=merge)
+    if (args.backend == "triton") != (args.url is not None) or (args.protocol and args.backend != "triton"):
+        raise InputError(
+            "--backend triton and --url (and --protocol) go together: the server's address, and --model its network model"
+        )
+    if args.backend == "triton":
+        opened = Predictor.from_url(args.url, args.model, protocol=args.protocol, **common)
+    else:
+        opened = Predictor.from_path(
+            args.model,
+            args.backend,
+            providers=providers,
+            precision=args.precision,
+            allow_host_code=args.allow_host_code,
+            **common,
+        )
+    with opened as predictor:
         predictor.check_task(args.task)
         progress = Progress(enabled=len(args.images) > 1)
         for number, image in enumerate(progress.track(args.images, "images"), 1):

@@ -92,6 +92,18 @@ def _make_tensorrt(path: str, **options) -> Backend:
     return TensorRTBackend(path, **options)
 
 
+def _triton_available() -> bool:
+    return find_spec("tritonclient") is not None
+
+
+def _make_triton(url: str, **options) -> Backend:
+    from .triton import TritonBackend
+
+    return TritonBackend(url, **options)
+
+
+REMOTE = ("triton",)  # backends whose "path" is a server's URL, not a file
+
 REGISTRY: dict[str, BackendEntry] = {
     "onnxruntime": BackendEntry(
         "onnxruntime",
@@ -109,6 +121,9 @@ REGISTRY: dict[str, BackendEntry] = {
     ),
     "openvino": BackendEntry(
         "openvino", _openvino_available, _make_openvino, "pip install 'overfeat[openvino]'", ("precision", "threads")
+    ),
+    "triton": BackendEntry(
+        "triton", _triton_available, _make_triton, "pip install 'overfeat[triton]'", ("model", "protocol", "timeout")
     ),
 }
 ENTRY_POINTS = "overfeat.backends"  # other packages' backends (overfeat.export's torch) register here
@@ -190,7 +205,7 @@ def create_backend(path: str | Path, backend: str | None = None, **options) -> B
     options = {k: v for k, v in options.items() if v is not None}
     if not entry.is_available():
         raise BackendError(f"backend {name!r} is not available here: {entry.needs}")
-    if not Path(path).is_file():
+    if name not in REMOTE and not Path(path).is_file():
         raise InputError(f"model {path} does not exist or is not a file")
     return entry.factory(str(path), **options)
 
