@@ -190,7 +190,9 @@ def _networks_tensorrt(base: str, manifest, options: RepoOptions, props: dict[st
     return models, routes
 
 
-def _pipeline(options: RepoOptions, meta: ModelMeta, routes: dict[str, str], props: dict[str, str]) -> ModelDir:
+def _pipeline(
+    options: RepoOptions, meta: ModelMeta, routes: dict[str, str], props: dict[str, str], local: str | None = None
+) -> ModelDir:
     from overfeat.runtime.tasks import default_tasks
 
     task = options.task or default_tasks(meta)[0]
@@ -200,6 +202,8 @@ def _pipeline(options: RepoOptions, meta: ModelMeta, routes: dict[str, str], pro
         "overfeat_task": task,
         "overfeat_pyramid": json.dumps(options.pyramid),
         "overfeat_flip": json.dumps(options.flip),
+        # --net python: the pipeline runs the network model's ONNX file itself (no BLS round trip per scale)
+        **({"overfeat_local_model": local} if local else {}),
     }
     config = (
         f'name: {_text(options.name)}\nbackend: "python"\nmax_batch_size: 0\n'
@@ -247,7 +251,8 @@ def plan_repository(model: str | os.PathLike[str], options: RepoOptions | None =
     else:
         make = _network_onnx if net == "onnxruntime" else _network_python
         networks, routes = [make(base, Path(model), meta, options, props)], {"*": base}
-    return [_pipeline(options, meta, routes, props), *networks], net
+    local = f"../{base}/1/model.onnx" if net == "python" else None  # relative to the pipeline model folder
+    return [_pipeline(options, meta, routes, props, local), *networks], net
 
 
 def _readme(models: list[ModelDir], net: str) -> str:

@@ -247,3 +247,21 @@ def test_client_errors_are_clear(server):
         Predictor.from_url(server.http_url, "overfeat")  # the pipeline, not a network
     with pytest.raises(InputError, match="expected HOST:PORT"):
         Predictor.from_url("localhost")
+
+
+@needs_server
+def test_the_pipeline_calls_the_network_through_bls(shapes_onnx, image, tmp_path):
+    """With the network in another model (as onnxruntime_onnx or TensorRT plans are on a GPU
+    server), the pipeline calls it through BLS: the same answers."""
+    from overfeat.serving.repository import RepoOptions, write_repository
+    from overfeat.serving.server import Server
+
+    repository = write_repository(shapes_onnx, tmp_path / "repository", RepoOptions(net="python", pyramid=2))
+    config = tmp_path / "repository" / "overfeat" / "config.pbtxt"
+    lines = config.read_text().splitlines(keepends=True)
+    config.write_text("".join(x for x in lines if "overfeat_local_model" not in x))  # as for any other network
+    there = _in_triton_env(shapes_onnx, image, tmp_path)
+    with Server(repository.path, tmp_path) as server:
+        for task in TASKS:
+            answer, _ = _pipeline(server.grpc_url, image, "grpc", task=task)
+            assert _same(answer, there[task]), task

@@ -2,7 +2,9 @@
 
 Copied into a repository by ``overfeat triton-repo`` as ``NAME/1/model.py``. It runs
 ``overfeat.runtime`` (the pyramid, the decoding, the greedy merge) with a backend that calls the
-network model through Business Logic Scripting, so the network runs wherever Triton runs it.
+network model through Business Logic Scripting, so the network runs wherever Triton runs it; with
+``--net python`` (ONNX Runtime in the Python backend) it runs the network's ONNX file itself
+instead, sparing a round trip of every scale's batch between two backend processes.
 
 Input ``IMAGE``: RGB, UINT8 [H, W, 3]. Request parameters (all optional): ``task``, ``top_k``,
 ``min_score``, ``score_threshold``, ``method``, ``iou_threshold``. Outputs: ``RESULT`` (the
@@ -56,7 +58,15 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         meta = ModelMeta.from_props({k: v for k, v in params.items() if k.startswith("overfeat.")}, config["name"])
-        network = _Network(meta, json.loads(params["overfeat_routes"]), config["name"])
+        local = params.get("overfeat_local_model")
+        if local:  # the network's ONNX file, run here: no round trip through another model per scale
+            from pathlib import Path
+
+            from overfeat.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+            network = OnnxRuntimeBackend(str(Path(args["model_repository"]) / local))
+        else:
+            network = _Network(meta, json.loads(params["overfeat_routes"]), config["name"])
         pyramid = json.loads(params["overfeat_pyramid"])
         pyramid = [tuple(s) for s in pyramid] if isinstance(pyramid, list) else pyramid
         self.task = params["overfeat_task"]

@@ -1,0 +1,172 @@
+"""Throughput through a local Triton server against the same model in process.
+
+    python benchmarks/triton.py [--requests 48] [--instances 2] [--task detect] [--json docs/triton-throughput.json]
+
+The committed shapes model is exported and put in a repository (``overfeat triton-repo --net
+python``: the bundled server has no ONNX Runtime backend), served by the bundled tritonserver
+from ``$OVERFEAT_TRITON_ENV`` (``make triton``) on 127.0.0.1. With 1, 4 and 16 concurrent
+clients, each sending its share of ``--requests`` generated images one after another, it
+measures requests per second and p50/p99 latency of:
+
+- ``in process``: one ``Predictor`` shared by the client threads (the reference);
+- ``triton pipeline``: the pipeline model over HTTP (image in, results out; the pyramid, decoding
+  and merge run in the server);
+- ``triton network``: ``Predictor.from_url`` (the pyramid and merge in the client, each scale's
+  batch to the network model over HTTP).
+
+Triton's overhead per request is the single-client p50 of the pipeline minus that in process.
+All three run one after another on the same machine, in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from overfeat.fileio import write_json  # noqa: E402
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "shapes-accurate-w12.safetensors"
+CLIENTS = (1, 4, 16)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def measure(make_call, images: list[np.ndarray], clients: int) -> dict:
+    """``clients`` threads, each with its own call (``make_call()``), share ``images``; every wait is bounded."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker(share: list[np.ndarray]) -> None:
+        call = make_call()
+        for image in share:
+            start = time.perf_counter()
+            try:
+                call(image)
+            except Exception as exc:  # recorded, not raised in a thread
+                errors.append(str(exc)[:200])
+                return
+            with lock:
+                latencies.append(time.perf_counter() - start)
+
+    shares = [images[i::clients] for i in range(clients)]
+    threads = [threading.Thread(target=worker, args=(share,), daemon=True) for share in shares]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    wall = time.perf_counter() - start
+    if errors or len(latencies) != len(images):
+        raise SystemExit(f"{len(errors)} requests failed: {errors[:3]}")
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "per_second": round(len(latencies) / wall, 3),
+        "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 1),
+        "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--task", choices=("classify", "localize", "detect"), default="detect")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    import tritonclient.http as http
+
+    from overfeat.datasets.shapes import generate
+    from overfeat.runtime import Predictor
+    from overfeat.serving.repository import RepoOptions, write_repository
+    from overfeat.serving.server import Server
+
+    images = [generate(4321, "multi", "test", i).image for i in range(args.requests)]
+    with tempfile.TemporaryDirectory(prefix="overfeat-triton-bench-") as tmp:
+        work = Path(tmp)
+        model = work / "shapes.onnx"
+        export = ["export", "--checkpoint", str(CHECKPOINT), "--output", str(model), "--check-sizes", "", "--quiet"]
+        subprocess.run([sys.executable, "-m", "overfeat.cli", *export], check=True)
+        options = RepoOptions(net="python", task=args.task, instances=args.instances)
+        repository = write_repository(model, work / "repository", options)
+        local = Predictor.from_path(model)
+        task = (args.task,)
+
+        def in_process():
+            return lambda image: local.predict(image, task)
+
+        def pipeline_call(url):
+            def make():
+                client = http.InferenceServerClient(url, network_timeout=120)
+
+                def call(image):
+                    tensor = http.InferInput("IMAGE", list(image.shape), "UINT8")
+                    tensor.set_data_from_numpy(image)
+                    json.loads(client.infer("overfeat", [tensor], parameters={"task": args.task}).as_numpy("RESULT")[0])
+
+                return call
+
+            return make
+
+        def network_call(url):
+            def make():
+                remote = Predictor.from_url(url)
+                return lambda image: remote.predict(image, task)
+
+            return make
+
+        rows = []
+        with Server(repository.path, work) as server:
+            for image in images[:2]:  # warm every path once
+                in_process()(image)
+                pipeline_call(server.http_url)()(image)
+                network_call(server.http_url)()(image)
+            for clients in CLIENTS:
+                for name, make in (
+                    ("in process", in_process),
+                    ("triton pipeline", pipeline_call(server.http_url)),
+                    ("triton network", network_call(server.http_url)),
+                ):
+                    row = {"path": name, **measure(make, images, clients)}
+                    rows.append(row)
+                    print(
+                        f"{name:<16} {clients:>2} clients  {row['per_second']:6.2f} req/s  p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms",
+                        file=sys.stderr,
+                    )
+    by = {(r["path"], r["clients"]): r for r in rows}
+    result = {
+        "command": " ".join(sys.argv),
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": cpu_name(),
+        "task": args.task,
+        "instances": args.instances,
+        "rows": rows,
+        "pipeline_share_at_4": round(by[("triton pipeline", 4)]["per_second"] / by[("in process", 4)]["per_second"], 3),
+        "overhead_ms": round(by[("triton pipeline", 1)]["p50_ms"] - by[("in process", 1)]["p50_ms"], 1),
+    }
+    print(
+        f"pipeline at 4 clients: {result['pipeline_share_at_4']:.0%} of in-process throughput; overhead {result['overhead_ms']} ms a request"
+    )
+    if args.json:
+        write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
