@@ -54,9 +54,9 @@ def find_triton(triton_env: str | os.PathLike[str] | None = None) -> TritonInsta
     binary = root / "bin" / "tritonserver"
     if not binary.is_file():
         where = f"{'`triton_env` ' + str(env) if env else 'this Python environment'}"
-        raise BackendError(
+        raise InputError(
             f"no tritonserver in {where} ({binary} is missing): make a server environment with "
-            f"'make triton' (.venv-triton: nvidia-pytriton and overfeat) and pass it as --triton-env or ${ENV}"
+            f"'make triton' (.venv-triton: nvidia-pytriton and overfeat) and pass it as `triton_env` or ${ENV}"
         )
     return TritonInstall(binary, root / "backends", root / "python_backend_stubs", prefix / "bin")
 

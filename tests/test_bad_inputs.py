@@ -263,6 +263,16 @@ CASES = [
     ),
     ("validate-iou", "validate --reference {w}/model.onnx --candidate {w}/model.onnx --random 1 --min-box-iou 2", "within 0..1"),
     # bench
+    # triton-repo, serve
+    ("triton-repo-garbage", "triton-repo --model {w}/garbage.onnx --output {w}/repo", "garbage.onnx"),
+    ("triton-repo-not-ours", "triton-repo --model {w}/model.onnx --output {w}/data", "is not a repository overfeat wrote"),
+    ("triton-repo-name", "triton-repo --model {w}/model.onnx --output {w}/repo --name a/b", "--name 'a/b'"),
+    ("triton-repo-instances", "triton-repo --model {w}/model.onnx --output {w}/repo --instances 0", "positive integer"),
+    ("triton-repo-net", "triton-repo --model {w}/model.onnx --output {w}/repo --net tensorrt", "TensorRT plans come from"),
+    ("triton-repo-meta", "triton-repo --model {w}/meta_stride0.onnx --output {w}/repo", "overfeat.stride"),
+    ("serve-env", "serve --model {w}/model.onnx --triton-env {w}/folder", "no tritonserver"),
+    ("serve-port", "serve --model {w}/model.onnx --http-port 80", "1024 to 65535"),
+    ("serve-missing", "serve --model {w}/none.onnx", "none.onnx"),
     ("bench-random-huge", "bench --model {w}/model.onnx --random 1000000", "expected 1 to 10000"),
     ("bench-model-missing", "bench --model {w}/none.onnx --random 1", "none.onnx"),
     ("bench-repeat-0", "bench --model {w}/model.onnx --random 1 --repeat 0", "positive"),
@@ -292,7 +302,7 @@ def test_the_suite_is_large_and_covers_every_verb():
     from overfeat.cli import verbs
 
     assert len(CASES) >= 80 and len({c[0] for c in CASES}) == len(CASES)
-    names = {v.__name__.rsplit(".", 1)[1] for v in verbs()}
+    names = {v.__name__.rsplit(".", 1)[1].replace("_", "-") for v in verbs()}
     assert names <= {c[1].split()[0] for c in CASES}
 
 

@@ -33,7 +33,7 @@ def _server_reason() -> str | None:
 
     try:
         find_triton()
-    except BackendError as exc:
+    except InputError as exc:
         return str(exc)
     return None
 
