@@ -36,6 +36,7 @@ from typing import Any
 from overfeat.errors import BuildError, InputError
 from overfeat.fileio import check_output_path, work_dir
 from overfeat.metadata import INPUT_NAME, ModelMeta
+from overfeat.runtime.image import DEFAULT_MAX_PIXELS
 
 NETS = ("onnxruntime", "tensorrt", "python")
 MAX_INSTANCES = 64
@@ -61,7 +62,7 @@ class RepoOptions:
     (None: onnxruntime for an ONNX file, tensorrt for a manifest); task: the pipeline's task when a
     request names none (None: the model's first); instances: model instances of each model;
     max_batch: the network's largest batch (dynamic batching joins requests up to it); pyramid,
-    flip: the pipeline's scales.
+    flip: the pipeline's scales; max_pixels: the largest image the pipeline takes.
     """
 
     name: str = "overfeat"
@@ -71,8 +72,11 @@ class RepoOptions:
     max_batch: int = 8
     pyramid: Any = "paper"
     flip: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS  # the pipeline refuses larger images
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            raise InputError(f"`max_pixels` {self.max_pixels!r}: expected a positive number of pixels")
         if not _NAME.fullmatch(self.name):
             raise InputError(f"`name` {self.name!r}: expected 1 to 64 letters, digits, '_', '.' or '-'")
         if self.net is not None and self.net not in NETS:
@@ -202,6 +206,7 @@ def _pipeline(
         "overfeat_task": task,
         "overfeat_pyramid": json.dumps(options.pyramid),
         "overfeat_flip": json.dumps(options.flip),
+        "overfeat_max_pixels": str(options.max_pixels),
         # --net python: the pipeline runs the network model's ONNX file itself (no BLS round trip per scale)
         **({"overfeat_local_model": local} if local else {}),
     }

@@ -57,7 +57,8 @@ def server(shapes_onnx, tmp_path_factory):
     if _server_reason():
         pytest.skip(_server_reason())
     work = tmp_path_factory.mktemp("triton")
-    repository = write_repository(shapes_onnx, work / "repository", RepoOptions(net="python", pyramid=2, task="detect"))
+    options = RepoOptions(net="python", pyramid=2, task="detect", max_pixels=300_000)
+    repository = write_repository(shapes_onnx, work / "repository", options)
     with Server(repository.path, work) as running:
         yield running
 
@@ -217,6 +218,7 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, image):
     bad = [
         (np.zeros((300, 300, 3), np.float32), "UINT8|data type|datatype"),
         (np.zeros((300, 300, 4), np.uint8), "expected an RGB image|dims|shape"),
+        (np.zeros((600, 600, 3), np.uint8), "max_pixels|pixels"),  # over the repository's 300,000-pixel limit
     ]
     for array, message in bad:
         with pytest.raises(InferenceServerException, match=message):

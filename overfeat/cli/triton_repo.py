@@ -37,13 +37,17 @@ def add_repository_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-batch", type=a.positive_int, default=8, help="the network's largest batch for dynamic batching (default 8)"
     )
+    p.add_argument(
+        "--max-pixels", type=a.positive_int, default=None, help="the pipeline refuses larger images (default 64,000,000)"
+    )
     a.add_pyramid(p)
 
 
 def options(args: argparse.Namespace):
     from overfeat.serving.repository import RepoOptions
 
-    return RepoOptions(args.name, args.net, args.task, args.instances, args.max_batch, args.pyramid, not args.no_flip)
+    limit = {"max_pixels": args.max_pixels} if args.max_pixels else {}
+    return RepoOptions(args.name, args.net, args.task, args.instances, args.max_batch, args.pyramid, not args.no_flip, **limit)
 
 
 def run(args: argparse.Namespace) -> int:

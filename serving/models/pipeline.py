@@ -70,7 +70,8 @@ class TritonPythonModel:
         pyramid = json.loads(params["overfeat_pyramid"])
         pyramid = [tuple(s) for s in pyramid] if isinstance(pyramid, list) else pyramid
         self.task = params["overfeat_task"]
-        self.predictor = Predictor(network, pyramid=pyramid, flip=json.loads(params["overfeat_flip"]))
+        flip, max_pixels = json.loads(params["overfeat_flip"]), int(params["overfeat_max_pixels"])
+        self.predictor = Predictor(network, pyramid=pyramid, flip=flip, max_pixels=max_pixels)
 
     def _one(self, request):
         from overfeat.errors import InputError
