@@ -9,6 +9,7 @@ A failed or interrupted export never leaves a partial model and never replaces a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import math
@@ -96,6 +97,7 @@ def export_onnx(
     report_path: str | os.PathLike[str] | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    source_format: str | None = None,
 ) -> ExportReport:
     """Export ``model`` to ``output`` (ONNX), verified against PyTorch.
 
@@ -107,6 +109,8 @@ def export_onnx(
         tolerance: largest accepted ``max|onnx − torch| / max|torch|`` for any output and size.
         report_path: where the parity report is saved as JSON (default: ``<output>.parity.json``
             beside the model).
+        source_format: how the weights were read (``state-dict``, ``overfeat-release``), recorded
+            in the metadata as ``overfeat.source_format``.
 
     Returns the parity report. Raises :class:`ParityError` (the model is not written) when the
     relative error exceeds ``tolerance``, :class:`InputError` for bad arguments.
@@ -115,6 +119,8 @@ def export_onnx(
     output = check_output_path(output, "output model")
     report_path = check_output_path(report_path or output.with_suffix(".parity.json"), "parity report")
     meta = model.metadata(classes)
+    if source_format:
+        meta = dataclasses.replace(meta, extra={**meta.extra, "overfeat.source_format": source_format})
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
         raise InputError(f"`tolerance` {tolerance!r}: expected a finite number ≥ 0")
     sizes = _parity_sizes(meta, check_sizes, batch or 2, model.width)

@@ -21,6 +21,7 @@ from overfeat.progress import Progress
 from .checkpoint import load_checkpoint
 from .model import build_model
 from .onnx_export import DEFAULT_CHECK_SIZES, DEFAULT_OPSET, DEFAULT_TOLERANCE, ExportReport, export_onnx
+from .release import CLASSES, RELEASE, detect, load_release
 from .torch_backend import checkpoint_info
 
 
@@ -41,6 +42,7 @@ class ExportSettings:
     coarse: bool = False
     classes_file: str | None = None
     seed: int = 0
+    checkpoint_format: str = "auto"  # auto, state-dict or overfeat-release (the authors' weight files)
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,14 @@ class ModelSpec:
     fine_stride: bool
     classes: tuple[str, ...] | None
     seed: int
+    source_format: str = "state-dict"  # how the checkpoint is read: state-dict or overfeat-release
 
 
 def resolve(checkpoint: str | os.PathLike[str] | None, settings: ExportSettings = ExportSettings()) -> ModelSpec:
     """The network of ``checkpoint`` (None: random weights) as ``settings`` ask for it."""
+    released = detect(checkpoint, settings.checkpoint_format, settings.arch) if checkpoint else None
+    if released:
+        return _released(checkpoint, released, settings)
     info = (checkpoint_info(checkpoint) if checkpoint else None) or {}
     for key in ("arch", "num_classes", "heads", "width"):
         given = getattr(settings, key)
@@ -81,6 +87,21 @@ def resolve(checkpoint: str | os.PathLike[str] | None, settings: ExportSettings 
         classes=classes,
         seed=settings.seed,
     )
+
+
+def _released(checkpoint, arch: str, settings: ExportSettings) -> ModelSpec:
+    """The network of a released weight file: the cls head of ``arch``, 1,000 classes, full width."""
+    wanted = {"num_classes": CLASSES, "heads": ("cls",), "width": 1.0}
+    for key, value in wanted.items():
+        given = getattr(settings, key)
+        if given is not None and (tuple(given) if key == "heads" else given) != value:
+            raise InputError(
+                f"`{key}` {given}: the released weights of {checkpoint} are the {arch} network's cls head with {CLASSES} classes at full width; leave `{key}` out"
+            )
+    if settings.shared_box:
+        raise InputError("`shared_box` applies to the loc head; the released weights hold the cls head only")
+    classes = read_class_names(settings.classes_file, CLASSES) if settings.classes_file else None
+    return ModelSpec(arch, CLASSES, ("cls",), 1.0, True, not settings.coarse, classes, settings.seed, RELEASE)
 
 
 def export_checkpoint(
@@ -108,7 +129,14 @@ def export_checkpoint(
         fine_stride=spec.fine_stride,
         seed=spec.seed,
     )
-    if checkpoint:
+    if checkpoint and spec.source_format == RELEASE:
+        if spec.classes is None:
+            progress.info(
+                f"{checkpoint}: the released weights carry no class names (they are compiled into the release's library); pass `classes_file` with the 1,000 ILSVRC names, else they are class_0 ..."
+            )
+        with progress.step(f"loading the released {spec.arch} weights {checkpoint} (memory-mapped)"):
+            load_release(model, checkpoint)
+    elif checkpoint:
         with progress.step(f"loading {checkpoint}"):
             load_checkpoint(model, checkpoint)
     return export_onnx(
@@ -122,4 +150,5 @@ def export_checkpoint(
         report_path=report_path,
         seed=spec.seed,
         progress=progress,
+        source_format=spec.source_format if checkpoint else None,
     )

@@ -379,6 +379,7 @@ FLAGS = {
     "CheckConfig.images": "--check",
     "CheckConfig.count": "--check-images",
     "CheckConfig.backend": "--check-backend",
+    "classes_file": "--classes",
 }
 _PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*(?:=[^`\s]+)?)`")
 

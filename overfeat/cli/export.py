@@ -16,7 +16,16 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--arch", choices=sorted(ARCHS), help="network: fast or accurate (default: from a checkpoint written by 'overfeat train')"
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="trained weights: .pt/.pth state_dict or .safetensors")
+    source.add_argument(
+        "--checkpoint",
+        help="trained weights: .pt/.pth state_dict, .safetensors, or the authors' released net_weight_0/net_weight_1",
+    )
+    p.add_argument(
+        "--checkpoint-format",
+        choices=("auto", "state-dict", "overfeat-release"),
+        default="auto",
+        help="auto (default): a file without a state_dict suffix and of a released file's exact size is one",
+    )
     source.add_argument("--random-init", action="store_true", help="random weights (for tests and speed benchmarks)")
     p.add_argument("--seed", type=a.seed, default=0, help="seed of --random-init and of the parity inputs (default 0)")
     p.add_argument("--num-classes", type=a.positive_int, default=None, help="number of classes C (default 1000)")
@@ -58,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         coarse=args.coarse,
         classes_file=args.classes,
         seed=args.seed,
+        checkpoint_format=args.checkpoint_format,
     )
     report = export_checkpoint(
         args.checkpoint,
