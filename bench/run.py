@@ -239,7 +239,8 @@ def summarize(result: CandidateResult, sizes: list[tuple[int, int]]) -> dict[str
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name, as benchmark reports state it beside every figure."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -266,7 +267,7 @@ FLAGS = (
 
 def machine() -> dict[str, Any]:
     """The CPU's name, cores and the flags its GEMM speed depends on (AMX, VNNI, bf16)."""
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "flags": _cpu_flags()}
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "flags": _cpu_flags()}
 
 
 def _cpu_flags() -> list[str]:
