@@ -3,8 +3,9 @@
 A released file is a flat array of little-endian float32 and nothing else: the layers one after
 another, each its weight in [out, in, kh, kw] order, then its bias. That is exactly the order
 and the shapes of this package's ``cls`` network with 1,000 classes, trunk first, so the file is
-read in the model's own parameter order, memory-mapped: each layer is copied from the mapped
-file straight into its tensor, and no second copy of the 580 MB is made. The class names are
+read in the model's own parameter order, memory-mapped: 16 MiB at a time is copied from the
+mapped file straight into its tensor and its pages dropped, so no second copy of the 580 MB is
+ever held. The class names are
 compiled into the release's library, not stored in the file: ``classes_file`` gives them.
 
 The released network differs from the paper's equations in one place: its activation is
@@ -16,6 +17,7 @@ export tolerance).
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -31,7 +33,7 @@ RELEASE = "overfeat-release"
 SIZES = {"fast": 145_920_872 * 4, "accurate": 144_656_488 * 4}
 FILES = {"fast": "net_weight_0", "accurate": "net_weight_1"}
 CLASSES = 1000
-_CHUNK = 1 << 22  # floats checked for finiteness at a time
+_CHUNK = 1 << 22  # floats copied and checked at a time (16 MiB)
 
 
 def _sizes_text() -> str:
@@ -68,6 +70,14 @@ def detect(path: str | os.PathLike[str], fmt: str = "auto", arch: str | None = N
     return found
 
 
+def _release_pages(mapped: mmap.mmap, start: int, length: int) -> None:
+    """Drop the mapped pages of bytes start..start+length that were read (whole pages only)."""
+    page = mmap.PAGESIZE
+    first, last = -(-start // page) * page, (start + length) // page * page
+    if last > first and hasattr(mmap, "MADV_DONTNEED"):
+        mapped.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
 def load_release(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     """Copy the released weights at ``path`` into ``model`` (the cls network, 1,000 classes, full
     width) in place, layer by layer from the memory-mapped file; non-finite values are refused."""
@@ -79,20 +89,22 @@ def load_release(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
             f"checkpoint {path} has {path.stat().st_size:,} bytes, the model to load it into has {total:,} parameters "
             f"({4 * total:,} bytes): the released files hold the cls network with {CLASSES} classes at full width"
         )
-    values = np.memmap(path, dtype="<f4", mode="r", shape=(total,))
-    offset = 0
-    with torch.no_grad():
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped, torch.no_grad():
+        offset = 0  # in floats
         for number, param in enumerate(params):
             count = param.numel()
             target = param.data.numpy().reshape(-1)  # the tensor's own memory
-            np.copyto(target, values[offset : offset + count])
             for start in range(0, count, _CHUNK):
-                if not np.isfinite(target[start : start + _CHUNK]).all():
+                n = min(_CHUNK, count - start)
+                chunk = np.frombuffer(mapped, dtype="<f4", count=n, offset=4 * (offset + start))
+                target[start : start + n] = chunk
+                del chunk
+                _release_pages(mapped, 4 * (offset + start), 4 * n)  # read once: out of this process's memory
+                if not np.isfinite(target[start : start + n]).all():
                     layer, kind = divmod(number, 2)
                     raise ModelError(
                         f"checkpoint {path}: the {'bias' if kind else 'weight'} of layer {layer + 1} "
                         f"(floats {offset:,} to {offset + count:,}) holds NaN or infinite values"
                     )
             offset += count
-    del values
     return model

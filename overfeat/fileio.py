@@ -25,6 +25,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -112,37 +113,40 @@ def _temp_prefix(target: Path) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be running (anything in doubt counts as running)."""
     if pid == os.getpid():
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError, ValueError):
         return True
     return True
 
 
-def _pid_of(name: str, prefix: str) -> int | None:
-    """The process id in a temporary name made by this module (``PREFIX PID . ...``)."""
-    digits = name[len(prefix) :].split(".", 1)[0].split("-", 1)[0]
-    return int(digits) if digits.isdigit() else None
-
-
 def remove_stale(folder: Path, prefix: str) -> None:
-    """Remove what killed processes left in ``folder`` under ``prefix`` (names ``PREFIX PID ...``
-    made by this module: those whose process no longer exists)."""
+    """Remove what killed processes left in ``folder`` under ``prefix``: only names this module
+    makes (``PREFIX PID.XXXXXXXX.tmp`` files and ``PREFIX PID-XXXXXXXX`` folders), owned by this
+    user, whose process no longer exists."""
     try:
         names = [n for n in os.listdir(folder) if n.startswith(prefix)]
     except OSError:
         return
+    head = re.escape(prefix) + r"(\d{1,10})"
     for name in names:
-        pid = _pid_of(name, prefix)
-        if pid is None or _alive(pid):
-            continue
+        as_file = re.fullmatch(head + r"\.[a-z0-9_]{8}\.tmp", name)
+        as_dir = re.fullmatch(head + r"-[a-z0-9_]{8}", name)
         stale = folder / name
         try:
-            if stale.is_dir() and not stale.is_symlink():
+            info = os.lstat(stale)
+        except OSError:
+            continue
+        kind_ok = (as_file and stat.S_ISREG(info.st_mode)) or (as_dir and stat.S_ISDIR(info.st_mode))
+        if not kind_ok or info.st_uid != os.getuid() or _alive(int((as_file or as_dir).group(1))):
+            continue
+        try:
+            if as_dir:
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 stale.unlink()
@@ -180,9 +184,13 @@ def atomic_path(
         raise _write_error(exc, what, Path(path), _FULL + _DENIED) or exc from None
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
+    try:  # a replaced file keeps its permissions; a new one gets ordinary ones (mkstemp makes 0600)
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp_path, mode)
     try:
         yield tmp_path
         os.replace(tmp_path, target)

@@ -87,7 +87,10 @@ def max_memory() -> tuple[int, str]:
     if _limit is not None:
         return _limit, "`max_memory`"
     if os.environ.get(ENV):
-        return parse_bytes(os.environ[ENV]), ENV
+        try:
+            return parse_bytes(os.environ[ENV]), ENV
+        except InputError as exc:
+            raise InputError(f"the environment variable {ENV}: {exc}") from None
     total = machine_memory()
     return int(total * DEFAULT_SHARE), f"half of this machine's {gib(total)}"
 

@@ -81,6 +81,10 @@ class RepoOptions:
             raise InputError(f"`name` {self.name!r}: expected 1 to 64 letters, digits, '_', '.' or '-'")
         if self.net is not None and self.net not in NETS:
             raise InputError(f"`net` {self.net!r}: expected one of {', '.join(NETS)}")
+        if self.flip and self.max_batch < 2:
+            raise InputError(
+                f"`max_batch` {self.max_batch}: each scale runs as a batch of 2 (the image and its mirror); give 2 or more, or flip=False"
+            )
         for key, most in (("instances", MAX_INSTANCES), ("max_batch", MAX_BATCH)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
@@ -172,12 +176,20 @@ def _network_python(name: str, model: Path, meta: ModelMeta, options: RepoOption
 
 def _networks_tensorrt(base: str, manifest, options: RepoOptions, props: dict[str, str]) -> tuple[list[ModelDir], dict[str, str]]:
     """One tensorrt_plan model per plan; the pipeline's routing table ``HxW`` (or ``*``) → model."""
-    from overfeat.runtime.manifest import plan_path
+    from overfeat.runtime.manifest import plan_path, verify_plans
 
+    verify_plans(manifest)  # each plan file the manifest's, before it is copied
+    dynamic = [p for p in manifest.plans if not p.static]
+    if len(dynamic) > 1 or (dynamic and len(manifest.plans) > 1):
+        raise InputError(
+            f"`model` {manifest.path}: a repository takes static plans or one dynamic plan; this manifest has {len(dynamic)} dynamic of {len(manifest.plans)}"
+        )
     models, routes = [], {}
     for plan in manifest.plans:
         n, _, h, w = plan.opt_shape
-        name = base if len(manifest.plans) == 1 else f"{base}_{h}x{w}"
+        name = base if len(manifest.plans) == 1 else f"{base}_b{n}_{h}x{w}"
+        if any(m.name == name for m in models):
+            raise InputError(f"`model` {manifest.path}: two plans of shape {list(plan.opt_shape)}; rebuild the engines")
         dims = "[ " + ", ".join(str(d) if plan.static else "-1" for d in plan.opt_shape) + " ]"
         outputs = ", ".join(
             _tensor(o, "TYPE_FP32", "[ " + ", ".join(str(d) if isinstance(d, int) else "-1" for d in shape) + " ]")
@@ -190,7 +202,7 @@ def _networks_tensorrt(base: str, manifest, options: RepoOptions, props: dict[st
             f"{_instances(options.instances, 'KIND_GPU')}{_parameters(props)}"
         )
         models.append(ModelDir(name, config, {"model.plan": plan_path(manifest, plan)}))
-        routes["*" if not plan.static else f"{h}x{w}"] = name
+        routes[f"{h}x{w}" if plan.static else "*"] = name
     return models, routes
 
 
@@ -283,6 +295,15 @@ or on this machine: `overfeat serve --model MODEL` (a repository in a temporary 
 """
 
 
+def _ours(folder: Path) -> bool:
+    """Whether ``folder`` is a repository this module wrote and holds nothing else."""
+    try:
+        recorded = json.loads((folder / MARKER).read_text(encoding="utf-8"))["entries"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(recorded, list) and {p.name for p in folder.iterdir()} <= {*map(str, recorded), MARKER}
+
+
 def write_repository(
     model: str | os.PathLike[str], output: str | os.PathLike[str], options: RepoOptions | None = None
 ) -> Repository:
@@ -290,8 +311,10 @@ def write_repository(
     exist, or be a repository this function wrote (it is replaced)."""
     options = options or RepoOptions()
     out = Path(output)
-    if out.exists() and not (out.is_dir() and ((out / MARKER).is_file() or not any(out.iterdir()))):
-        raise InputError(f"`output` {out} exists and is not a repository overfeat wrote: give a new folder")
+    if out.exists() and not (out.is_dir() and (_ours(out) or not any(out.iterdir()))):
+        raise InputError(
+            f"`output` {out} exists and is not a repository overfeat wrote, or holds more than it wrote: give a new folder"
+        )
     check_output_path(out / MARKER, "`output`")
     models, net = plan_repository(model, options)
     checked = all([check_config(m.config, m.name) for m in models])
@@ -307,7 +330,8 @@ def write_repository(
                 else:
                     (folder / name).write_text(source, encoding="utf-8")
         (tmp / "README.md").write_text(_readme(models, net), encoding="utf-8")
-        (tmp / MARKER).write_text(json.dumps({"model": str(model), "net": net}) + "\n", encoding="utf-8")
+        entries = sorted([*(m.name for m in models), "README.md"])
+        (tmp / MARKER).write_text(json.dumps({"model": str(model), "net": net, "entries": entries}) + "\n", encoding="utf-8")
         staged = tmp / "repository"
         staged.mkdir()
         for entry in list(tmp.iterdir()):
@@ -318,7 +342,7 @@ def write_repository(
             out.rename(old)
             try:
                 staged.rename(out)
-            except OSError:
+            except BaseException:  # an error or an interrupt between the renames: the old one back
                 old.rename(out)
                 raise
         else:

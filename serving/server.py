@@ -89,6 +89,13 @@ class Server:
                 raise InputError(f"`{name}` {port}: expected 1024 to 65535")
         self.http_port = http_port or free_port(host)
         self.grpc_port = grpc_port or free_port(host)
+        if grpc_port is not None and grpc_port == http_port:
+            raise InputError(f"`http_port` and `grpc_port` are both {http_port}: give two ports")
+        while self.grpc_port == self.http_port:  # two free ports asked for apart can be the same
+            if grpc_port is None:
+                self.grpc_port = free_port(host)
+            else:
+                self.http_port = free_port(host)
         self.install = find_triton(triton_env)
         self.log = self.work / "server.log"
         self.process: subprocess.Popen | None = None
@@ -135,24 +142,27 @@ class Server:
         ]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:  # not ready, or interrupted while waiting: nothing may stay behind
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_SECONDS
         url = f"http://{self.http_url}/v2/health/ready"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through $http_proxy
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                raise BackendError(f"tritonserver ended (exit {self.process.returncode}) before it was ready:\n{self.tail()}")
+            if not self.alive():
+                raise BackendError(f"tritonserver ended before it was ready:\n{self.tail()}")
             try:
-                with urllib.request.urlopen(url, timeout=2) as answer:
+                with opener.open(url, timeout=2) as answer:
                     if answer.status == 200:
                         return
             except OSError:
                 pass
             time.sleep(0.2)
-        self.stop()
         raise BackendError(f"tritonserver was not ready within {READY_SECONDS:.0f} s:\n{self.tail()}")
 
     def tail(self, lines: int = 15) -> str:
@@ -164,25 +174,38 @@ class Server:
         return "\n".join((errors or text)[-lines:])
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        """Whether the server runs; an ended server is not reaped here, so that its process ID,
+        and with it its session's, stays ours until :meth:`stop`."""
+        if self.process is None or self.process.returncode is not None:
+            return False
+        try:
+            return os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            return False
 
     def stop(self) -> None:
         """SIGINT to the server's session (the server and its stubs); whatever is left after
-        STOP_SECONDS, or when this wait is itself interrupted, is killed."""
-        process = self.process
+        STOP_SECONDS, or when this wait is itself interrupted, is killed. The server is reaped
+        last, so the session ID cannot have passed to another process when it is signalled."""
+        process, self.process = self.process, None
         if process is None:
             return
         try:
-            if process.poll() is None:
+            if process.returncode is None:
                 os.killpg(process.pid, signal.SIGINT)
-                process.wait(STOP_SECONDS)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
+                deadline = time.monotonic() + STOP_SECONDS
+                while (
+                    time.monotonic() < deadline and os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+                ):
+                    time.sleep(0.1)
+        except (ProcessLookupError, ChildProcessError):
             pass
         finally:
-            try:  # the session is ours alone: the server and the stubs it started
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            if process.returncode is None:  # not reaped yet: its session is still ours to end
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:

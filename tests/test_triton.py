@@ -11,7 +11,6 @@ order, floats equal to 1e-9).
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -101,7 +100,9 @@ def _in_triton_env(model: Path, image: np.ndarray, tmp_path: Path) -> dict:
         f"image = np.load({str(tmp_path / 'image.npy')!r})\n"
         f"print(json.dumps({{t: p.predict(image, (t,))[t].to_dict() for t in {TASKS!r}}}))\n"
     )
-    python = Path(os.environ["OVERFEAT_TRITON_ENV"]) / "bin" / "python"
+    from overfeat.serving.server import find_triton
+
+    python = find_triton().env_bin / "python"
     done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=300, check=True)
     return json.loads(done.stdout)
 
@@ -155,9 +156,14 @@ def test_bad_repository_requests_are_refused(shapes_onnx, tmp_path):
     with pytest.raises(InputError, match="TensorRT plans come from an engine manifest"):
         write_repository(shapes_onnx, tmp_path / "r", RepoOptions(net="tensorrt"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
-    write_repository(shapes_onnx, tmp_path / "r")  # and a repository it wrote is replaced whole
-    write_repository(shapes_onnx, tmp_path / "r", RepoOptions(net="python"))
-    assert (tmp_path / "r" / "overfeat_net" / "1" / "model.py").is_file()
+    write_repository(shapes_onnx, tmp_path / "r", RepoOptions(net="python"))  # a repository it wrote is replaced whole
+    write_repository(shapes_onnx, tmp_path / "r")
+    assert sorted(p.name for p in (tmp_path / "r" / "overfeat_net" / "1").iterdir()) == ["model.onnx"]
+    (tmp_path / "r" / "someone_else").mkdir()  # but not once it holds models of others
+    with pytest.raises(InputError, match="holds more than it wrote"):
+        write_repository(shapes_onnx, tmp_path / "r")
+    with pytest.raises(InputError, match="batch of 2"):
+        RepoOptions(max_batch=1)
     from overfeat.errors import BuildError
 
     with pytest.raises(BuildError, match="is not a Triton ModelConfig"):

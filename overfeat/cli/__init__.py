@@ -150,6 +150,6 @@ def _guarded(args: argparse.Namespace) -> Iterator[None]:
         yield
     finally:
         if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         clear_inputs()
         limits.set_max_memory(None)

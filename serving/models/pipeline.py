@@ -9,7 +9,8 @@ instead, sparing a round trip of every scale's batch between two backend process
 Input ``IMAGE``: RGB, UINT8 [H, W, 3]. Request parameters (all optional): ``task``, ``top_k``,
 ``min_score``, ``score_threshold``, ``method``, ``iou_threshold``. Outputs: ``RESULT`` (the
 runtime's JSON of the result), ``LABELS`` [K], ``SCORES`` [K] and ``BOXES`` [K, 4] (x1, y1,
-x2, y2; classification: the top-k classes and no boxes).
+x2, y2; classification: the top-k classes and no boxes; localization and detection: the boxes,
+even none).
 """
 
 import json
@@ -89,7 +90,7 @@ class TritonPythonModel:
         task = settings.get("task", self.task)
         config = DecodeConfig(**{k: DECODE[k](v) for k, v in settings.items() if k in DECODE})
         result = self.predictor.predict(image, (task,), config)[task]
-        items = result.boxes or result.classes
+        items = result.classes if task == "classify" else result.boxes  # LABELS and BOXES pair up
         boxes = np.asarray([b.box for b in result.boxes], dtype=np.float32).reshape(-1, 4)
         return [
             pb_utils.Tensor("RESULT", np.array([json.dumps(result.to_dict()).encode()], dtype=np.object_)),
