@@ -7,7 +7,7 @@ Every artifact the project writes goes through :func:`atomic_path`, one mechanis
 - the target must not be one of the command's inputs (the same file, by device and inode):
   :func:`protect_inputs` names them, and ``atomic_path(..., inputs=...)`` adds more;
 - missing parent folders are created (as ``mkdir -p``), only when the write begins;
-- the content goes to a temporary file beside the target, ``.NAME.overfeat-PID.tmp``, renamed
+- the content goes to a temporary file beside the target, ``.NAME.overfeat-PID.XXXXXXXX.tmp``, renamed
   into place only when complete: an interrupted or failed write never leaves a partial file
   and never damages an existing one. The temporary file is removed on errors, KeyboardInterrupt
   and (in the CLI, which turns SIGTERM into an exception) termination; one left by a killed
