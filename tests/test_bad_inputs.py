@@ -461,3 +461,21 @@ def test_a_stopped_calibration_leaves_nothing_behind(shapes_onnx, tmp_path, sig)
     assert second.returncode == 0, second.stderr
     assert not _ours(scratch) and not _temps(out)  # the killed run's scratch folder is gone too
     assert (out / "m.int8.onnx").read_bytes() != b"previous good model"
+
+
+def test_a_replaced_file_keeps_its_permissions_and_stale_names_are_matched_exactly(tmp_path):
+    from overfeat.fileio import remove_stale, write_json
+
+    private = tmp_path / "private.json"
+    private.write_text("{}")
+    private.chmod(0o600)
+    write_json(private, {"new": 1})
+    assert private.stat().st_mode & 0o777 == 0o600 and json.loads(private.read_text()) == {"new": 1}
+    kept = ["overfeat-bench-2024-results", "overfeat-bench-99999999999999999999-abcdefgh", ".out.json.overfeat-12.tmp"]
+    gone = ["overfeat-bench-4194399-abcdefgh"]  # above Linux's largest process ID
+    for name in kept[:2] + gone:
+        (tmp_path / name).mkdir()
+    (tmp_path / kept[2]).write_text("not ours: no random part")
+    remove_stale(tmp_path, "overfeat-bench-")
+    remove_stale(tmp_path, ".out.json.overfeat-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "private.json"])
