@@ -1,6 +1,6 @@
 """Throughput through a local Triton server against the same model in process.
 
-    python benchmarks/triton.py [--requests 48] [--instances 2] [--task detect] [--json docs/triton-throughput.json]
+    python benchmarks/triton.py [--requests 48] [--instances 1] [--task detect] [--json docs/triton-throughput.json]
 
 The committed shapes model is exported and put in a repository (``overfeat triton-repo --net
 python``: the bundled server has no ONNX Runtime backend), served by the bundled tritonserver
@@ -121,7 +121,7 @@ def _overhead(model: Path, image: np.ndarray, work: Path, requests: int = 40) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48)
-    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--task", choices=("classify", "localize", "detect"), default="detect")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
