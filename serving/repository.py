@@ -97,7 +97,7 @@ class ModelDir:
 
     name: str
     config: str
-    files: dict[str, Path | str] = field(default_factory=dict)  # name in 1/ → a file to copy, or text
+    files: dict[str, Path] = field(default_factory=dict)  # name in 1/ → the file copied there
 
 
 @dataclass
@@ -325,10 +325,7 @@ def write_repository(
             folder.mkdir(parents=True)
             (tmp / m.name / "config.pbtxt").write_text(m.config, encoding="utf-8")
             for name, source in m.files.items():
-                if isinstance(source, Path):
-                    shutil.copyfile(source, folder / name)
-                else:
-                    (folder / name).write_text(source, encoding="utf-8")
+                shutil.copyfile(source, folder / name)
         (tmp / "README.md").write_text(_readme(models, net), encoding="utf-8")
         entries = sorted([*(m.name for m in models), "README.md"])
         (tmp / MARKER).write_text(json.dumps({"model": str(model), "net": net, "entries": entries}) + "\n", encoding="utf-8")

@@ -64,8 +64,8 @@ class TritonBackend:
             raise BackendError(f"the Triton server at {address} is not live")
         try:
             ready = self.client.is_model_ready(model)
-        except Exception as exc:
-            ready, _ = False, exc
+        except Exception:  # the server's own refusal of the name: not ready, said below
+            ready = False
         if not ready:
             raise ModelError(
                 f"the Triton server at {address} has no ready model {model!r}; is it the network model (NAME_net) of a repository from 'overfeat triton-repo'?"
